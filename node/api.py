@@ -1,0 +1,150 @@
+"""JSON API v1 for desks and scripts (docs/api.md).  Thin: parse, call the domain, answer."""
+
+from flask import Blueprint, jsonify, request
+
+from node.clock import utcnow
+from node import circulation, errors
+from node.app import get_config
+from node.auth import api_role
+from node.standing import standing_for
+
+bp = Blueprint("api", __name__)
+
+
+
+def json_body():
+    """The request's JSON object, or a 400 that names what is wrong."""
+    if not request.is_json:
+        raise errors.BadRequest("Send a JSON object with Content-Type: application/json.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise errors.BadRequest("The body is not a JSON object.")
+    return body
+
+
+def text_field(body, name, required=True, max_length=200):
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise errors.InvalidField(f"'{name}' must be a non-empty string of at most {max_length} characters.",
+                                  field=name)
+    return value.strip()
+
+
+def loan_json(loan, now=None):
+    cfg = get_config()
+    return loan.to_dict(cfg.tz, now or utcnow())
+
+
+@bp.get("/healthz")
+def healthz():
+    cfg = get_config()
+    from node.db import database
+    database.execute_sql("SELECT 1")
+    return jsonify({"status": "ok", "institution": cfg.institution, "name": cfg.node["name"],
+                    "api_version": 1})
+
+
+@bp.post("/api/v1/checkouts")
+@api_role("desk")
+def checkout():
+    cfg = get_config()
+    body = json_body()
+    barcode = text_field(body, "item_barcode")
+    patron = body.get("patron")
+    if not isinstance(patron, dict):
+        raise errors.InvalidField("'patron' must be an object {institution, id}.", field="patron")
+    institution = text_field(patron, "institution", max_length=32).upper()
+    home_id = text_field(patron, "id")
+    now = utcnow()
+    standing = standing_for(cfg, institution, home_id, now)
+    loan = circulation.checkout(cfg, barcode, institution, home_id, standing, now,
+                                staff=_staff_name())
+    return jsonify(loan_json(circulation.get_loan(loan.id), now)), 201
+
+
+@bp.post("/api/v1/returns")
+@api_role("desk")
+def return_item():
+    cfg = get_config()
+    body = json_body()
+    barcode = text_field(body, "item_barcode")
+    owner = text_field(body, "owner", required=False, max_length=32)
+    now = utcnow()
+    result = circulation.return_item(cfg, barcode, now, owner=owner and owner.upper(),
+                                     staff=_staff_name())
+    answer = {"loan": loan_json(circulation.get_loan(result.loan.id), now) if result.loan else None,
+              "item": result.item.to_dict(), "received": result.received,
+              "transit": {"to": result.transit_to, "name": _peer_name(cfg, result.transit_to)}
+              if result.transit_to else None}
+    return jsonify(answer), 200
+
+
+def _peer_name(cfg, code):
+    peer = cfg.peers.get(code)
+    return peer.name if peer else code
+
+
+@bp.post("/api/v1/loans/<loan_id>/renew")
+@api_role("desk")
+def renew(loan_id):
+    cfg = get_config()
+    now = utcnow()
+    loan = circulation.renew(cfg, loan_id, now, staff=_staff_name())
+    return jsonify(loan_json(circulation.get_loan(loan.id), now))
+
+
+@bp.get("/api/v1/loans")
+@api_role("desk")
+def loans():
+    args = request.args
+    status = args.get("status")
+    if status not in (None, "", "open", "closed"):
+        raise errors.InvalidField("status is open or closed.", field="status")
+    limit = _int_arg("limit", 100, 1, 1000)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    now = utcnow()
+    query = circulation.loans_query(
+        institution=(args.get("patron_institution") or "").upper() or None,
+        home_id=args.get("patron_id") or None, status=status or None,
+        overdue_at=now if args.get("overdue") in ("1", "true", "yes") else None,
+        search=args.get("q") or None, lender=(args.get("lender") or "").upper() or None)
+    rows = list(query.limit(limit).offset(offset))
+    return jsonify({"loans": [loan_json(loan, now) for loan in rows], "limit": limit, "offset": offset})
+
+
+def _int_arg(name, default, low, high):
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidField(f"{name} must be a whole number.", field=name) from None
+    if not low <= value <= high:
+        raise errors.InvalidField(f"{name} must be between {low} and {high}.", field=name)
+    return value
+
+
+@bp.get("/api/v1/loans/<loan_id>")
+@api_role("desk")
+def loan(loan_id):
+    return jsonify(loan_json(circulation.get_loan(loan_id)))
+
+
+@bp.get("/api/v1/items/<barcode>")
+@api_role("desk")
+def item(barcode):
+    owner = request.args.get("owner")
+    found = circulation.find_item(barcode, owner.upper() if owner else None)
+    body = found.to_dict()
+    open_loan = circulation.open_loan_of(found)
+    body["loan"] = loan_json(circulation.get_loan(open_loan.id)) if open_loan else None
+    return jsonify(body)
+
+
+def _staff_name():
+    from node.auth import current_staff
+    staff = current_staff()
+    return staff.name if staff else None

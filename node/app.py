@@ -1,0 +1,119 @@
+"""The Flask application factory: one node, built from one config."""
+import datetime
+import logging
+import os
+
+from flask import Flask, current_app, jsonify, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from node import config as config_module
+from node import errors
+from node.db import connection, open_database
+
+log = logging.getLogger(__name__)
+csrf = CSRFProtect()
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+def templates_folder():
+    """Top-level templates/ in a checkout, else the copy installed with the package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, os.pardir, "templates"),
+                      os.path.join(os.sys.prefix, "share", "circnode", "templates")):
+        if os.path.isdir(candidate):
+            return os.path.abspath(candidate)
+    raise RuntimeError("circnode templates not found")
+
+
+def create_app(cfg, test_config=None):
+    """Build the node for CFG (a loaded Config or a path to node.ini)."""
+    if isinstance(cfg, str):
+        cfg = config_module.load(cfg)
+    app = Flask("node", template_folder=templates_folder())
+    secure = {"yes": True, "no": False}.get(cfg.node["secure_cookies"],
+                                           cfg.node["base_url"].startswith("https://"))
+    app.config.update(
+        SECRET_KEY=cfg.node["secret_key"],
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_NAME=f"circnode_{cfg.institution.lower()}",
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # the session bounds the token's life
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["circnode"] = cfg
+    open_database(cfg.database_path)
+    csrf.init_app(app)
+
+    from node import api, desk
+    app.register_blueprint(api.bp)
+    app.register_blueprint(desk.bp)
+    csrf.exempt(api.bp)  # the JSON API takes Bearer tokens only, never cookies
+    try:
+        from sync import receive
+    except ImportError:
+        receive = None
+    if receive is not None:
+        app.register_blueprint(receive.bp)
+        csrf.exempt(receive.bp)  # peers sign each request instead
+
+    @app.before_request
+    def _connect():
+        connection()
+
+    register_error_handlers(app)
+    app.jinja_env.globals["node"] = cfg
+    return app
+
+
+def get_config():
+    return current_app.extensions["circnode"]
+
+
+def wants_json():
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def error_response(exc):
+    return jsonify(exc.to_dict()), exc.status
+
+
+def register_error_handlers(app):
+    from node.desk import error_page
+
+    @app.errorhandler(errors.CircnodeError)
+    def _refusal(exc):
+        if wants_json():
+            return error_response(exc)
+        return error_page(exc)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        refusal = errors.Forbidden("The form expired or did not come from this site. Reload and try again.")
+        refusal.code = "csrf_failed"
+        return error_page(refusal)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc):
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                413: "too_large"}.get(exc.code, "http_error")
+        refusal = errors.CircnodeError(exc.description or exc.name)
+        refusal.status, refusal.code = exc.code, code
+        if wants_json():
+            return error_response(refusal)
+        return error_page(refusal)
+
+    @app.errorhandler(Exception)
+    def _crash(exc):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        refusal = errors.CircnodeError("Something went wrong on this node; it was logged.")
+        refusal.status, refusal.code = 500, "internal_error"
+        if wants_json():
+            return error_response(refusal)
+        return error_page(refusal)

@@ -1,0 +1,297 @@
+"""Circulation rules: checkout, renew, return, item states.  Knows nothing of Flask.
+
+Each move checks, changes, then records: the loan rows, the item status,
+the audit line and the outbox event commit together in one ``BEGIN
+IMMEDIATE`` transaction, or not at all.  Views, JSON API and CLI call these
+functions, so the three cannot disagree.
+"""
+import datetime
+from dataclasses import dataclass, field
+
+from peewee import JOIN, IntegrityError, fn
+
+from node import errors
+from node.db import database
+from node.models import AuditLog, Item, Loan, Patron
+from node.policy import due_date, renewal_due_date
+from sync import outbox
+
+# Which item states each move may start from: the declarative transitions table.
+ITEM_TRANSITIONS = {
+    "checkout": {"available": "on_loan"},
+    "return_own": {"on_loan": "available", "lost": "available"},
+    "return_network": {"on_loan": "in_transit"},  # a peer's item returned at its home library
+    "owner_sees_return_elsewhere": {"on_loan": "in_transit", "lost": "in_transit"},
+    "receive": {"in_transit": "available"},
+    "declare_missing": {"available": "missing"},
+    "found": {"missing": "available"},
+}
+
+
+@dataclass
+class Standing:
+    """What the patron's home node (or this node for its own patrons) says of them."""
+
+    ok: bool
+    code: str = ""  # refusal code when not ok
+    reason: str = ""
+    name: str = ""
+    email: str = ""
+    provisional: bool = False  # home node unreachable: offline policy applies
+
+
+@dataclass
+class ReturnResult:
+    loan: Loan = None
+    item: Item = None
+    transit_to: str = None
+    received: bool = False
+    notes: list = field(default_factory=list)
+
+
+def audit(staff, action, target="", detail="", now=None):
+    AuditLog.create(at=now or datetime.datetime.now(datetime.timezone.utc),
+                    staff=staff or "system", action=action, target=target, detail=detail)
+
+
+def find_items(barcode, owner=None):
+    query = Item.select().where(Item.barcode == barcode)
+    if owner:
+        query = query.where(Item.owner == owner)
+    return list(query)
+
+
+def find_item(barcode, owner=None):
+    """The one item with BARCODE (of OWNER when given); refuse when none or ambiguous."""
+    items = find_items(barcode, owner)
+    if not items:
+        raise errors.ItemNotFound(f"No item with barcode {barcode!r}.", barcode=barcode)
+    if len(items) > 1:
+        raise errors.AmbiguousBarcode(
+            f"Barcode {barcode!r} belongs to several libraries; say which owner.",
+            owners=sorted(i.owner for i in items))
+    return items[0]
+
+
+def get_loan(loan_id):
+    loan = (Loan.select(Loan, Item, Patron).join(Item).switch(Loan)
+            .join(Patron, JOIN.LEFT_OUTER).where(Loan.id == loan_id).first())
+    if loan is None:
+        raise errors.LoanNotFound(f"No loan {loan_id!r}.", loan_id=loan_id)
+    return loan
+
+
+def open_loan_of(item):
+    return Loan.select().where((Loan.item == item) & (Loan.status == "open")).first()
+
+
+def _move(item, move, now):
+    target = ITEM_TRANSITIONS[move].get(item.status)
+    if target is None:
+        raise errors.ItemNotAvailable(
+            f"Item {item.barcode} is {item.status.replace('_', ' ')}.", status=item.status)
+    item.status = target
+    item.updated_at = now
+    item.save()
+
+
+def patron_record(institution, home_id, name="", email=""):
+    """The local record of a patron, created for a visiting patron on first contact."""
+    patron, created = Patron.get_or_create(
+        institution=institution, home_id=home_id, defaults={"name": name, "email": email})
+    if not created and ((name and patron.name != name) or (email and patron.email != email)):
+        patron.name, patron.email = name or patron.name, email or patron.email
+        patron.save()
+    return patron
+
+
+def own_patron_standing(cfg, home_id, now):
+    """The standing of one of this node's own patrons, from its own records."""
+    patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+    if patron is None:
+        return Standing(False, "patron_unknown", "Not a registered patron here.")
+    if patron.blocked:
+        return Standing(False, "patron_blocked", patron.block_reason or "Blocked.",
+                        patron.name, patron.email)
+    if patron.expires_on and patron.expires_on < now.astimezone(cfg.tz).date():
+        return Standing(False, "patron_expired", "Registration expired.", patron.name, patron.email)
+    return Standing(True, name=patron.name, email=patron.email)
+
+
+_REFUSALS = {"patron_unknown": errors.PatronUnknown, "patron_blocked": errors.PatronBlocked,
+             "patron_expired": errors.PatronExpired, "patron_limit_reached": errors.PatronLimitReached}
+
+
+def refuse_for_standing(standing):
+    cls = _REFUSALS.get(standing.code, errors.PatronBlocked)
+    raise cls(standing.reason or cls.__doc__, code=standing.code)
+
+
+def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None):
+    """Lend one of this library's items; return the new open loan.
+
+    STANDING comes from the patron's home node (or ``own_patron_standing``),
+    fetched by the caller before this transaction so no network call holds
+    the write lock.
+    """
+    if institution != cfg.institution and institution not in cfg.peers:
+        raise errors.UnknownInstitution(f"{institution!r} is not a library of this network.")
+    if not standing.ok:
+        refuse_for_standing(standing)
+    with database.atomic():
+        item = Item.get_or_none(owner=cfg.institution, barcode=item_barcode)
+        if item is None:
+            if find_items(item_barcode):
+                raise errors.ItemNotOwned(f"Item {item_barcode} belongs to another library.")
+            raise errors.ItemNotFound(f"No item with barcode {item_barcode!r}.", barcode=item_barcode)
+        rules = cfg.policy_for(item.item_type)
+        if not rules["loanable"]:
+            raise errors.ItemNotLoanable(f"Items of type {item.item_type!r} do not leave the library.")
+        if item.status == "on_loan":
+            raise errors.ItemOnLoan(f"Item {item.barcode} is already on loan.")
+        patron = patron_record(institution, home_id, standing.name, standing.email)
+        open_here = Loan.select().where((Loan.patron == patron) & (Loan.status == "open")
+                                        & (Loan.lender == cfg.institution))
+        if open_here.count() >= rules["max_loans"]:
+            raise errors.LoanLimit(f"The patron already holds {rules['max_loans']} loans from this library.")
+        if standing.provisional:
+            provisional = open_here.where(Loan.provisional == True).count()  # noqa: E712
+            if provisional >= rules["offline_max_loans"]:
+                raise errors.OfflineLimitReached(
+                    f"The home library cannot be reached and the patron already has {provisional} "
+                    "loans made offline.")
+        _move(item, "checkout", now)
+        try:
+            loan = Loan.create(item=item, patron=patron, lender=cfg.institution,
+                               checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz),
+                               provisional=standing.provisional, made_offline=standing.provisional,
+                               updated_at=now)
+        except IntegrityError:
+            # The partial unique index caught a concurrent checkout of the same item.
+            raise errors.ItemOnLoan(f"Item {item.barcode} is already on loan.") from None
+        audit(staff, "checkout", loan.id, f"item {item.barcode}", now)
+        if institution != cfg.institution:
+            outbox.enqueue(institution, "loan.created", loan_event_data(loan), now)
+    return loan
+
+
+def loan_event_data(loan):
+    """The minimum a home node needs to know of a loan (no names, no emails)."""
+    item = loan.item
+    return {"loan_id": loan.id, "lender": loan.lender,
+            "patron": {"institution": loan.patron.institution, "id": loan.patron.home_id},
+            "item": {"institution": item.owner, "barcode": item.barcode, "title": item.title,
+                     "call_number": item.call_number, "item_type": item.item_type},
+            "checked_out_at": loan.checked_out_at.isoformat(), "due_at": loan.due_at.isoformat(),
+            "renewals": loan.renewals, "provisional": loan.provisional}
+
+
+def renew(cfg, loan_id, now, staff=None):
+    """Extend an open loan of this library under its policy; return the loan."""
+    with database.atomic():
+        loan = get_loan(loan_id)
+        if loan.status != "open":
+            raise errors.LoanClosed(f"Loan {loan.id} is closed.")
+        if loan.lender != cfg.institution:
+            raise errors.Forbidden(f"Only the lender ({loan.lender}) can renew this loan.",
+                                   lender=loan.lender)
+        if loan.patron.blocked:
+            raise errors.PatronBlocked("The patron is blocked.")
+        rules = cfg.policy_for(loan.item.item_type)
+        if loan.renewals >= rules["renewals_allowed"]:
+            raise errors.RenewalLimit(f"No renewals left ({rules['renewals_allowed']} allowed).")
+        loan.renewals += 1
+        loan.due_at = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz)
+        loan.updated_at = now
+        loan.save()
+        audit(staff, "renew", loan.id, f"renewal {loan.renewals}", now)
+        if loan.patron.institution != cfg.institution:
+            outbox.enqueue(loan.patron.institution, "loan.renewed",
+                           {"loan_id": loan.id, "lender": loan.lender, "due_at": loan.due_at.isoformat(),
+                            "renewals": loan.renewals}, now)
+    return loan
+
+
+def return_item(cfg, item_barcode, now, owner=None, staff=None):
+    """Check an item in at this desk: close its loan, or receive it back from transit."""
+    with database.atomic():
+        item = find_item(item_barcode, owner)
+        loan = open_loan_of(item)
+        result = ReturnResult(loan=loan, item=item)
+        if loan is None:
+            if item.owner == cfg.institution and item.status == "in_transit":
+                _move(item, "receive", now)
+                result.received = True
+                last = (Loan.select().where(Loan.item == item).order_by(Loan.returned_at.desc()).first())
+                audit(staff, "receive", item.barcode, "", now)
+                if last and last.returned_at_institution and last.returned_at_institution != cfg.institution:
+                    outbox.enqueue(last.returned_at_institution, "item.received",
+                                   {"loan_id": last.id, "owner": item.owner, "barcode": item.barcode,
+                                    "received_at": now.isoformat()}, now)
+                result.loan = last
+                return result
+            raise errors.NotOnLoan(f"Item {item.barcode} is not on loan ({item.status.replace('_', ' ')}).",
+                                   status=item.status)
+        close_loan(loan, now, cfg.institution)
+        if item.owner == cfg.institution:
+            _move(item, "return_own", now)
+            home = loan.patron.institution if loan.patron_id else cfg.institution
+            if home != cfg.institution:
+                outbox.enqueue(home, "loan.returned", return_event_data(loan), now)
+        else:
+            # A peer's item came back at the patron's home library: it travels home.
+            _move(item, "return_network", now)
+            result.transit_to = item.owner
+            outbox.enqueue(item.owner, "loan.returned", return_event_data(loan), now)
+        audit(staff, "return", loan.id, f"item {item.barcode}", now)
+    return result
+
+
+def close_loan(loan, returned_at, where):
+    loan.status = "closed"
+    loan.returned_at = returned_at
+    loan.returned_at_institution = where
+    loan.updated_at = returned_at
+    loan.save()
+
+
+def return_event_data(loan):
+    return {"loan_id": loan.id, "lender": loan.lender, "returned_at": loan.returned_at.isoformat(),
+            "returned_at_institution": loan.returned_at_institution}
+
+
+def set_item_status(cfg, barcode, status, now, staff=None):
+    """Mark an own item missing or found again (admin action)."""
+    move = {"missing": "declare_missing", "available": "found"}.get(status)
+    if move is None:
+        raise errors.InvalidField("Status can be set to missing or available only.")
+    with database.atomic():
+        item = find_item(barcode, cfg.institution)
+        _move(item, move, now)
+        audit(staff, "item_status", item.barcode, status, now)
+    return item
+
+
+def loans_query(institution=None, home_id=None, status=None, overdue_at=None, search=None, lender=None):
+    """Loans with item and patron joined, newest first, filtered as asked."""
+    query = (Loan.select(Loan, Item, Patron).join(Item).switch(Loan)
+             .join(Patron, JOIN.LEFT_OUTER).order_by(Loan.checked_out_at.desc(), Loan.id.desc()))
+    if institution:
+        query = query.where(Patron.institution == institution)
+    if home_id:
+        query = query.where(Patron.home_id == home_id)
+    if status:
+        query = query.where(Loan.status == status)
+    if lender:
+        query = query.where(Loan.lender == lender)
+    if overdue_at is not None:
+        query = query.where((Loan.status == "open") & (Loan.due_at < overdue_at))
+    if search:
+        like = f"%{search}%"
+        query = query.where((Item.barcode == search) | (Patron.home_id == search)
+                            | (Item.title ** like))
+    return query
+
+
+def count_open_loans(patron):
+    return Loan.select(fn.COUNT(Loan.id)).where((Loan.patron == patron) & (Loan.status == "open")).scalar()

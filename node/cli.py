@@ -1,0 +1,231 @@
+"""The ``circnode`` command: thin wrappers over the same domain functions as the web."""
+import datetime
+import functools
+import logging
+import os
+import sys
+
+import click
+
+from node.clock import utcnow
+from node import config as config_module
+from node import errors
+
+UTC = datetime.timezone.utc
+log = logging.getLogger("circnode")
+
+
+
+def fail(message):
+    """One clear line on stderr and exit status 2: the CLI's only way to refuse."""
+    click.echo(f"circnode: {message}", err=True)
+    sys.exit(2)
+
+
+class Context:
+    def __init__(self, config_path):
+        self.config_path = config_path
+        self._cfg = None
+
+    @property
+    def cfg(self):
+        if self._cfg is None:
+            try:
+                self._cfg = config_module.load(self.config_path)
+            except config_module.ConfigError as exc:
+                fail(str(exc))
+        return self._cfg
+
+    def open(self):
+        """Load the config and open (and migrate) the database."""
+        from node.db import open_database
+        cfg = self.cfg
+        try:
+            open_database(cfg.database_path)
+        except Exception as exc:  # a locked, unreadable or corrupt file: say which
+            fail(f"{cfg.database_path}: cannot open the database ({exc})")
+        return cfg
+
+
+def refusals(command):
+    """Turn domain refusals into one line and exit status 2."""
+    @functools.wraps(command)
+    def wrapped(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except errors.CircnodeError as exc:
+            fail(f"{exc.message} [{exc.code}]")
+    return wrapped
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("--config", "config_path", envvar=config_module.ENV_VAR, metavar="PATH",
+              help=f"The node's INI file (or set {config_module.ENV_VAR}).")
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.pass_context
+def main(ctx, config_path, verbose):
+    """circnode: lend to visiting patrons and put every loan on their home record."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_path)
+
+
+@main.command()
+@pass_ctx
+def init(ctx):
+    """Create the data directory, the database and the node key pair (safe to run twice)."""
+    from node.keys import ensure_key, public_key_text
+    cfg = ctx.open()
+    path, created = ensure_key(cfg)
+    click.echo(f"database: {cfg.database_path}")
+    click.echo(f"node key: {path} ({'created' if created else 'kept'})")
+    click.echo(f"public key: {public_key_text(cfg)}")
+
+
+@main.group()
+def keys():
+    """The node's key pair."""
+
+
+@keys.command("show")
+@pass_ctx
+def keys_show(ctx):
+    """Print the node's public key (last line), for peers' [peer:CODE] public_key."""
+    from node.keys import public_key_text
+    cfg = ctx.cfg
+    try:
+        text = public_key_text(cfg)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    click.echo(f"# {cfg.institution} node key; peers put it in [peer:{cfg.institution}] public_key")
+    click.echo(text)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@pass_ctx
+def run(ctx, host, port, threads):
+    """Serve the node with waitress and run the scheduler in the same process."""
+    from node.runner import serve
+    cfg = ctx.open()
+    serve(cfg, host, port, threads)
+
+
+@main.group()
+def staff():
+    """Staff accounts."""
+
+
+@staff.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["desk", "admin"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@pass_ctx
+@refusals
+def staff_add(ctx, name, role, password_stdin):
+    """Create a staff account (password from a prompt or --password-stdin)."""
+    from node.auth import add_staff
+    ctx.open()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    add_staff(name, role, password, utcnow())
+    click.echo(f"staff {name} added ({role})")
+
+
+@staff.command("token")
+@click.argument("name")
+@pass_ctx
+@refusals
+def staff_token(ctx, name):
+    """Issue a new API token for NAME (printed as the last line; shown once)."""
+    from node.auth import new_token
+    ctx.open()
+    token = new_token(name, utcnow())
+    click.echo(f"# API token for {name}; send it as 'Authorization: Bearer TOKEN'. It is not stored.")
+    click.echo(token)
+
+
+def _run_import(ctx, kind, path, skip_bad):
+    from tqdm import tqdm
+
+    from node import imports
+    cfg = ctx.open()
+    importer = imports.import_items if kind == "items" else imports.import_patrons
+    bar = tqdm(unit=" rows", desc=f"importing {kind}", disable=None, file=sys.stderr)
+    try:
+        report = importer(path, cfg.institution, utcnow(), skip_bad=skip_bad, progress=bar.update)
+    except imports.ImportFileError as exc:
+        bar.close()
+        fail(str(exc))
+    bar.close()
+    for line, reason in report.bad:
+        click.echo(f"{path}: line {line}: {reason}", err=True)
+    if report.bad and not skip_bad:
+        fail(f"{path}: {len(report.bad)} bad rows; nothing imported (fix them, or pass --skip-bad)")
+    skipped = f", {len(report.bad)} bad rows skipped" if report.bad else ""
+    click.echo(f"{report.imported} {kind} imported from {path}{skipped}")
+
+
+@main.group()
+def items():
+    """This library's items."""
+
+
+@items.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--skip-bad", is_flag=True, help="Import the good rows even when some are bad.")
+@pass_ctx
+def items_import(ctx, path, skip_bad):
+    """Import items from CSV: barcode,title,call_number,item_type,replacement_cost."""
+    _run_import(ctx, "items", path, skip_bad)
+
+
+@main.group()
+def patrons():
+    """This library's own patrons."""
+
+
+@patrons.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--skip-bad", is_flag=True, help="Import the good rows even when some are bad.")
+@pass_ctx
+def patrons_import(ctx, path, skip_bad):
+    """Import patrons from CSV: id,name,email[,expires_on,blocked]."""
+    _run_import(ctx, "patrons", path, skip_bad)
+
+
+@main.command()
+@click.option("--open", "only_open", is_flag=True, help="Open loans only.")
+@click.option("--overdue", is_flag=True, help="Overdue loans only.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100000))
+@pass_ctx
+def loans(ctx, only_open, overdue, limit):
+    """List loans, newest first."""
+    from node.circulation import loans_query
+    cfg = ctx.open()
+    now = utcnow()
+    query = loans_query(status="open" if only_open else None, overdue_at=now if overdue else None)
+    rows = list(query.limit(limit))
+    click.echo(f"{'loan':36}  {'item':14} {'lender':8} {'patron':24} {'due':16} status")
+    for loan in rows:
+        patron = f"{loan.patron.institution}:{loan.patron.home_id}" if loan.patron_id else "-"
+        flags = "".join([" OVERDUE" if loan.is_overdue(now) else "",
+                         " provisional" if loan.provisional else "", " disputed" if loan.disputed else ""])
+        click.echo(f"{loan.id:36}  {loan.item.barcode:14} {loan.lender:8} {patron:24} "
+                   f"{loan.due_at.astimezone(cfg.tz):%Y-%m-%d %H:%M} {loan.status}{flags}")
+    click.echo(f"{len(rows)} loans")
+
+
+def entry():
+    main(prog_name="circnode")
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,46 @@
+"""The node's Ed25519 key pair: signs peer requests, acknowledgements and network passes."""
+import os
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+KEY_FILE = "node_ed25519.pem"
+
+
+def key_path(cfg):
+    return os.path.join(cfg.data_dir, KEY_FILE)
+
+
+def ensure_key(cfg):
+    """Create the node key if there is none (never replaces one); return (path, created)."""
+    path = key_path(cfg)
+    if os.path.exists(path):
+        return path, False
+    os.makedirs(cfg.data_dir, exist_ok=True)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    # O_EXCL: two concurrent inits cannot both write, and the file is never world-readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return path, True
+
+
+_cache = {}
+
+
+def private_key(cfg):
+    """The node's private key, loaded once per process."""
+    path = key_path(cfg)
+    if path not in _cache:
+        try:
+            with open(path, "rb") as handle:
+                _cache[path] = serialization.load_pem_private_key(handle.read(), password=None)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no node key; run 'circnode init' first") from None
+    return _cache[path]
+
+
+def public_key_text(cfg):
+    from sync.signing import encode_public_key
+    return encode_public_key(private_key(cfg).public_key())

@@ -1,0 +1,155 @@
+"""Versioned schema migrations: an upgraded node keeps its data.
+
+Each migration is a list of SQL statements applied in one transaction, and
+``schema_version`` records the ones applied.  Never edit a released
+migration; append a new one.  ``tests/test_migrations.py`` checks that the
+migrated schema matches the peewee models.
+"""
+import datetime
+import logging
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = {
+    1: [
+        """CREATE TABLE item (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL,
+            barcode TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            call_number TEXT NOT NULL DEFAULT '',
+            item_type TEXT NOT NULL DEFAULT '',
+            replacement_cost DECIMAL(10,2),
+            status TEXT NOT NULL DEFAULT 'available',
+            updated_at DATETIME NOT NULL)""",
+        "CREATE UNIQUE INDEX item_owner_barcode ON item (owner, barcode)",
+        "CREATE INDEX item_barcode ON item (barcode)",
+        """CREATE TABLE patron (
+            id INTEGER PRIMARY KEY,
+            institution TEXT NOT NULL,
+            home_id TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            email TEXT NOT NULL DEFAULT '',
+            expires_on DATE,
+            blocked INTEGER NOT NULL DEFAULT 0,
+            block_reason TEXT NOT NULL DEFAULT '',
+            updated_at DATETIME NOT NULL)""",
+        "CREATE UNIQUE INDEX patron_institution_home_id ON patron (institution, home_id)",
+        """CREATE TABLE loan (
+            id TEXT PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES item (id),
+            patron_id INTEGER REFERENCES patron (id),
+            lender TEXT NOT NULL,
+            checked_out_at DATETIME NOT NULL,
+            due_at DATETIME NOT NULL,
+            renewals INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'open',
+            returned_at DATETIME,
+            returned_at_institution TEXT,
+            provisional INTEGER NOT NULL DEFAULT 0,
+            disputed INTEGER NOT NULL DEFAULT 0,
+            dispute_reason TEXT NOT NULL DEFAULT '',
+            made_offline INTEGER NOT NULL DEFAULT 0,
+            updated_at DATETIME NOT NULL)""",
+        # The rule "one item, at most one open loan" lives in the database so
+        # that no race between two desks can break it.
+        "CREATE UNIQUE INDEX loan_one_open_per_item ON loan (item_id) WHERE status = 'open'",
+        "CREATE INDEX loan_patron_status ON loan (patron_id, status)",
+        "CREATE INDEX loan_status_due ON loan (status, due_at)",
+        """CREATE TABLE outbox_event (
+            id INTEGER PRIMARY KEY,
+            destination TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            event_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at DATETIME NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '',
+            delivered_at DATETIME)""",
+        "CREATE UNIQUE INDEX outbox_destination_sequence ON outbox_event (destination, sequence)",
+        "CREATE INDEX outbox_destination_state ON outbox_event (destination, state, sequence)",
+        """CREATE TABLE staff (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at DATETIME NOT NULL)""",
+        """CREATE TABLE api_token (
+            id INTEGER PRIMARY KEY,
+            staff_id INTEGER NOT NULL REFERENCES staff (id) ON DELETE CASCADE,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at DATETIME NOT NULL,
+            last_used_at DATETIME)""",
+        """CREATE TABLE staff_session (
+            id TEXT PRIMARY KEY,
+            staff_id INTEGER NOT NULL REFERENCES staff (id) ON DELETE CASCADE,
+            created_at DATETIME NOT NULL,
+            last_seen_at DATETIME NOT NULL)""",
+        """CREATE TABLE login_failure (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            at DATETIME NOT NULL)""",
+        "CREATE INDEX login_failure_key_at ON login_failure (key, at)",
+        """CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at DATETIME NOT NULL,
+            staff TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '')""",
+    ],
+    2: [
+        # Sync: what each peer sent us (the dedup record), per-peer sync state,
+        # and the nonces of signed requests seen within the skew window.
+        """CREATE TABLE inbox_record (
+            origin TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            received_at DATETIME NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            payload TEXT,
+            PRIMARY KEY (origin, sequence))""",
+        "CREATE INDEX inbox_record_received_at ON inbox_record (received_at)",
+        """CREATE TABLE peer_state (
+            peer TEXT PRIMARY KEY,
+            received_through INTEGER NOT NULL DEFAULT 0,
+            last_success_at DATETIME,
+            last_error TEXT NOT NULL DEFAULT '',
+            last_error_at DATETIME,
+            next_attempt_at DATETIME,
+            failures INTEGER NOT NULL DEFAULT 0)""",
+        """CREATE TABLE peer_nonce (
+            key_id TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            created DATETIME NOT NULL,
+            PRIMARY KEY (key_id, nonce))""",
+        "CREATE INDEX peer_nonce_created ON peer_nonce (created)",
+    ],
+}
+
+
+def current_version(db):
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DATETIME NOT NULL)")
+    row = db.execute_sql("SELECT MAX(version) FROM schema_version").fetchone()
+    return row[0] or 0
+
+
+def migrate(db, target=None):
+    """Apply every migration above the database's version, each atomically."""
+    target = target or max(MIGRATIONS)
+    version = current_version(db)
+    for number in sorted(MIGRATIONS):
+        if version < number <= target:
+            with db.atomic():
+                for statement in MIGRATIONS[number]:
+                    db.execute_sql(statement)
+                db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                               (number, datetime.datetime.now(datetime.timezone.utc).isoformat()))
+            log.info("applied schema migration %d", number)
+    return target

@@ -1,0 +1,52 @@
+"""Where a patron's standing comes from: our own records, or their home node.
+
+A visiting patron's standing is asked of the home node (signed, short
+timeout).  The answer is reused for the rest of a desk visit, at most
+``[sync] standing_cache_seconds``.  When the home node cannot be reached the
+lender still lends under its offline policy: the answer is "provisional".
+"""
+import logging
+import threading
+
+from node import errors
+from node.circulation import Standing, own_patron_standing
+
+log = logging.getLogger(__name__)
+
+_cache = {}
+_lock = threading.Lock()
+
+
+def standing_for(cfg, institution, home_id, now, use_cache=True):
+    """The patron's standing as of NOW; provisional when the home node is unreachable."""
+    if institution == cfg.institution:
+        return own_patron_standing(cfg, home_id, now)
+    if institution not in cfg.peers:
+        raise errors.UnknownInstitution(f"{institution!r} is not a library of this network.")
+    key = (cfg.institution, institution, home_id)
+    ttl = cfg.sync["standing_cache_seconds"]
+    if use_cache and ttl:
+        with _lock:
+            hit = _cache.get(key)
+        if hit and 0 <= (now - hit[0]).total_seconds() < ttl:
+            return hit[1]
+    from sync.client import ask_standing
+    try:
+        answer = ask_standing(cfg, institution, home_id, now)
+    except errors.PeerUnreachable as exc:
+        log.warning("standing check with %s failed (%s); lending provisionally", institution, exc.message)
+        return Standing(True, provisional=True, reason="home node unreachable")
+    standing = Standing(ok=bool(answer.get("ok")), code=answer.get("code") or "",
+                        reason=answer.get("reason") or "", name=answer.get("name") or "",
+                        email=answer.get("email") or "")
+    if standing.ok:
+        with _lock:
+            _cache[key] = (now, standing)
+    return standing
+
+
+def forget(institution, home_id):
+    """Drop cached answers for a patron (after a refusal from their home node)."""
+    with _lock:
+        for key in [k for k in _cache if k[1:] == (institution, home_id)]:
+            _cache.pop(key, None)

@@ -1,0 +1,34 @@
+"""The outbox: events written in the same transaction as the change they describe.
+
+Events are numbered per destination (1, 2, 3, ...) so the receiver can see
+gaps and keep order.  ``enqueue`` must run inside the caller's write
+transaction (``BEGIN IMMEDIATE``), which is what makes taking the next
+sequence number safe against a concurrent writer.
+"""
+import json
+
+from node.db import database
+from node.models import OutboxEvent, new_uuid
+from peewee import fn
+
+EVENT_VERSION = 1
+
+
+def enqueue(destination, event_type, data, now):
+    """Append one event for DESTINATION; the caller's transaction commits it."""
+    assert database.in_transaction(), "outbox events are written inside the change's transaction"
+    last = (OutboxEvent.select(fn.MAX(OutboxEvent.sequence))
+            .where(OutboxEvent.destination == destination).scalar())
+    event = OutboxEvent.create(
+        destination=destination, sequence=(last or 0) + 1, event_id=new_uuid(),
+        type=event_type, created_at=now,
+        payload=json.dumps({"occurred_at": now.isoformat(), "data": data}, sort_keys=True))
+    return event
+
+
+def envelope(event, origin):
+    """The wire form of one outbox row (see docs/protocol.md, "Events")."""
+    payload = json.loads(event.payload)
+    return {"event_id": event.event_id, "type": event.type, "version": EVENT_VERSION,
+            "origin": origin, "destination": event.destination, "sequence": event.sequence,
+            "occurred_at": payload["occurred_at"], "data": payload["data"]}

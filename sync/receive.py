@@ -1,0 +1,137 @@
+"""The peer API: endpoints only other nodes call, each request signed (RFC 9421).
+
+A request that fails verification gets 401 and changes nothing; every answer
+to a verified request is signed and bound to the request's nonce, so the
+sender can trust an acknowledgement.
+"""
+import datetime
+import functools
+import json
+import logging
+
+from flask import Blueprint, g, jsonify, request
+from peewee import IntegrityError
+
+from node import errors
+from node.app import get_config
+from node.clock import utcnow
+from node.db import database
+from node.keys import private_key
+from node.models import PeerNonce, Patron
+from sync import inbox
+from sync.signing import SignatureError, decode_public_key, sign_response, target_uri, verify_request
+
+log = logging.getLogger(__name__)
+bp = Blueprint("peer", __name__)
+MAX_EVENTS_PER_BATCH = 5000
+
+
+def _nonce_is_fresh(key_id, nonce, created):
+    """Record NONCE; False when this peer used it before (a replay)."""
+    try:
+        with database.atomic():
+            PeerNonce.create(key_id=key_id, nonce=nonce,
+                             created=datetime.datetime.fromtimestamp(created, datetime.timezone.utc))
+    except IntegrityError:
+        return False
+    return True
+
+
+def purge_nonces(cfg, now):
+    """Forget nonces older than twice the skew window (they would be refused as stale anyway)."""
+    horizon = now - datetime.timedelta(seconds=2 * cfg.sync["clock_skew_seconds"])
+    with database.atomic():
+        return PeerNonce.delete().where(PeerNonce.created < horizon).execute()
+
+
+def _resolve_key(cfg):
+    def resolve(key_id):
+        peer = cfg.peers.get(key_id)
+        if peer is None or not peer.public_key:
+            return None
+        return decode_public_key(peer.public_key)
+    return resolve
+
+
+def signed_by_peer(view):
+    """Verify the request's signature; the view sees the peer's code as ``g.peer``."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        cfg = get_config()
+        url = target_uri(cfg.node["base_url"], request.full_path)
+        try:
+            g.peer = verify_request(request.method, url, request.headers, request.get_data(cache=True),
+                                    resolve_key=_resolve_key(cfg), check_nonce=_nonce_is_fresh,
+                                    now=utcnow(), max_skew=cfg.sync["clock_skew_seconds"])
+        except SignatureError as exc:
+            log.warning("refused peer request to %s: %s", request.path, exc.reason)
+            raise errors.BadSignature(f"Signature refused: {exc.reason}", reason=exc.reason) from None
+        g.peer_nonce = _request_nonce()
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def _request_nonce():
+    import http_sf
+    parsed = http_sf.parse(request.headers["Signature-Input"].encode(), tltype="dictionary")
+    return parsed["sig1"][1]["nonce"]
+
+
+@bp.after_request
+def _sign_answer(response):
+    """Sign every answer to a verified peer request, bound to that request's nonce."""
+    nonce = g.get("peer_nonce")
+    if nonce:
+        cfg = get_config()
+        body = response.get_data()
+        response.headers.update(sign_response(response.status_code, body, cfg.institution,
+                                              private_key(cfg), request_nonce=nonce, now=utcnow()))
+    return response
+
+
+def _event_list(body):
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list) or not events or len(events) > MAX_EVENTS_PER_BATCH:
+        raise errors.BadRequest(f"'events' must be a list of 1 to {MAX_EVENTS_PER_BATCH} events.")
+    for event in events:
+        if not (isinstance(event, dict) and isinstance(event.get("sequence"), int)
+                and isinstance(event.get("event_id"), str) and isinstance(event.get("type"), str)
+                and isinstance(event.get("data"), dict) and event.get("origin") == g.peer):
+            raise errors.BadRequest("Each event needs event_id, type, sequence, origin (the signer) and data.")
+    return events
+
+
+@bp.post("/api/v1/sync/events")
+@signed_by_peer
+def events():
+    """Receive a batch of events from the signing peer; answer what was applied."""
+    cfg = get_config()
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except ValueError:
+        raise errors.BadRequest("The body is not JSON.") from None
+    answer = inbox.receive_batch(cfg, g.peer, _event_list(body), utcnow())
+    return jsonify(answer)
+
+
+@bp.get("/api/v1/patrons/<path:home_id>/standing")
+@signed_by_peer
+def standing(home_id):
+    """Tell a lender whether our patron may borrow: ok, or a stable refusal code."""
+    from node.circulation import count_open_loans, own_patron_standing
+    cfg = get_config()
+    now = utcnow()
+    answer = own_patron_standing(cfg, home_id, now)
+    body = {"ok": answer.ok, "code": answer.code or None, "reason": answer.reason or None,
+            "institution": cfg.institution, "id": home_id}
+    if answer.ok:
+        patron = Patron.get(institution=cfg.institution, home_id=home_id)
+        open_loans = count_open_loans(patron)
+        limit = cfg.policy[""]["max_network_loans"]
+        body.update(name=patron.name, email=patron.email, network_loans=open_loans,
+                    max_network_loans=limit)
+        if open_loans >= limit:
+            body.update(ok=False, code="patron_limit_reached",
+                        reason=f"The patron holds {open_loans} loans in the network (limit {limit}).")
+    log.info("standing asked by %s: %s", g.peer, body["code"] or "ok")
+    return jsonify(body)

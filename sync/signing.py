@@ -1,0 +1,305 @@
+"""Node-to-node HTTP Message Signatures (RFC 9421, Ed25519) for circnode.
+
+Requests carry ``Content-Digest`` (RFC 9530, sha-256) and one signature
+labelled ``sig1`` covering ``"@method" "@target-uri" "content-digest"``
+with parameters ``created``, ``keyid`` (the sender's institution code),
+``alg="ed25519"`` and a random ``nonce``.  Acknowledgements (responses) cover
+``"@status" "content-digest"`` and repeat the *request's* nonce as their own
+``nonce`` parameter, which binds each ack to the one request it answers.
+See docs/protocol-signatures.md for the wire format.
+
+The signature base is built and checked by the ``http_message_signatures``
+library; this module adds the protocol policy around it (required coverage,
+injectable clock and skew window, digest check, nonce replay check, stable
+error reasons).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit, urlunsplit
+
+import http_sf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from http_message_signatures import HTTPMessageSignaturesException, HTTPMessageSigner, HTTPMessageVerifier
+from http_message_signatures import MappingKeyResolver, algorithms
+from requests.utils import requote_uri
+
+LABEL = "sig1"
+ALG = "ed25519"
+KEY_PREFIX = "ed25519:"
+DEFAULT_MAX_SKEW = 300
+REQUEST_COMPONENTS = ("@method", "@target-uri", "content-digest")
+RESPONSE_COMPONENTS = ("@status", "content-digest")
+_DIGESTS = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+
+
+class SignatureError(Exception):
+    """A message failed verification; ``reason`` is a short stable code.
+
+    Reasons: missing_signature, malformed, bad_algorithm, missing_component,
+    missing_nonce, expired, future, unknown_key, digest_mismatch,
+    bad_signature, replayed_nonce, nonce_mismatch.  Never carries key material.
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+# --- keys -------------------------------------------------------------------
+
+def encode_public_key(pub: Ed25519PublicKey) -> str:
+    """Return the text form ``ed25519:<base64 of the raw 32 bytes>``."""
+    return KEY_PREFIX + base64.b64encode(pub.public_bytes_raw()).decode("ascii")
+
+
+def decode_public_key(text: str) -> Ed25519PublicKey:
+    """Parse ``ed25519:<base64>`` (padded or not); raise ValueError if it is not one."""
+    if not isinstance(text, str) or not text.strip().startswith(KEY_PREFIX):
+        raise ValueError(f"public key must start with {KEY_PREFIX!r}")
+    b64 = text.strip()[len(KEY_PREFIX):].rstrip("=")
+    try:
+        raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("public key is not valid standard base64 after 'ed25519:'") from None
+    if len(raw) != 32:
+        raise ValueError(f"public key must be 32 raw bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+# --- URLs and digests -------------------------------------------------------
+
+def _normalize_url(url: str) -> str:
+    # Same quoting as `requests` applies on send; lowercase scheme/host (urllib3
+    # does too); empty path -> "/"; empty "?" and fragment dropped.
+    parts = urlsplit(requote_uri(url.strip()))
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
+
+
+def target_uri(base_url: str, full_path: str) -> str:
+    """Join the node's public base URL and a request path+query into the signed @target-uri.
+
+    ``full_path`` is e.g. Flask's ``request.full_path`` (a trailing ``?`` for an
+    empty query is dropped); exactly one slash joins the two parts.
+    """
+    return _normalize_url(base_url.strip().rstrip("/") + "/" + full_path.lstrip("/"))
+
+
+def content_digest(body: bytes) -> str:
+    """Return the RFC 9530 ``Content-Digest`` value ``sha-256=:<base64>:`` for body."""
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":"
+
+
+def _digest_matches(value: str | None, body: bytes) -> bool:
+    if not value:
+        return False
+    try:
+        members = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return False
+    if "sha-256" not in members:  # our mandatory algorithm; others optional
+        return False
+    for alg, (digest, _params) in members.items():
+        if alg in _DIGESTS:
+            if not isinstance(digest, bytes) or not hmac.compare_digest(digest, _DIGESTS[alg](body).digest()):
+                return False
+    return True
+
+
+# --- message views for the library ------------------------------------------
+
+class _Fields:
+    """Read-only header view keeping every field line (what the library reads)."""
+
+    def __init__(self, headers: Mapping[str, str]):
+        self._items = [(str(k), str(v)) for k, v in headers.items()]
+
+    def items(self):
+        return list(self._items)
+
+    def get(self, name: str) -> str | None:
+        values = [v for k, v in self._items if k.lower() == name]
+        return ", ".join(values) if values else None
+
+
+@dataclass
+class _Request:
+    method: str
+    url: str
+    headers: object
+
+
+@dataclass
+class _Response:
+    status_code: int
+    headers: object
+    request: object = None
+
+
+class _Verifier(HTTPMessageVerifier):
+    # The library checks created/expires against the real wall clock with a
+    # fixed 5 s skew; the protocol needs an injectable `now` and a 300 s
+    # window, so _check_params does that and this hook is disabled.
+    def validate_created_and_expires(self, sig_input, max_age=None):
+        return None
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(timezone.utc)
+    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)  # naive = UTC
+
+
+def _new_nonce() -> str:
+    return secrets.token_urlsafe(16)  # 128 random bits
+
+
+def _sign(message, key_id, private_key, covered, now, nonce, expires_in) -> dict[str, str]:
+    if not isinstance(nonce, str) or not nonce:
+        raise ValueError("nonce must be a non-empty string")
+    created = _utc(now)
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={}, private_keys={key_id: private_key}),
+    )
+    try:
+        signer.sign(
+            message, key_id=key_id, created=created, nonce=nonce, label=LABEL,
+            expires=created + timedelta(seconds=expires_in) if expires_in else None,
+            covered_component_ids=covered, use_existing_digest=True,
+        )
+    except HTTPMessageSignaturesException as e:
+        raise ValueError(f"cannot sign message: {e}") from None
+    return dict(message.headers)
+
+
+def _reject_duplicate(name, context):
+    raise ValueError(f"duplicate {context} key {name!r}")
+
+
+def _check_params(fields: _Fields, required, now, max_skew) -> dict:
+    """Parse our one signature and enforce protocol policy that needs no key."""
+    sig_input, sig = fields.get("signature-input"), fields.get("signature")
+    if not sig_input or not sig:
+        raise SignatureError("missing_signature", "Signature and Signature-Input are required")
+    try:
+        inputs = http_sf.parse(sig_input.encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate)
+        sigs = http_sf.parse(sig.encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise SignatureError("malformed", "signature fields are not valid structured fields") from None
+    if list(inputs) != [LABEL] or list(sigs) != [LABEL]:
+        raise SignatureError("malformed", f"expected exactly one signature labelled {LABEL}")
+    components, params = inputs[LABEL]
+    if not isinstance(components, list) or not isinstance(sigs[LABEL][0], bytes):
+        raise SignatureError("malformed", "signature input must be an inner list, signature a byte sequence")
+    covered = {name for name, item_params in components if type(name) is str and not item_params}
+    missing = [c for c in required if c not in covered]
+    if missing:
+        raise SignatureError("missing_component", "not covered: " + " ".join(missing))
+    if params.get("alg") != ALG:
+        raise SignatureError("bad_algorithm", f'alg must be "{ALG}"')
+    keyid, created, expires = params.get("keyid"), params.get("created"), params.get("expires")
+    if type(keyid) is not str or not keyid or type(created) is not int:
+        raise SignatureError("malformed", "keyid (string) and created (integer) are required")
+    if expires is not None and type(expires) is not int:
+        raise SignatureError("malformed", "expires must be an integer")
+    if type(params.get("nonce")) is not str or not params["nonce"]:
+        raise SignatureError("missing_nonce", "nonce parameter is required")
+    now_ts = int(_utc(now).timestamp())
+    if created < now_ts - max_skew or (expires is not None and expires < now_ts):
+        raise SignatureError("expired", f"created {created} is outside the {max_skew}s window")
+    if created > now_ts + max_skew:
+        raise SignatureError("future", f"created {created} is more than {max_skew}s ahead")
+    return params
+
+
+def _verify(message, fields: _Fields, body: bytes, required, resolve_key, now, max_skew) -> dict:
+    params = _check_params(fields, required, now, max_skew)
+    public_key = resolve_key(params["keyid"])
+    if public_key is None:
+        raise SignatureError("unknown_key", f"no key for keyid {params['keyid']!r}")
+    if not _digest_matches(fields.get("content-digest"), body):
+        raise SignatureError("digest_mismatch", "Content-Digest missing or not matching the body")
+    verifier = _Verifier(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={params["keyid"]: public_key}, private_keys={}),
+    )
+    try:
+        verifier.verify(message, max_age=None, require_components=required)
+    except HTTPMessageSignaturesException:
+        raise SignatureError("bad_signature", "signature does not verify") from None
+    return params
+
+
+# --- public API -------------------------------------------------------------
+
+def sign_request(method: str, url: str, body: bytes, key_id: str, private_key, *,
+                 now: datetime | None = None, nonce: str | None = None,
+                 content_type: str | None = None, expires_in: int | None = None) -> dict[str, str]:
+    """Return the headers (Content-Digest, Signature-Input, Signature) that sign this request.
+
+    ``url`` must be the absolute URL sent (the peer's configured base URL +
+    path).  If ``content_type`` is given, a Content-Type header is returned
+    and covered too; ``expires_in`` (seconds) adds an ``expires`` parameter.
+    """
+    headers = {"Content-Digest": content_digest(body)}
+    covered = list(REQUEST_COMPONENTS)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+        covered.append("content-type")
+    message = _Request(method.upper(), _normalize_url(url), headers)
+    return _sign(message, key_id, private_key, covered, now, nonce or _new_nonce(), expires_in)
+
+
+def verify_request(method: str, url: str, headers: Mapping[str, str], body: bytes, *,
+                   resolve_key: Callable[[str], Ed25519PublicKey | None],
+                   check_nonce: Callable[[str, str, int], bool],
+                   now: datetime | None = None, max_skew: int = DEFAULT_MAX_SKEW) -> str:
+    """Return the verified sender key_id, or raise SignatureError with a reason.
+
+    ``url`` is the receiver's reconstruction of the sender's URL (use
+    ``target_uri``).  ``check_nonce(key_id, nonce, created)`` must record the
+    nonce and return False if it was already seen; it is called only after
+    the signature has verified.
+    """
+    fields = _Fields(headers)
+    params = _verify(_Request(method.upper(), _normalize_url(url), fields), fields, body,
+                     REQUEST_COMPONENTS, resolve_key, now, max_skew)
+    if not check_nonce(params["keyid"], params["nonce"], params["created"]):
+        raise SignatureError("replayed_nonce", "nonce already used by this sender")
+    return params["keyid"]
+
+
+def sign_response(status: int, body: bytes, key_id: str, private_key, *, request_nonce: str,
+                  now: datetime | None = None) -> dict[str, str]:
+    """Return the headers that sign an acknowledgement bound to the request with request_nonce.
+
+    Covers ``"@status" "content-digest"``; the signature's ``nonce`` parameter
+    is the answered request's nonce (unique per request, hence per ack).
+    """
+    message = _Response(int(status), {"Content-Digest": content_digest(body)})
+    return _sign(message, key_id, private_key, list(RESPONSE_COMPONENTS), now, request_nonce, None)
+
+
+def verify_response(status: int, headers: Mapping[str, str], body: bytes, *, expected_key_id: str,
+                    public_key: Ed25519PublicKey, request_nonce: str,
+                    now: datetime | None = None, max_skew: int = DEFAULT_MAX_SKEW) -> None:
+    """Return None only if the ack is signed by expected_key_id for the request with request_nonce.
+
+    Raises SignatureError otherwise (wrong key id -> unknown_key, other
+    request -> nonce_mismatch, tampered -> digest_mismatch/bad_signature,
+    stale -> expired/future).
+    """
+    fields = _Fields(headers)
+    params = _verify(_Response(int(status), fields), fields, body, RESPONSE_COMPONENTS,
+                     lambda k: public_key if k == expected_key_id else None, now, max_skew)
+    if not hmac.compare_digest(params["nonce"].encode(), str(request_nonce).encode()):
+        raise SignatureError("nonce_mismatch", "response answers a different request")

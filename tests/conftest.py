@@ -1,0 +1,100 @@
+"""Shared fixtures: a fresh node (config, SQLite file, key) per test, plus app/client/runner."""
+import datetime
+import os
+import textwrap
+
+import pytest
+
+UTC = datetime.timezone.utc
+
+
+def write_config(folder, institution="NORTH", name="North University", port=8080, peers=(), extra=""):
+    """Write a node.ini for INSTITUTION into FOLDER and return its path."""
+    os.makedirs(folder, exist_ok=True)
+    peer_text = "".join(
+        textwrap.dedent(f"""
+        [peer:{code}]
+        name = {peer_name}
+        base_url = {url}
+        public_key = {key}
+        """) for code, peer_name, url, key in peers)
+    text = textwrap.dedent(f"""
+        [node]
+        institution = {institution}
+        name = {name}
+        base_url = http://127.0.0.1:{port}
+        timezone = Europe/Zurich
+        secret_key = test-secret-{institution}-0123456789
+
+        [policy]
+        loan_days = 14
+        renewals_allowed = 2
+        max_loans = 5
+        offline_max_loans = 2
+
+        [policy:reference]
+        loanable = no
+
+        [sync]
+        interval_seconds = 1
+        max_backoff_seconds = 4
+        """) + peer_text + textwrap.dedent(extra)
+    path = os.path.join(folder, "node.ini")
+    with open(path, "w") as handle:
+        handle.write(text)
+    return path
+
+
+@pytest.fixture
+def node_config(tmp_path):
+    from node import config
+    from node.keys import ensure_key
+    path = write_config(str(tmp_path / "north"), peers=[
+        ("SOUTH", "South College", "http://127.0.0.1:9", "")])
+    cfg = config.load(path)
+    ensure_key(cfg)
+    return cfg
+
+
+@pytest.fixture
+def app(node_config):
+    from node.app import create_app
+    app = create_app(node_config, {"TESTING": True})
+    yield app
+    from node.db import database
+    database.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def seeded(app, node_config):
+    """A few items and one own patron."""
+    from node.models import Item, Patron
+    now = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    for n in range(1, 6):
+        Item.create(owner="NORTH", barcode=f"N{n:04d}", title=f"Book {n}", item_type="book",
+                    replacement_cost="40.00", updated_at=now)
+    Item.create(owner="NORTH", barcode="R0001", title="Atlas", item_type="reference", updated_at=now)
+    Patron.create(institution="NORTH", home_id="n-100", name="Nora North", email="nora@north.test",
+                  updated_at=now)
+    return node_config
+
+
+@pytest.fixture
+def token(app):
+    from node.auth import add_staff, new_token
+    now = datetime.datetime.now(UTC)
+    add_staff("desk1", "desk", "correct horse", now)
+    return new_token("desk1", now)
+
+
+@pytest.fixture
+def admin_token(app):
+    from node.auth import add_staff, new_token
+    now = datetime.datetime.now(UTC)
+    add_staff("admin1", "admin", "battery staple", now)
+    return new_token("admin1", now)
