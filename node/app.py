@@ -43,8 +43,8 @@ def create_app(cfg, test_config=None):
         SESSION_COOKIE_NAME=f"circnode_{cfg.institution.lower()}",
         PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
         WTF_CSRF_TIME_LIMIT=None,  # the session bounds the token's life
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False
     if test_config:
         app.config.update(test_config)
     app.extensions["circnode"] = cfg

@@ -223,6 +223,49 @@ def loans(ctx, only_open, overdue, limit):
     click.echo(f"{len(rows)} loans")
 
 
+@main.command()
+@click.option("--dir", "base_dir", default="./demo-data", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo nodes keep their configs, databases and logs.")
+@click.option("--port-base", default=8101, show_default=True, type=click.IntRange(1024, 65000),
+              help="The first node listens here, the next on the port after, ...")
+def demo(base_dir, port_base):
+    """Start a demo network (NORTH, SOUTH, EAST) on loopback with sample data; Ctrl-C stops it."""
+    from node.demo import run_demo
+    run_demo(os.path.abspath(base_dir), port_base, echo=click.echo)
+
+
+@main.command("sync")
+@click.option("--peer", "peer_code", metavar="CODE", help="Push to this peer only.")
+@pass_ctx
+def sync_now(ctx, peer_code):
+    """Push queued events now (ignores the back-off); non-zero exit if a peer cannot be reached."""
+    from tqdm import tqdm
+
+    from node.clock import utcnow as clock
+    from sync.push import pending_count, push_peer
+    cfg = ctx.open()
+    if peer_code:
+        peer_code = peer_code.upper()
+        if peer_code not in cfg.peers:
+            fail(f"{cfg.path}: no [peer:{peer_code}] section")
+    failed = []
+    for code in [peer_code] if peer_code else sorted(cfg.peers):
+        total = pending_count(code)
+        if not total:
+            click.echo(f"{code}: nothing to send")
+            continue
+        with tqdm(total=total, unit=" events", desc=f"sync {code}", disable=None, file=sys.stderr) as bar:
+            result = push_peer(cfg, code, clock, progress=bar.update)
+        if result.error:
+            failed.append(code)
+            click.echo(f"{code}: {result.error} ({pending_count(code)} events stay queued)", err=True)
+        else:
+            rejected = f", {result.rejected} rejected" if result.rejected else ""
+            click.echo(f"{code}: {result.delivered} delivered{rejected}")
+    if failed:
+        sys.exit(1)
+
+
 def entry():
     main(prog_name="circnode")
 

@@ -1,0 +1,179 @@
+"""A demo network on loopback: several nodes with keys exchanged and sample data.
+
+``make_network`` is also what the multi-process tests use, so the demo a new
+user runs and the network the fault tests kill are built the same way.
+"""
+import csv
+import datetime
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import requests
+
+DEMO_NODES = [("NORTH", "North University"), ("SOUTH", "South College"), ("EAST", "East Institute")]
+DEMO_PASSWORD = "circnode-demo"
+
+
+@dataclass
+class NodeInfo:
+    code: str
+    name: str
+    port: int
+    folder: str
+    config: str
+    token: str = ""  # an admin API token
+    public_key: str = ""
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _config_text(node, peers, extra=""):
+    lines = [
+        "[node]", f"institution = {node.code}", f"name = {node.name}", f"base_url = {node.url}",
+        "data_dir = ./var", "timezone = Europe/Zurich", f"secret_key = {secrets.token_hex(24)}", "",
+        "[policy]", "loan_days = 21", "renewals_allowed = 2", "max_loans = 10", "offline_max_loans = 3", "",
+        "[policy:reference]", "loanable = no", "",
+        "[sync]", "interval_seconds = 2", "max_backoff_seconds = 30", "",
+    ]
+    for peer in peers:
+        lines += [f"[peer:{peer.code}]", f"name = {peer.name}", f"base_url = {peer.url}",
+                  f"public_key = {peer.public_key}", ""]
+    return "\n".join(lines) + extra
+
+
+def _sample_files(folder, code, items, patrons):
+    item_path, patron_path = os.path.join(folder, "items.csv"), os.path.join(folder, "patrons.csv")
+    prefix = code[0]
+    with open(item_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["barcode", "title", "call_number", "item_type", "replacement_cost"])
+        for n in range(1, items + 1):
+            item_type = "reference" if n % 50 == 0 else "book"
+            writer.writerow([f"{prefix}{n:05d}", f"{code.title()} sample book {n}", f"QA{n}.{prefix}",
+                             item_type, "45.00"])
+    with open(patron_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "email", "expires_on", "blocked"])
+        for n in range(1, patrons + 1):
+            writer.writerow([f"{code.lower()}-{n}", f"{code.title()} Patron {n}",
+                             f"patron{n}@{code.lower()}.example", "", "no"])
+        writer.writerow([f"{code.lower()}-blocked", "Blocked Patron", "", "", "yes"])
+        writer.writerow([f"{code.lower()}-expired", "Expired Patron", "", "2020-01-01", "no"])
+    return item_path, patron_path
+
+
+def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=20, extra_config=""):
+    """Create (or reuse) configs, keys and sample data for NODES under BASE_DIR."""
+    from node import config as config_module
+    from node import imports
+    from node.auth import add_staff, new_token
+    from node.db import database, open_database
+    from node.keys import ensure_key, public_key_text
+
+    manifest = os.path.join(base_dir, "network.json")
+    if os.path.exists(manifest):
+        with open(manifest) as handle:
+            return [NodeInfo(**entry) for entry in json.load(handle)]
+    infos = []
+    for index, (code, name) in enumerate(nodes):
+        folder = os.path.join(base_dir, code.lower())
+        os.makedirs(folder, exist_ok=True)
+        infos.append(NodeInfo(code, name, base_port + index, folder, os.path.join(folder, "node.ini")))
+    for info in infos:  # first pass: keys, so peers can be told each other's
+        with open(info.config, "w") as handle:
+            handle.write(_config_text(info, [], extra_config))
+        cfg = config_module.load(info.config)
+        ensure_key(cfg)
+        info.public_key = public_key_text(cfg)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for info in infos:
+        with open(info.config, "w") as handle:
+            handle.write(_config_text(info, [p for p in infos if p is not info], extra_config))
+        cfg = config_module.load(info.config)
+        open_database(cfg.database_path)
+        item_path, patron_path = _sample_files(info.folder, info.code, items, patrons)
+        imports.import_items(item_path, info.code, now)
+        imports.import_patrons(patron_path, info.code, now)
+        add_staff("admin", "admin", DEMO_PASSWORD, now)
+        add_staff("desk", "desk", DEMO_PASSWORD, now)
+        info.token = new_token("admin", now)
+        database.close()
+    with open(manifest, "w") as handle:
+        json.dump([asdict(info) for info in infos], handle, indent=2)
+    return infos
+
+
+def start_node(info, env=None, log_path=None):
+    """Start ``circnode run`` for INFO as a child process; return the Popen."""
+    log_path = log_path or os.path.join(info.folder, "node.log")
+    log = open(log_path, "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "--config", info.config, "run", "--port", str(info.port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        start_new_session=True)
+    log.close()
+    return process
+
+
+def wait_healthy(info, timeout=20.0, process=None):
+    """Wait until INFO's node answers /healthz; raise with the log's tail if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            break
+        try:
+            if requests.get(info.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    tail = ""
+    log_path = os.path.join(info.folder, "node.log")
+    if os.path.exists(log_path):
+        with open(log_path, errors="replace") as handle:
+            tail = handle.read()[-2000:]
+    raise RuntimeError(f"{info.code} did not start on {info.url}:\n{tail}")
+
+
+def run_demo(base_dir, base_port, echo=print):
+    """Build and start the demo network; block until Ctrl-C, then stop every node."""
+    infos = make_network(base_dir, base_port=base_port)
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM stops the children too, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _stop)
+    processes = [start_node(info) for info in infos]
+    try:
+        for info, process in zip(infos, processes):
+            wait_healthy(info, process=process)
+        echo("circnode demo network is running (Ctrl-C stops it):")
+        for info in infos:
+            echo(f"  {info.name:18} {info.code:6} desk: {info.url}/login")
+        echo(f"  staff logins on every node: admin / {DEMO_PASSWORD} (admin), desk / {DEMO_PASSWORD} (desk)")
+        first, second = infos[0], infos[1]
+        echo(f"  try: at {first.name}'s desk, choose {second.name} and patron id "
+             f"{second.code.lower()}-1, then scan {first.code[0]}00001")
+        echo(f"  data and logs: {base_dir}")
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        echo("a node stopped; see its node.log")
+    except KeyboardInterrupt:
+        echo("stopping")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
