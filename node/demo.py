@@ -70,8 +70,12 @@ def _sample_files(folder, code, items, patrons):
     return item_path, patron_path
 
 
-def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=20, extra_config=""):
-    """Create (or reuse) configs, keys and sample data for NODES under BASE_DIR."""
+def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=20, extra_config="",
+                 ports=None):
+    """Create (or reuse) configs, keys and sample data for NODES under BASE_DIR.
+
+    Ports are BASE_PORT, BASE_PORT+1, ... unless PORTS lists one per node.
+    """
     from node import config as config_module
     from node import imports
     from node.auth import add_staff, new_token
@@ -86,7 +90,8 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     for index, (code, name) in enumerate(nodes):
         folder = os.path.join(base_dir, code.lower())
         os.makedirs(folder, exist_ok=True)
-        infos.append(NodeInfo(code, name, base_port + index, folder, os.path.join(folder, "node.ini")))
+        port = ports[index] if ports else base_port + index
+        infos.append(NodeInfo(code, name, port, folder, os.path.join(folder, "node.ini")))
     for info in infos:  # first pass: keys, so peers can be told each other's
         with open(info.config, "w") as handle:
             handle.write(_config_text(info, [], extra_config))

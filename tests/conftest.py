@@ -98,3 +98,18 @@ def admin_token(app):
     now = datetime.datetime.now(UTC)
     add_staff("admin1", "admin", "battery staple", now)
     return new_token("admin1", now)
+
+
+@pytest.fixture
+def network(tmp_path):
+    """A factory of real node networks; every process is stopped after the test."""
+    from tests.network import Network
+    made = []
+
+    def build(**kwargs):
+        net = Network(tmp_path / f"net{len(made)}", **kwargs)
+        made.append(net)
+        return net
+    yield build
+    for net in made:
+        net.stop_all()
