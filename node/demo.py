@@ -29,20 +29,32 @@ class NodeInfo:
     config: str
     token: str = ""  # an admin API token
     public_key: str = ""
+    listen_port: int = 0  # where it listens, when base_url (port) is a proxy in front of it
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def direct_url(self):
+        return f"http://127.0.0.1:{self.listen_port or self.port}"
 
-def _config_text(node, peers, extra=""):
-    lines = [
-        "[node]", f"institution = {node.code}", f"name = {node.name}", f"base_url = {node.url}",
-        "data_dir = ./var", "timezone = Europe/Zurich", f"secret_key = {secrets.token_hex(24)}", "",
-        "[policy]", "loan_days = 21", "renewals_allowed = 2", "max_loans = 10", "offline_max_loans = 3", "",
-        "[policy:reference]", "loanable = no", "",
-        "[sync]", "interval_seconds = 2", "max_backoff_seconds = 30", "",
-    ]
+
+DEMO_SETTINGS = {
+    "policy": {"loan_days": "21", "renewals_allowed": "2", "max_loans": "10", "offline_max_loans": "3"},
+    "policy:reference": {"loanable": "no"},
+    "sync": {"interval_seconds": "2", "max_backoff_seconds": "30"},
+}
+
+
+def _config_text(node, peers, extra="", overrides=None):
+    lines = ["[node]", f"institution = {node.code}", f"name = {node.name}", f"base_url = {node.url}",
+             "data_dir = ./var", "timezone = Europe/Zurich", f"secret_key = {secrets.token_hex(24)}", ""]
+    sections = {name: dict(values) for name, values in DEMO_SETTINGS.items()}
+    for name, values in (overrides or {}).items():
+        sections.setdefault(name, {}).update(values)
+    for name, values in sections.items():
+        lines += [f"[{name}]"] + [f"{key} = {value}" for key, value in values.items()] + [""]
     for peer in peers:
         lines += [f"[peer:{peer.code}]", f"name = {peer.name}", f"base_url = {peer.url}",
                   f"public_key = {peer.public_key}", ""]
@@ -71,10 +83,11 @@ def _sample_files(folder, code, items, patrons):
 
 
 def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=20, extra_config="",
-                 ports=None):
+                 ports=None, overrides=None):
     """Create (or reuse) configs, keys and sample data for NODES under BASE_DIR.
 
     Ports are BASE_PORT, BASE_PORT+1, ... unless PORTS lists one per node.
+    OVERRIDES ({section: {key: value}}) replace the demo settings.
     """
     from node import config as config_module
     from node import imports
@@ -94,14 +107,14 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
         infos.append(NodeInfo(code, name, port, folder, os.path.join(folder, "node.ini")))
     for info in infos:  # first pass: keys, so peers can be told each other's
         with open(info.config, "w") as handle:
-            handle.write(_config_text(info, [], extra_config))
+            handle.write(_config_text(info, [], extra_config, overrides))
         cfg = config_module.load(info.config)
         ensure_key(cfg)
         info.public_key = public_key_text(cfg)
     now = datetime.datetime.now(datetime.timezone.utc)
     for info in infos:
         with open(info.config, "w") as handle:
-            handle.write(_config_text(info, [p for p in infos if p is not info], extra_config))
+            handle.write(_config_text(info, [p for p in infos if p is not info], extra_config, overrides))
         cfg = config_module.load(info.config)
         open_database(cfg.database_path)
         item_path, patron_path = _sample_files(info.folder, info.code, items, patrons)
@@ -121,7 +134,8 @@ def start_node(info, env=None, log_path=None):
     log_path = log_path or os.path.join(info.folder, "node.log")
     log = open(log_path, "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--config", info.config, "run", "--port", str(info.port)],
+        [sys.executable, "-m", "node.cli", "--config", info.config, "run", "--port",
+         str(info.listen_port or info.port)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         start_new_session=True)
     log.close()
@@ -135,7 +149,7 @@ def wait_healthy(info, timeout=20.0, process=None):
         if process is not None and process.poll() is not None:
             break
         try:
-            if requests.get(info.url + "/healthz", timeout=1).status_code == 200:
+            if requests.get(info.direct_url + "/healthz", timeout=1).status_code == 200:
                 return
         except requests.RequestException:
             pass

@@ -13,6 +13,7 @@ import sys
 import requests
 
 from node.demo import DEMO_NODES, make_network, start_node, wait_healthy
+from tests.faultproxy import FaultProxy
 
 
 def free_port():
@@ -22,11 +23,23 @@ def free_port():
 
 
 class Network:
-    def __init__(self, base_dir, nodes=DEMO_NODES[:2], items=50, patrons=10, extra_config=""):
+    def __init__(self, base_dir, nodes=DEMO_NODES[:2], items=50, patrons=10, extra_config="", proxied=False,
+                 overrides=None):
+        """With PROXIED, each node's base_url is a FaultProxy in front of it (``net.proxy[CODE]``)."""
         self.base_dir = str(base_dir)
-        ports = [free_port() for _ in nodes]
+        self.proxy = {}
+        listen = [free_port() for _ in nodes]
+        if proxied:
+            for (code, _), port in zip(nodes, listen):
+                self.proxy[code] = FaultProxy(port)
+            ports = [self.proxy[code].port for code, _ in nodes]
+        else:
+            ports = listen
         self.infos = {info.code: info for info in make_network(
-            self.base_dir, nodes=nodes, items=items, patrons=patrons, extra_config=extra_config, ports=ports)}
+            self.base_dir, nodes=nodes, items=items, patrons=patrons, extra_config=extra_config, ports=ports,
+            overrides=overrides)}
+        for info, port in zip(self.infos.values(), listen):
+            info.listen_port = port
         self.processes = {}
 
     def info(self, code):
@@ -56,9 +69,12 @@ class Network:
     def stop_all(self):
         for code in list(self.processes):
             self.stop(code)
+        for proxy in self.proxy.values():
+            proxy.close()
 
     def url(self, code, path=""):
-        return self.infos[code].url + path
+        """CODE's own address (not through its proxy): where its desk and API are used."""
+        return self.infos[code].direct_url + path
 
     def api(self, code, method, path, json=None, timeout=10):
         """Call CODE's JSON API with its admin token."""
