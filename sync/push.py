@@ -107,6 +107,8 @@ def _record_answer(peer_code, batch, answer, now):
                 status = outcome.get("outcome", "applied")
             if status not in ("applied", "rejected") and event.sequence <= acked_through:
                 status = "applied"
+            if status == "conflict":  # the peer holds another event under this number: never retry blindly
+                status = "rejected"
             if status == "applied":
                 event.state, event.delivered_at, event.last_error = "delivered", now, ""
                 delivered += 1
