@@ -1,4 +1,5 @@
 """JSON API v1 for desks and scripts (docs/api.md).  Thin: parse, call the domain, answer."""
+import json
 
 from flask import Blueprint, jsonify, request
 
@@ -16,7 +17,11 @@ def json_body():
     """The request's JSON object, or a 400 that names what is wrong."""
     if not request.is_json:
         raise errors.BadRequest("Send a JSON object with Content-Type: application/json.")
-    body = request.get_json(silent=True)
+    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH this raises the 413
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
+        raise errors.BadRequest("The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise errors.BadRequest("The body is not a JSON object.")
     return body
@@ -26,10 +31,19 @@ def text_field(body, name, required=True, max_length=200):
     value = body.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length or not _encodable(value):
         raise errors.InvalidField(f"'{name}' must be a non-empty string of at most {max_length} characters.",
                                   field=name)
     return value.strip()
+
+
+def _encodable(value):
+    # JSON may carry lone surrogates ("\ud800") that SQLite cannot store as UTF-8.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def loan_json(loan, now=None):
@@ -52,16 +66,32 @@ def checkout():
     cfg = get_config()
     body = json_body()
     barcode = text_field(body, "item_barcode")
-    patron = body.get("patron")
-    if not isinstance(patron, dict):
-        raise errors.InvalidField("'patron' must be an object {institution, id}.", field="patron")
-    institution = text_field(patron, "institution", max_length=32).upper()
-    home_id = text_field(patron, "id")
     now = utcnow()
-    standing = standing_for(cfg, institution, home_id, now)
+    if "pass" in body:
+        institution, home_id, standing = _pass_patron(cfg, body, now)
+    else:
+        patron = body.get("patron")
+        if not isinstance(patron, dict):
+            raise errors.InvalidField("'patron' must be an object {institution, id}, or send 'pass'.",
+                                      field="patron")
+        institution = text_field(patron, "institution", max_length=32).upper()
+        home_id = text_field(patron, "id")
+        standing = standing_for(cfg, institution, home_id, now)
     loan = circulation.checkout(cfg, barcode, institution, home_id, standing, now,
                                 staff=_staff_name())
-    return jsonify(loan_json(circulation.get_loan(loan.id), now)), 201
+    # The new loan already holds its item and patron: reading it back cost a joined query per checkout.
+    return jsonify(loan_json(loan, now)), 201
+
+
+def _pass_patron(cfg, body, now):
+    """(institution, home id, standing) from a network pass, verified offline (docs/identity.md)."""
+    from node import patron_pass
+    npass = patron_pass.verify(cfg, text_field(body, "pass", max_length=patron_pass.MAX_TEXT), now)
+    patron = body.get("patron")
+    if isinstance(patron, dict) and ((patron.get("institution") or "").upper(), patron.get("id")) != (
+            npass.institution, npass.home_id):
+        raise errors.InvalidField("'patron' does not match the network pass.", field="patron")
+    return npass.institution, npass.home_id, patron_pass.standing_from_pass(cfg, npass, now)
 
 
 @bp.post("/api/v1/returns")
@@ -142,6 +172,19 @@ def item(barcode):
     open_loan = circulation.open_loan_of(found)
     body["loan"] = loan_json(circulation.get_loan(open_loan.id)) if open_loan else None
     return jsonify(body)
+
+
+@bp.post("/api/v1/items/<barcode>/status")
+@api_role("admin")
+def item_status(barcode):
+    """Declare an own item missing, or found again (admin only; audited)."""
+    cfg = get_config()
+    body = json_body()
+    status = body.get("status")
+    if status not in ("missing", "available"):
+        raise errors.InvalidField("'status' must be \"missing\" or \"available\".", field="status")
+    found = circulation.set_item_status(cfg, barcode, status, utcnow(), staff=_staff_name())
+    return jsonify(found.to_dict())
 
 
 def _staff_name():

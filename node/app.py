@@ -62,6 +62,12 @@ def create_app(cfg, test_config=None):
     if receive is not None:
         app.register_blueprint(receive.bp)
         csrf.exempt(receive.bp)  # peers sign each request instead
+    from sync import admin as sync_admin
+    sync_admin.init_app(app)  # the admin sync queue: its JSON is CSRF-exempt, its page is not
+    from node import saml
+    saml.init_app(app, csrf)  # patron sign-in: only its assertion consumer is CSRF-exempt
+    from node import billing_api
+    billing_api.init_app(app)  # fees API (CSRF-exempt), cashier/ledger/bursar pages, patron renew, /privacy
 
     @app.before_request
     def _connect():

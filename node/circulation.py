@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError, fn
 
-from node import errors
+from node import billing, errors
+from node.calendar import calendar_of
 from node.db import database
 from node.models import AuditLog, Item, Loan, Patron
 from node.policy import due_date, renewal_due_date
@@ -20,7 +21,7 @@ from sync import outbox
 ITEM_TRANSITIONS = {
     "checkout": {"available": "on_loan"},
     "return_own": {"on_loan": "available", "lost": "available"},
-    "return_network": {"on_loan": "in_transit"},  # a peer's item returned at its home library
+    "return_network": {"on_loan": "in_transit", "lost": "in_transit"},  # a peer's item returned at its home library
     "owner_sees_return_elsewhere": {"on_loan": "in_transit", "lost": "in_transit"},
     "receive": {"in_transit": "available"},
     "declare_missing": {"available": "missing"},
@@ -105,14 +106,18 @@ def patron_record(institution, home_id, name="", email=""):
     return patron
 
 
-def own_patron_standing(cfg, home_id, now):
-    """The standing of one of this node's own patrons, from its own records."""
-    patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+def own_patron_standing(cfg, home_id, now, patron=None):
+    """The standing of one of this node's own patrons, from its own records (PATRON if already read)."""
+    if patron is None:
+        patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
     if patron is None:
         return Standing(False, "patron_unknown", "Not a registered patron here.")
     if patron.blocked:
         return Standing(False, "patron_blocked", patron.block_reason or "Blocked.",
                         patron.name, patron.email)
+    fee_block = billing.fee_block(cfg, patron)  # unpaid fees past [billing] block_threshold
+    if fee_block:
+        return Standing(False, "patron_blocked", fee_block, patron.name, patron.email)
     if patron.expires_on and patron.expires_on < now.astimezone(cfg.tz).date():
         return Standing(False, "patron_expired", "Registration expired.", patron.name, patron.email)
     return Standing(True, name=patron.name, email=patron.email)
@@ -150,12 +155,13 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
         if item.status == "on_loan":
             raise errors.ItemOnLoan(f"Item {item.barcode} is already on loan.")
         patron = patron_record(institution, home_id, standing.name, standing.email)
-        open_here = Loan.select().where((Loan.patron == patron) & (Loan.status == "open")
-                                        & (Loan.lender == cfg.institution))
-        if open_here.count() >= rules["max_loans"]:
+        # COUNT(id) rather than .count(), which wraps a select of every loan column in a subquery.
+        open_here = Loan.select(fn.COUNT(Loan.id)).where((Loan.patron == patron) & (Loan.status == "open")
+                                                         & (Loan.lender == cfg.institution))
+        if open_here.scalar() >= rules["max_loans"]:
             raise errors.LoanLimit(f"The patron already holds {rules['max_loans']} loans from this library.")
         if standing.provisional:
-            provisional = open_here.where(Loan.provisional == True).count()  # noqa: E712
+            provisional = open_here.where(Loan.provisional == True).scalar()  # noqa: E712
             if provisional >= rules["offline_max_loans"]:
                 raise errors.OfflineLimitReached(
                     f"The home library cannot be reached and the patron already has {provisional} "
@@ -163,7 +169,7 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
         _move(item, "checkout", now)
         try:
             loan = Loan.create(item=item, patron=patron, lender=cfg.institution,
-                               checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz),
+                               checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz, calendar_of(cfg)),
                                provisional=standing.provisional, made_offline=standing.provisional,
                                updated_at=now)
         except IntegrityError:
@@ -197,11 +203,13 @@ def renew(cfg, loan_id, now, staff=None):
                                    lender=loan.lender)
         if loan.patron.blocked:
             raise errors.PatronBlocked("The patron is blocked.")
+        if loan.lost_at is not None:
+            raise errors.ItemLost("The item was declared lost; the loan cannot be renewed.")
         rules = cfg.policy_for(loan.item.item_type)
         if loan.renewals >= rules["renewals_allowed"]:
             raise errors.RenewalLimit(f"No renewals left ({rules['renewals_allowed']} allowed).")
         loan.renewals += 1
-        loan.due_at = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz)
+        loan.due_at = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz, calendar_of(cfg))
         loan.updated_at = now
         loan.save()
         audit(staff, "renew", loan.id, f"renewal {loan.renewals}", now)
@@ -243,6 +251,8 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
             _move(item, "return_network", now)
             result.transit_to = item.owner
             outbox.enqueue(item.owner, "loan.returned", return_event_data(loan), now)
+        if loan.lender == cfg.institution:
+            billing.assess_at_return(cfg, loan, now)  # a late fine, or a lost item's refund (after the return event)
         audit(staff, "return", loan.id, f"item {item.barcode}", now)
     return result
 
@@ -267,6 +277,10 @@ def set_item_status(cfg, barcode, status, now, staff=None):
         raise errors.InvalidField("Status can be set to missing or available only.")
     with database.atomic():
         item = find_item(barcode, cfg.institution)
+        if item.status == status:
+            return item  # already so: nothing to change, nothing to audit
+        if item.status == "on_loan":
+            raise errors.ItemOnLoan(f"Item {item.barcode} is on loan; return it first.")
         _move(item, move, now)
         audit(staff, "item_status", item.barcode, status, now)
     return item

@@ -82,6 +82,10 @@ def init(ctx):
     path, created = ensure_key(cfg)
     click.echo(f"database: {cfg.database_path}")
     click.echo(f"node key: {path} ({'created' if created else 'kept'})")
+    from node.saml_sp import ensure_sp_certificate
+    cert, cert_created = ensure_sp_certificate(cfg)  # the SAML service provider's key and certificate
+    click.echo(f"SAML certificate: {cert} ({'created' if cert_created else 'kept'}); "
+               f"metadata at {cfg.node['base_url']}/saml/metadata")
     click.echo(f"public key: {public_key_text(cfg)}")
 
 
@@ -100,6 +104,9 @@ def keys_show(ctx):
         text = public_key_text(cfg)
     except FileNotFoundError as exc:
         fail(str(exc))
+    except (ValueError, TypeError):  # a damaged or foreign key file: say which, no traceback
+        from node.keys import key_path
+        fail(f"{key_path(cfg)}: not an unencrypted Ed25519 private key in PEM form")
     click.echo(f"# {cfg.institution} node key; peers put it in [peer:{cfg.institution}] public_key")
     click.echo(text)
 
@@ -112,7 +119,17 @@ def keys_show(ctx):
 def run(ctx, host, port, threads):
     """Serve the node with waitress and run the scheduler in the same process."""
     from node.runner import serve
+    from node.saml_sp import sign_in_institutions, xmlsec_binary
     cfg = ctx.open()
+    if sign_in_institutions(cfg):  # patron sign-in is configured: it cannot work without xmlsec1
+        try:
+            xmlsec_binary(cfg)
+        except errors.SignInUnavailable as exc:
+            fail(exc.message)
+        import threading
+
+        from node.saml_sp import pysaml2
+        threading.Thread(target=pysaml2, daemon=True).start()  # import it now, not on the first sign-in
     serve(cfg, host, port, threads)
 
 
@@ -264,6 +281,94 @@ def sync_now(ctx, peer_code):
             click.echo(f"{code}: {result.delivered} delivered{rejected}")
     if failed:
         sys.exit(1)
+
+
+@main.group("queue", invoke_without_command=True)
+@click.option("--peer", "peer_code", metavar="CODE", help="One peer only.")
+@click.option("--state", metavar="STATE", help="Events in this state: pending, failed, delivered, rejected.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--oldest-first", is_flag=True, help="Events in sending order instead of newest first.")
+@click.pass_context
+@refusals
+def queue_cmd(click_ctx, peer_code, state, limit, offset, oldest_first):
+    """The sync queue: per peer what waits and fails, the events, refusals, loans to watch."""
+    if click_ctx.invoked_subcommand:
+        return
+    from sync import queue
+    cfg = click_ctx.obj.open()
+    view = queue.queue_view(cfg, utcnow(), peer=peer_code, state=state, limit=limit, offset=offset,
+                            oldest_first=oldest_first)
+    click.echo("\n".join(queue.render_text(view, cfg.tz)))
+
+
+@queue_cmd.command("retry")
+@click.option("--peer", "peer_code", metavar="CODE", required=True, help="The peer to push to now.")
+@pass_ctx
+@refusals
+def queue_retry(ctx, peer_code):
+    """Forget PEER's back-off and push its queued events now (exit 1 if it cannot be reached)."""
+    from sync import queue
+    cfg = ctx.open()
+    result, queued = queue.retry_peer(cfg, peer_code, utcnow)
+    if result.error:
+        click.echo(f"{result.peer}: {result.error} ({queued} events stay queued)", err=True)
+        sys.exit(1)
+    rejected = f", {result.rejected} rejected" if result.rejected else ""
+    click.echo(f"{result.peer}: {result.delivered} delivered{rejected}, {queued} queued")
+
+
+@queue_cmd.command("resolve")
+@click.argument("loan_id")
+@click.option("--note", required=True, help="How the dispute was resolved (kept in the audit log).")
+@pass_ctx
+@refusals
+def queue_resolve(ctx, loan_id, note):
+    """Clear a disputed loan's flag with a note (audited as cli:USER)."""
+    import getpass
+
+    from sync import queue
+    ctx.open()
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = str(os.getuid())
+    queue.resolve_dispute(loan_id, note, utcnow(), staff=f"cli:{user}")
+    click.echo(f"loan {loan_id}: dispute resolved")
+
+
+@main.group("pass")
+def pass_group():
+    """Network passes for this node's own patrons (docs/identity.md)."""
+
+
+@pass_group.command("issue")
+@click.argument("patron_id")
+@click.option("--qr", "qr_path", type=click.Path(dir_okay=False),
+              help="Also write the pass as a QR code image (.svg or .png).")
+@pass_ctx
+@refusals
+def pass_issue(ctx, patron_id, qr_path):
+    """Issue a signed network pass for PATRON_ID (printed as the last line)."""
+    from node.patron_pass import issue
+    cfg = ctx.open()
+    try:
+        npass = issue(cfg, patron_id, utcnow())
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    if qr_path:
+        import segno
+        segno.make(npass.text, error="m", micro=False).save(qr_path, scale=4, border=4)
+        click.echo(f"# QR code written to {qr_path}")
+    click.echo(f"# network pass for {npass.name or npass.home_id} ({cfg.institution} {npass.home_id}), "
+               f"valid until {npass.expires_at.astimezone(cfg.tz):%Y-%m-%d %H:%M}")
+    click.echo(npass.text)
+
+
+from node.billing_cli import COMMANDS as _BILLING_COMMANDS  # noqa: E402  (jobs, bursar, fees, settlement)
+
+for _command in _BILLING_COMMANDS:
+    main.add_command(_command)
 
 
 def entry():

@@ -21,8 +21,9 @@ class ConfigError(Exception):
 
     def __init__(self, path, section, key, expected):
         self.path, self.section, self.key, self.expected = path, section, key, expected
-        where = f"[{section}]" + (f" {key}" if key else "")
-        super().__init__(f"{path}: {where}: {expected}")
+        # A fault of the file as a whole (not found, not INI) names no section.
+        where = (f"[{section}]" + (f" {key}" if key else "") + ": ") if section else ""
+        super().__init__((f"{path}: " if path else "") + f"{where}{expected}")
 
 
 # --- value parsers: each returns the value or raises ValueError(expected) ---
@@ -107,6 +108,46 @@ def _secret(value):
     return value.strip()
 
 
+# --- billing, calendar, notices, privacy (issue 5; docs/billing.md) ---
+
+def _optional_money(value):
+    return None if not value.strip() else _money(value)
+
+
+def _refund_rule(value):
+    value = value.strip().lower()
+    if value not in ("none", "replacement", "all"):
+        raise ValueError("expected none, replacement or all")
+    return value
+
+
+def _currency(value):
+    value = value.strip().upper()
+    if not re.match(r"^[A-Z]{3}$", value):
+        raise ValueError("expected an ISO 4217 currency code such as EUR or CHF")
+    return value
+
+
+def _weekdays(value):
+    from node.calendar import parse_weekdays
+    return parse_weekdays(value)
+
+
+def _closed_dates(value):
+    from node.calendar import parse_dates
+    return parse_dates(value)
+
+
+def _time_of_day(value):
+    value = value.strip()
+    if not value:
+        return None
+    match = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", value)
+    if not match:
+        raise ValueError("expected a local time HH:MM such as 02:30, or empty")
+    return int(match.group(1)), int(match.group(2))
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str
@@ -130,6 +171,69 @@ POLICY_SETTINGS = [
             "no: items of this type never leave the building (reference, reserve)."),
     Setting("policy", "offline_max_loans", "3", _int_at_least(0),
             "Most open provisional loans for one patron while their home node cannot be reached."),
+    # The lender's billing terms (docs/billing.md): they follow its items wherever they are returned.
+    Setting("policy", "fine_per_day", "0.00", _money,
+            "Fine per open day an item is overdue (0: no fines)."),
+    Setting("policy", "max_fine", "", _optional_money,
+            "Most one loan's fine can reach; empty: no cap, 0: no fines."),
+    Setting("policy", "lost_after_days", "30", _int_at_least(1),
+            "Days overdue after which the daily job declares the item lost and bills it."),
+    Setting("policy", "processing_fee", "0.00", _money,
+            "Fee added to the replacement cost of a lost item."),
+    Setting("policy", "default_replacement_cost", "0.00", _money,
+            "Replacement cost billed for a lost item that has none of its own."),
+    Setting("policy", "refund_on_return", "replacement", _refund_rule,
+            "What is refunded when a lost item comes back: none, replacement, or all (with the processing fee)."),
+    Setting("policy", "courtesy_notice_days", "3", _int_at_least(0),
+            "Days before the due date the courtesy notice is sent (0: none)."),
+    Setting("policy", "overdue_notice_days", "1, 7, 14", _int_list,
+            "Days after the due date an overdue notice is sent (empty: none)."),
+]
+
+BILLING_SETTINGS = [
+    Setting("billing", "currency", "EUR", _currency, "Currency of the fees this library assesses."),
+    Setting("billing", "block_threshold", "50.00", _money,
+            "At the home node: an open balance (in currency) at or above this blocks the patron network-wide."),
+    Setting("calendar", "closed_weekdays", "", _weekdays,
+            "Weekdays the library is closed, e.g. sun or sat, sun."),
+    Setting("calendar", "closed_dates", "", _closed_dates,
+            "Closed dates and ranges, e.g. 2026-12-24..2027-01-02, 2027-04-18."),
+    Setting("smtp", "host", "", _optional_text,
+            "Mail server for notices; empty: notices are written as .eml files to data_dir/mail."),
+    Setting("smtp", "port", "25", _int_at_least(1), "Mail server port."),
+    Setting("smtp", "sender", "", _optional_text, "From address of notices; empty: circnode@ the node's host."),
+    Setting("smtp", "username", "", _optional_text, "Login at the mail server (optional)."),
+    Setting("smtp", "password", "", _optional_text, "Password at the mail server (optional)."),
+    Setting("smtp", "starttls", "no", _bool, "Upgrade the connection with STARTTLS before logging in."),
+    Setting("smtp", "timeout_seconds", "10", _int_at_least(1), "Timeout of one connection to the mail server."),
+    Setting("smtp", "retry_minutes", "15", _int_at_least(1),
+            "How often notices that could not be sent are tried again (the delay doubles, at most a day)."),
+    Setting("privacy", "loan_retention_days", "30", _int_at_least(0),
+            "Days after which a returned loan with no open fee loses its link to the patron."),
+    Setting("privacy", "event_payload_days", "30", _int_at_least(1),
+            "Days after which delivered and received event payloads are trimmed to their dedup record."),
+    Setting("privacy", "fee_audit_days", "2555", _int_at_least(1),
+            "Days a settled fee keeps its patron (the audit period); then it is anonymised."),
+    Setting("jobs", "daily_at", "02:30", _time_of_day,
+            "Local time circnode run starts the daily jobs (notices, overdue, lost, purge); empty: never."),
+]
+
+# Patron sign-in and network passes (issue 4; docs/identity.md).
+IDENTITY_SETTINGS = [
+    Setting("saml", "clock_skew_seconds", "60", _int_at_least(0),
+            "Allowed difference between an identity provider's clock and ours."),
+    Setting("saml", "request_seconds", "600", _int_at_least(60),
+            "How long a patron has to sign in at their library before the request is void."),
+    Setting("saml", "phone_link_seconds", "300", _int_at_least(30),
+            "How long the single-use sign-in link shown as a QR code at the desk stays valid."),
+    Setting("saml", "patron_session_minutes", "120", _int_at_least(1),
+            "How long a patron stays signed in after signing in at their library."),
+    Setting("saml", "metadata_refresh_seconds", "3600", _int_at_least(60),
+            "How often identity provider metadata given as a URL is fetched again."),
+    Setting("saml", "xmlsec_binary", "", _optional_text,
+            "Path of xmlsec1; empty: found on PATH."),
+    Setting("pass", "valid_days", "7", _int_at_least(1),
+            "Days a network pass issued by this node stays valid (never past the patron's expiry)."),
 ]
 
 SETTINGS = [
@@ -147,6 +251,11 @@ SETTINGS = [
             "Random secret that signs staff sessions and CSRF tokens (python -c 'import secrets; print(secrets.token_hex(32))')."),
     Setting("node", "secure_cookies", "auto", _optional_text,
             "yes, no or auto (auto: Secure cookies when base_url is https)."),
+    # Patron sign-in (issue 4; docs/identity.md).
+    Setting("node", "idp_metadata", "", _optional_text,
+            "SAML metadata (file path or URL) of this institution's identity provider, for our own patrons."),
+    Setting("node", "patron_id_attribute", "uid", _text,
+            "SAML attribute holding our patrons' id (name_id: the NameID)."),
     *POLICY_SETTINGS,
     Setting("sync", "interval_seconds", "30", _int_at_least(1), "How often the scheduler pushes the outbox."),
     Setting("sync", "batch_size", "200", _int_at_least(1), "Events sent per request."),
@@ -160,6 +269,8 @@ SETTINGS = [
             "Largest accepted difference between a peer's signature time and ours."),
     Setting("sync", "dedup_days", "400", _int_at_least(30),
             "Days the record of each received event is kept to refuse duplicates."),
+    *BILLING_SETTINGS,
+    *IDENTITY_SETTINGS,
 ]
 
 PEER_SETTINGS = [
@@ -167,6 +278,10 @@ PEER_SETTINGS = [
     Setting("peer", "base_url", REQUIRED, _url, "The peer node's URL."),
     Setting("peer", "public_key", "", _optional_text,
             "The peer's node key, as printed by 'circnode keys show' there (ed25519:...). Required for sync."),
+    Setting("peer", "idp_metadata", "", _optional_text,
+            "SAML metadata (file path or URL) of the peer institution's identity provider."),
+    Setting("peer", "patron_id_attribute", "uid", _text,
+            "SAML attribute holding the peer's patron id, as its home node knows it (name_id: the NameID)."),
 ]
 
 
@@ -176,6 +291,8 @@ class Peer:
     name: str
     base_url: str
     public_key: str
+    idp_metadata: str = ""
+    patron_id_attribute: str = "uid"
 
 
 @dataclass
@@ -186,6 +303,7 @@ class Config:
     peers: dict  # code -> Peer
     sync: dict
     raw: configparser.ConfigParser = field(repr=False, default=None)
+    sections: dict = field(default_factory=dict)  # every [section] as parsed, e.g. sections["billing"]
 
     @property
     def institution(self):
@@ -243,6 +361,22 @@ def _read_policy_section(parser, path, name, defaults):
     return policy
 
 
+def _ini_fault(exc):
+    """One line saying where and why configparser refused the file."""
+    if isinstance(exc, configparser.ParsingError) and exc.errors:
+        line = exc.errors[0][0]
+        return f"not a valid INI file: line {line}: expected 'key = value', a [section] or a # comment"
+    line = getattr(exc, "lineno", None)
+    where = f"line {line}: " if line else ""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"not a valid INI file: {where}a setting before the first [section]"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"not a valid INI file: {where}section [{exc.section}] appears twice"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"not a valid INI file: {where}key {exc.option!r} appears twice in [{exc.section}]"
+    return f"not a valid INI file: {where}{exc.__class__.__name__}"
+
+
 def known_sections():
     return {s.section for s in SETTINGS}
 
@@ -250,22 +384,25 @@ def known_sections():
 def load(path):
     """Read and check the INI file at PATH; raise ConfigError on the first fault."""
     if not path:
-        raise ConfigError("(no file)", "node", "", f"no config file: pass --config PATH or set {ENV_VAR}")
+        raise ConfigError("", "", "", f"no config file: pass --config PATH or set {ENV_VAR}")
     path = os.path.abspath(path)
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     try:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)
     except FileNotFoundError:
-        raise ConfigError(path, "node", "", "file not found") from None
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        line = getattr(exc, "lineno", None)
-        where = f" at line {line}" if line else ""
-        raise ConfigError(path, "node", "", f"not a valid INI file{where}: {exc.__class__.__name__}") from None
+        raise ConfigError(path, "", "", "file not found") from None
+    except OSError as exc:  # a directory, no permission: still one line, no traceback
+        raise ConfigError(path, "", "", f"cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "", "", "not UTF-8 text") from None
+    except configparser.Error as exc:
+        raise ConfigError(path, "", "", _ini_fault(exc)) from None
 
     for section in parser.sections():
-        base = section.split(":", 1)[0]
-        if base not in known_sections() | {"peer", "policy"}:
+        base, colon, _ = section.partition(":")
+        # Only policy and peer sections take a name after the colon ([node:x] is a typo).
+        if base not in known_sections() | {"peer", "policy"} or (colon and base not in ("peer", "policy")):
             raise ConfigError(path, section, "", "unknown section; see node.ini.example")
 
     by_section = {}
@@ -304,4 +441,4 @@ def load(path):
         elif kind == "policy" and section != "policy":
             raise ConfigError(path, section, "", "policy overrides are named [policy:ITEM_TYPE]")
     return Config(path=path, node=node, policy=policy, peers=peers,
-                  sync=by_section["sync"], raw=parser)
+                  sync=by_section["sync"], raw=parser, sections=by_section)

@@ -30,6 +30,7 @@ class NodeInfo:
     token: str = ""  # an admin API token
     public_key: str = ""
     listen_port: int = 0  # where it listens, when base_url (port) is a proxy in front of it
+    idp_port: int = 0  # its institution's demo identity provider (0: none)
 
     @property
     def url(self):
@@ -39,9 +40,22 @@ class NodeInfo:
     def direct_url(self):
         return f"http://127.0.0.1:{self.listen_port or self.port}"
 
+    @property
+    def idp_url(self):
+        return f"http://127.0.0.1:{self.idp_port}"
+
+    @property
+    def idp_config(self):
+        return os.path.join(self.folder, "idp", "idp.ini")
+
+    @property
+    def idp_metadata(self):
+        return os.path.join(self.folder, "idp", "metadata.xml")
+
 
 DEMO_SETTINGS = {
-    "policy": {"loan_days": "21", "renewals_allowed": "2", "max_loans": "10", "offline_max_loans": "3"},
+    "policy": {"loan_days": "21", "renewals_allowed": "2", "max_loans": "10", "offline_max_loans": "3",
+               "fine_per_day": "0.50", "max_fine": "10.00", "processing_fee": "10.00"},  # docs/billing.md
     "policy:reference": {"loanable": "no"},
     "sync": {"interval_seconds": "2", "max_backoff_seconds": "30"},
 }
@@ -49,7 +63,8 @@ DEMO_SETTINGS = {
 
 def _config_text(node, peers, extra="", overrides=None):
     lines = ["[node]", f"institution = {node.code}", f"name = {node.name}", f"base_url = {node.url}",
-             "data_dir = ./var", "timezone = Europe/Zurich", f"secret_key = {secrets.token_hex(24)}", ""]
+             "data_dir = ./var", "timezone = Europe/Zurich", f"secret_key = {secrets.token_hex(24)}"]
+    lines += [f"idp_metadata = {node.idp_metadata}", ""] if node.idp_port else [""]
     sections = {name: dict(values) for name, values in DEMO_SETTINGS.items()}
     for name, values in (overrides or {}).items():
         sections.setdefault(name, {}).update(values)
@@ -57,7 +72,8 @@ def _config_text(node, peers, extra="", overrides=None):
         lines += [f"[{name}]"] + [f"{key} = {value}" for key, value in values.items()] + [""]
     for peer in peers:
         lines += [f"[peer:{peer.code}]", f"name = {peer.name}", f"base_url = {peer.url}",
-                  f"public_key = {peer.public_key}", ""]
+                  f"public_key = {peer.public_key}"]
+        lines += [f"idp_metadata = {peer.idp_metadata}", ""] if peer.idp_port else [""]
     return "\n".join(lines) + extra
 
 
@@ -83,10 +99,13 @@ def _sample_files(folder, code, items, patrons):
 
 
 def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=20, extra_config="",
-                 ports=None, overrides=None):
+                 ports=None, overrides=None, idps=False):
     """Create (or reuse) configs, keys and sample data for NODES under BASE_DIR.
 
     Ports are BASE_PORT, BASE_PORT+1, ... unless PORTS lists one per node.
+    With IDPS each institution gets a demo identity provider (node/idp.py) on
+    the ports after the nodes' (free ports when PORTS is given), and every
+    node names them in idp_metadata.
     OVERRIDES ({section: {key: value}}) replace the demo settings.
     """
     from node import config as config_module
@@ -94,6 +113,7 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     from node.auth import add_staff, new_token
     from node.db import database, open_database
     from node.keys import ensure_key, public_key_text
+    from node.saml_sp import ensure_sp_certificate
 
     manifest = os.path.join(base_dir, "network.json")
     if os.path.exists(manifest):
@@ -105,11 +125,15 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
         os.makedirs(folder, exist_ok=True)
         port = ports[index] if ports else base_port + index
         infos.append(NodeInfo(code, name, port, folder, os.path.join(folder, "node.ini")))
+        if idps:
+            infos[-1].idp_port = _free_port() if ports else base_port + len(nodes) + index
     for info in infos:  # first pass: keys, so peers can be told each other's
         with open(info.config, "w") as handle:
             handle.write(_config_text(info, [], extra_config, overrides))
         cfg = config_module.load(info.config)
         ensure_key(cfg)
+        if idps:
+            ensure_sp_certificate(cfg)
         info.public_key = public_key_text(cfg)
     now = datetime.datetime.now(datetime.timezone.utc)
     for info in infos:
@@ -124,9 +148,57 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
         add_staff("desk", "desk", DEMO_PASSWORD, now)
         info.token = new_token("admin", now)
         database.close()
+        if info.idp_port:
+            _write_idp(info, infos, cfg, patrons)
     with open(manifest, "w") as handle:
         json.dump([asdict(info) for info in infos], handle, indent=2)
     return infos
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_idp(info, infos, cfg, patrons):
+    """INFO's SP metadata and its institution's demo IdP, whose accounts match the sample patrons."""
+    from node.idp import write_demo_idp
+    from node.saml_sp import sp_metadata_xml
+    with open(os.path.join(info.folder, "sp_metadata.xml"), "w", encoding="utf-8") as handle:
+        handle.write(sp_metadata_xml(cfg))
+    code = info.code.lower()
+    users = [(f"{code}-{n}", f"{info.code.title()} Patron {n}", f"patron{n}@{code}.example")
+             for n in range(1, patrons + 1)]
+    users += [(f"{code}-blocked", "Blocked Patron", ""), (f"{code}-expired", "Expired Patron", ""),
+              (f"{code}-stranger", "Not A Patron", "")]  # an account the library does not know
+    write_demo_idp(os.path.dirname(info.idp_config), info.code, info.name, info.idp_url, users,
+                   [os.path.join(node.folder, "sp_metadata.xml") for node in infos])
+
+
+def start_idp(info, log_path=None):
+    """Start INFO's demo identity provider (``python -m node.idp``) as a child process."""
+    log = open(log_path or os.path.join(os.path.dirname(info.idp_config), "idp.log"), "ab")
+    process = subprocess.Popen([sys.executable, "-m", "node.idp", "--config", info.idp_config],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    return process
+
+
+def wait_idp(info, timeout=20.0, process=None):
+    """Wait until INFO's IdP serves its metadata."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            break
+        try:
+            if requests.get(info.idp_url + "/idp/metadata", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the IdP of {info.code} did not start on {info.idp_url}; see its idp.log")
 
 
 def start_node(info, env=None, log_path=None):
@@ -164,16 +236,20 @@ def wait_healthy(info, timeout=20.0, process=None):
 
 def run_demo(base_dir, base_port, echo=print):
     """Build and start the demo network; block until Ctrl-C, then stop every node."""
-    infos = make_network(base_dir, base_port=base_port)
+    infos = make_network(base_dir, base_port=base_port, idps=True)
 
     def _stop(signum, frame):
         raise KeyboardInterrupt  # SIGTERM stops the children too, like Ctrl-C
 
     signal.signal(signal.SIGTERM, _stop)
     processes = [start_node(info) for info in infos]
+    idp_processes = [(info, start_idp(info)) for info in infos if info.idp_port]
+    processes += [process for _, process in idp_processes]
     try:
         for info, process in zip(infos, processes):
             wait_healthy(info, process=process)
+        for info, process in idp_processes:
+            wait_idp(info, process=process)
         echo("circnode demo network is running (Ctrl-C stops it):")
         for info in infos:
             echo(f"  {info.name:18} {info.code:6} desk: {info.url}/login")
@@ -181,6 +257,15 @@ def run_demo(base_dir, base_port, echo=print):
         first, second = infos[0], infos[1]
         echo(f"  try: at {first.name}'s desk, choose {second.name} and patron id "
              f"{second.code.lower()}-1, then scan {first.code[0]}00001")
+        if idp_processes:
+            from node.idp import DEMO_PATRON_PASSWORD
+            for info, _ in idp_processes:
+                echo(f"  {info.name:18} sign-in (demo IdP): {info.idp_url}/idp/metadata")
+            echo(f"  patron accounts at every IdP: <code>-1 ... <code>-20 (e.g. {second.code.lower()}-1), "
+                 f"password {DEMO_PATRON_PASSWORD}")
+            echo(f"  or: at {first.name}'s checkout, click 'Sign in at your library' next to {second.name}, "
+                 f"sign in as {second.code.lower()}-1, scan {first.code[0]}00001; after a sync the loan "
+                 f"shows at {second.url}/patron/account")
         echo(f"  data and logs: {base_dir}")
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)

@@ -2,21 +2,28 @@
 
 Every scan form autofocuses its field and submits on Enter; each answer is a
 banner (success or refusal) above the next scan.  No JavaScript needed.
+A refusal at the desk is never an error page: views catch ``CircnodeError``,
+flash its message and redirect back to the same scan field (post/redirect/get,
+so a browser reload never scans twice).
 """
 
-from flask import (Blueprint, flash, redirect, render_template, request, session, url_for)
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from node.clock import utcnow
 from node import circulation, errors
 from node.app import get_config
 from node.auth import check_login, current_staff, desk_role, end_session, start_session
+from node.clock import utcnow
+from node.models import Loan, Patron
+from node.patron_pass import standing_for_visit
 from node.standing import standing_for
 
 bp = Blueprint("desk", __name__)
 
+MAX_FIELD = 200  # longer input is scanner garbage; cut it so it cannot bloat the session cookie
 
 
 def error_page(exc):
+    """A full-page refusal, for what cannot be a banner on a scan page (CSRF, 403, 404)."""
     return render_template("error.html", error=exc, staff=_safe_staff()), exc.status
 
 
@@ -40,24 +47,42 @@ def _institutions(cfg):
         ((code, peer.name) for code, peer in cfg.peers.items()), key=lambda pair: pair[1])
 
 
+def _name(cfg, code):
+    if code == cfg.institution:
+        return cfg.node["name"]
+    peer = cfg.peers.get(code)
+    return peer.name if peer else code
+
+
 def _banner(kind, text):
     flash(text, kind)
+
+
+def _field(name):
+    """The stripped form field NAME, cut to MAX_FIELD characters."""
+    return request.form.get(name, "").strip()[:MAX_FIELD]
+
+
+def _safe_target(target):
+    """TARGET when it is a path on this site, else the checkout page (no open redirect)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("desk.checkout")
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
-        name = request.form.get("name", "").strip()
+        name = _field("name")[:64]
         try:
             staff = check_login(name, request.form.get("password", ""), request.remote_addr or "", utcnow())
         except (errors.Unauthorized, errors.TooManyAttempts) as exc:
             _banner("error", exc.message)
             return render_template("login.html", name=name), exc.status
         start_session(staff, utcnow())
-        target = request.args.get("next", "")
-        if not target.startswith("/") or target.startswith("//"):
-            target = url_for("desk.checkout")
-        return redirect(target)
+        return redirect(_safe_target(request.args.get("next", "")))
+    if current_staff() is not None:
+        return redirect(url_for("desk.checkout"))
     return render_template("login.html", name="")
 
 
@@ -79,8 +104,8 @@ def home():
 def checkout():
     cfg = get_config()
     if request.method == "POST":
-        institution = request.form.get("institution", "").strip().upper()
-        home_id = request.form.get("patron_id", "").strip()
+        institution = _field("institution").upper()
+        home_id = _field("patron_id")
         if not home_id:
             _banner("error", "Scan or type the patron's id.")
             return redirect(url_for("desk.checkout"))
@@ -89,15 +114,18 @@ def checkout():
             if not standing.ok:
                 circulation.refuse_for_standing(standing)
         except errors.CircnodeError as exc:
-            _banner("error", exc.message)
+            _banner("error", f"{_name(cfg, institution)} patron {home_id}: {exc.message}")
+            session["last_institution"] = institution
             return redirect(url_for("desk.checkout"))
+        session["last_institution"] = institution
         session["visit"] = {"institution": institution, "id": home_id, "name": standing.name,
                             "provisional": standing.provisional, "loans": []}
         if standing.provisional:
-            _banner("warning", "The patron's home library cannot be reached: loans are made offline "
+            _banner("warning", f"{_name(cfg, institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
         return redirect(url_for("desk.scan"))
-    return render_template("checkout.html")
+    chosen = session.get("last_institution") or cfg.institution
+    return render_template("checkout.html", chosen=chosen)
 
 
 @bp.route("/checkout/scan", methods=["GET", "POST"])
@@ -108,32 +136,50 @@ def scan():
     if not visit:
         return redirect(url_for("desk.checkout"))
     if request.method == "POST":
-        barcode = request.form.get("item_barcode", "").strip()
+        barcode = _field("item_barcode")
         if not barcode:
             _banner("error", "Scan an item barcode.")
             return redirect(url_for("desk.scan"))
-        now = utcnow()
-        try:
-            standing = standing_for(cfg, visit["institution"], visit["id"], now)
-            loan = circulation.checkout(cfg, barcode, visit["institution"], visit["id"], standing, now,
-                                        staff=current_staff().name)
-        except errors.CircnodeError as exc:
-            _banner("error", f"{barcode}: {exc.message}")
-        else:
-            due = loan.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
-            note = " (made offline, provisional)" if loan.provisional else ""
-            _banner("success", f"{barcode} checked out: {loan.item.title} — due {due}{note}")
-            visit["loans"] = (visit.get("loans") or []) + [loan.id]
-            session["visit"] = visit
+        _scan_one(cfg, visit, barcode)
+        session["visit"] = visit
         return redirect(url_for("desk.scan"))
-    loans = [circulation.get_loan(loan_id) for loan_id in visit.get("loans", [])]
-    return render_template("scan.html", visit=visit, loans=loans)
+    return render_template("scan.html", visit=visit, visit_name=_name(cfg, visit["institution"]),
+                           loans=_visit_loans(visit.get("loans") or []))
+
+
+def _scan_one(cfg, visit, barcode):
+    """Check BARCODE out to the visit's patron and flash the outcome; VISIT is updated in place."""
+    now = utcnow()
+    try:
+        # A visit begun with a network pass keeps lending on it (home not asked); others ask the home node.
+        standing = standing_for_visit(cfg, visit, now)
+        # The home node may have gone away, or come back, since the visit began.
+        visit["provisional"] = standing.provisional
+        loan = circulation.checkout(cfg, barcode, visit["institution"], visit["id"], standing, now,
+                                    staff=current_staff().name)
+    except errors.CircnodeError as exc:
+        _banner("error", f"{barcode}: {exc.message}")
+        return
+    due = loan.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
+    note = " (made offline, provisional)" if loan.provisional else ""
+    _banner("success", f"{barcode} checked out: {loan.item.title} — due {due}{note}")
+    visit["loans"] = (visit.get("loans") or []) + [loan.id]
+
+
+def _visit_loans(loan_ids):
+    """The loans made during this visit, in scan order."""
+    if not loan_ids:
+        return []
+    found = {loan.id: loan for loan in circulation.loans_query().where(Loan.id.in_(loan_ids))}
+    return [found[loan_id] for loan_id in loan_ids if loan_id in found]
 
 
 @bp.post("/checkout/done")
 @desk_role()
 def done():
     session.pop("visit", None)
+    session.pop("patron", None)  # the patron signed in at this desk is signed out for the next one
+    session.pop("phone_link", None)
     return redirect(url_for("desk.checkout"))
 
 
@@ -141,45 +187,38 @@ def done():
 @desk_role()
 def return_item():
     cfg = get_config()
-    owners = None
-    if request.method == "POST":
-        barcode = request.form.get("item_barcode", "").strip()
-        owner = request.form.get("owner", "").strip().upper() or None
-        if not barcode:
-            _banner("error", "Scan an item barcode.")
-            return redirect(url_for("desk.return_item"))
-        try:
-            result = circulation.return_item(cfg, barcode, utcnow(), owner=owner, staff=current_staff().name)
-        except errors.AmbiguousBarcode as exc:
-            owners = [(code, _name(cfg, code)) for code in exc.details["owners"]]
-            _banner("warning", f"{barcode}: several libraries use this barcode. Whose item is it?")
-            return render_template("return.html", owners=owners, barcode=barcode)
-        except errors.CircnodeError as exc:
-            _banner("error", f"{barcode}: {exc.message}")
-            return redirect(url_for("desk.return_item"))
-        title = result.item.title
-        if result.received:
-            _banner("success", f"{barcode} received back from transit: {title} is available.")
-        elif result.transit_to:
-            _banner("transit", f"{barcode} returned: {title}. Send to {_name(cfg, result.transit_to)}.")
-        else:
-            _banner("success", f"{barcode} returned: {title}. Shelve it.")
+    if request.method == "GET":
+        return render_template("return.html", owners=None, barcode="")
+    barcode = _field("item_barcode")
+    owner = _field("owner").upper() or None
+    if not barcode:
+        _banner("error", "Scan an item barcode.")
         return redirect(url_for("desk.return_item"))
-    return render_template("return.html", owners=owners, barcode="")
-
-
-def _name(cfg, code):
-    if code == cfg.institution:
-        return cfg.node["name"]
-    peer = cfg.peers.get(code)
-    return peer.name if peer else code
+    try:
+        result = circulation.return_item(cfg, barcode, utcnow(), owner=owner, staff=current_staff().name)
+    except errors.AmbiguousBarcode as exc:
+        # Not a redirect: the owner buttons must carry this barcode into the next POST.
+        owners = [(code, _name(cfg, code)) for code in exc.details["owners"]]
+        _banner("warning", f"{barcode}: several libraries use this barcode. Whose item is it?")
+        return render_template("return.html", owners=owners, barcode=barcode)
+    except errors.CircnodeError as exc:
+        _banner("error", f"{barcode}: {exc.message}")
+        return redirect(url_for("desk.return_item"))
+    title = result.item.title
+    if result.received:
+        _banner("success", f"{barcode} received back from transit: {title} is available. Shelve it.")
+    elif result.transit_to:
+        _banner("transit", f"{barcode} returned: {title}. Send to {_name(cfg, result.transit_to)}.")
+    else:
+        _banner("success", f"{barcode} returned: {title}. Shelve it.")
+    return redirect(url_for("desk.return_item"))
 
 
 @bp.get("/loans")
 @desk_role()
 def loans():
     now = utcnow()
-    q = request.args.get("q", "").strip()
+    q = request.args.get("q", "").strip()[:MAX_FIELD]
     status = request.args.get("status", "open")
     overdue = request.args.get("overdue") == "1"
     query = circulation.loans_query(status=status if status in ("open", "closed") else None,
@@ -191,20 +230,39 @@ def loans():
 @bp.get("/items")
 @desk_role()
 def items():
-    barcode = request.args.get("barcode", "").strip()
-    found, loan = [], None
-    if barcode:
-        found = circulation.find_items(barcode)
-        if not found:
-            _banner("error", f"No item with barcode {barcode}.")
+    barcode = request.args.get("barcode", "").strip()[:MAX_FIELD]
+    found = circulation.find_items(barcode) if barcode else []
+    if barcode and not found:
+        _banner("error", f"No item with barcode {barcode}.")
     rows = [(item, circulation.open_loan_of(item)) for item in found]
-    return render_template("items.html", barcode=barcode, rows=rows, loan=loan)
+    return render_template("items.html", barcode=barcode, rows=rows)
+
+
+@bp.get("/patrons")
+@desk_role()
+def find_patron():
+    """The patron lookup form; with institution and id it opens that patron's page."""
+    cfg = get_config()
+    institution = request.args.get("institution", "").strip().upper()[:32]
+    home_id = request.args.get("id", "").strip()[:MAX_FIELD]
+    if home_id:
+        return redirect(url_for("desk.patron", institution=institution or cfg.institution, home_id=home_id))
+    return render_template("patron.html", patron=None, institution=cfg.institution, home_id="",
+                           open_loans=[], closed_loans=[])
 
 
 @bp.get("/patrons/<institution>/<home_id>")
 @desk_role()
 def patron(institution, home_id):
+    """One patron's loans as this node knows them: at the home node, all their network loans."""
     now = utcnow()
-    rows = list(circulation.loans_query(institution=institution.upper(), home_id=home_id).limit(500))
-    return render_template("patron.html", institution=institution.upper(), home_id=home_id,
-                           loans=rows, now=now)
+    institution = institution.upper()
+    record = Patron.get_or_none(institution=institution, home_id=home_id)
+    if record is None:
+        _banner("error", f"This library has no record of patron {institution} · {home_id}.")
+    query = circulation.loans_query(institution=institution, home_id=home_id)
+    open_loans = list(query.where(Loan.status == "open").limit(500)) if record else []
+    closed_loans = list(circulation.loans_query(institution=institution, home_id=home_id, status="closed")
+                        .limit(50)) if record else []
+    return render_template("patron.html", patron=record, institution=institution, home_id=home_id,
+                           open_loans=open_loans, closed_loans=closed_loans, now=now)

@@ -46,6 +46,7 @@ ItemNotOwned = _refusal("ItemNotOwned", 422, "item_not_owned", "The item belongs
 ItemNotLoanable = _refusal("ItemNotLoanable", 422, "item_not_loanable", "Items of this type do not circulate.")
 NotOnLoan = _refusal("NotOnLoan", 422, "not_on_loan", "The item is not on loan.")
 LoanClosed = _refusal("LoanClosed", 422, "loan_closed", "The loan is already closed.")
+LoanNotDisputed = _refusal("LoanNotDisputed", 422, "loan_not_disputed", "The loan is not disputed.")
 RenewalLimit = _refusal("RenewalLimit", 422, "renewal_limit_reached", "No renewals left under the policy.")
 LoanLimit = _refusal("LoanLimit", 422, "loan_limit_reached",
                             "The patron holds as many loans from this library as the policy allows.")
@@ -59,4 +60,50 @@ OfflineLimitReached = _refusal("OfflineLimitReached", 422, "offline_limit_reache
 UnknownInstitution = _refusal("UnknownInstitution", 422, "unknown_institution",
                               "The institution is neither this node nor a configured peer.")
 PeerUnreachable = _refusal("PeerUnreachable", 503, "peer_unreachable", "A peer node could not be reached.")
+StaffExists = _refusal("StaffExists", 409, "staff_exists", "A staff account with that name exists already.")
+WeakPassword = _refusal("WeakPassword", 422, "weak_password", "The password is too easy to guess.")
 TooManyAttempts = _refusal("TooManyAttempts", 429, "too_many_attempts", "Too many failed logins; wait and retry.")
+# Billing (issue 5; docs/billing.md)
+FeeNotFound = _refusal("FeeNotFound", 404, "fee_not_found", "No fee with that id here.")
+FeeSettled = _refusal("FeeSettled", 409, "fee_settled", "The fee is already paid or waived.")
+FeeNotHome = _refusal("FeeNotHome", 422, "fee_not_home",
+                      "Payments and waivers are recorded at the patron's home library.")
+AmountTooLarge = _refusal("AmountTooLarge", 422, "amount_too_large", "The amount is more than the fee's open balance.")
+BatchNotFound = _refusal("BatchNotFound", 404, "batch_not_found", "No bursar export batch with that number.")
+ItemLost = _refusal("ItemLost", 422, "item_lost", "The item was declared lost; the loan cannot be renewed.")
+
+# --- patron sign-in and network passes (issue 4; docs/identity.md) ---
+SignInUnavailable = _refusal("SignInUnavailable", 503, "sign_in_unavailable",
+                             "Sign-in at this institution is not configured or not working here.")
+SamlRefused = _refusal("SamlRefused", 403, "saml_refused", "The sign-in answer was refused.")
+
+
+def _saml_refusal(name, code, doc):
+    # Subclasses of SamlRefused: one ``except`` catches them all, each keeps its own stable code.
+    return type(name, (SamlRefused,), {"status": 403, "code": code, "__doc__": doc})
+
+
+SamlInvalid = _saml_refusal("SamlInvalid", "saml_invalid", "The sign-in answer is malformed or was not a success.")
+SamlUnsigned = _saml_refusal("SamlUnsigned", "saml_unsigned", "The sign-in answer carries no signed assertion.")
+SamlBadSignature = _saml_refusal("SamlBadSignature", "saml_bad_signature",
+                                 "The signature does not verify with the identity provider's key from its metadata.")
+SamlUnsolicited = _saml_refusal("SamlUnsolicited", "saml_unsolicited",
+                                "The answer does not reply to a sign-in this node started.")
+SamlReplay = _saml_refusal("SamlReplay", "saml_replay", "This sign-in answer was used already.")
+SamlExpired = _saml_refusal("SamlExpired", "saml_expired", "The sign-in answer or request has expired.")
+SamlWrongAudience = _saml_refusal("SamlWrongAudience", "saml_wrong_audience",
+                                  "The assertion was made for another service.")
+SamlWrongDestination = _saml_refusal("SamlWrongDestination", "saml_wrong_destination",
+                                     "The answer was addressed to another place.")
+SamlWrongInstitution = _saml_refusal("SamlWrongInstitution", "saml_wrong_institution",
+                                     "The answer comes from another institution than the one chosen.")
+SamlNoPatronId = _saml_refusal("SamlNoPatronId", "saml_no_patron_id",
+                               "The identity provider did not release the patron's id.")
+LinkUnknown = _refusal("LinkUnknown", 404, "link_unknown", "No such sign-in link.")
+LinkExpired = _refusal("LinkExpired", 410, "link_expired", "The sign-in link has expired.")
+LinkUsed = _refusal("LinkUsed", 410, "link_used", "The sign-in link was used already.")
+PassInvalid = _refusal("PassInvalid", 401, "pass_invalid", "The network pass is malformed or was altered.")
+PassWrongIssuer = _refusal("PassWrongIssuer", 401, "pass_wrong_issuer",
+                           "The network pass is not signed by its institution's node key.")
+PassExpired = _refusal("PassExpired", 422, "pass_expired", "The network pass has expired.")
+PassRevoked = _refusal("PassRevoked", 422, "pass_revoked", "The patron was blocked after the pass was issued.")

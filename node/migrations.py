@@ -130,6 +130,116 @@ MIGRATIONS = {
             PRIMARY KEY (key_id, nonce))""",
         "CREATE INDEX peer_nonce_created ON peer_nonce (created)",
     ],
+    3: [
+        # The admin sync queue lists these few rows without walking history
+        # (sync/queue.py); a partial index holds only the rows it shows.
+        "CREATE INDEX loan_needs_attention ON loan (checked_out_at) WHERE provisional = 1 OR disputed = 1",
+        "CREATE INDEX inbox_record_refused ON inbox_record (origin, received_at) WHERE state = 'rejected'",
+    ],
+    4: [
+        # Billing, notices and daily jobs (docs/billing.md).  Amounts are whole
+        # cents: SQLite's NUMERIC affinity would store decimals as floats.
+        "ALTER TABLE loan ADD COLUMN lost_at DATETIME",
+        """CREATE TABLE bursar_batch (
+            id INTEGER PRIMARY KEY,
+            created_at DATETIME NOT NULL,
+            staff TEXT NOT NULL DEFAULT '',
+            fee_count INTEGER NOT NULL,
+            totals TEXT NOT NULL DEFAULT '')""",
+        """CREATE TABLE fee (
+            id TEXT PRIMARY KEY,
+            lender TEXT NOT NULL,
+            home TEXT NOT NULL,
+            loan_id TEXT NOT NULL,
+            patron_id INTEGER REFERENCES patron (id),
+            item_barcode TEXT NOT NULL DEFAULT '',
+            item_title TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            refund_of TEXT,
+            assessed_at DATETIME NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open',
+            paid INTEGER NOT NULL DEFAULT 0,
+            settled_at DATETIME,
+            bursar_batch_id INTEGER REFERENCES bursar_batch (id),
+            updated_at DATETIME NOT NULL)""",
+        # One fee per loan and reason: a job run twice, or a return event
+        # applied twice, cannot bill twice.
+        "CREATE UNIQUE INDEX fee_loan_id_reason ON fee (loan_id, reason)",
+        "CREATE INDEX fee_patron_status ON fee (patron_id, status)",
+        "CREATE INDEX fee_lender_assessed ON fee (lender, assessed_at)",
+        "CREATE INDEX fee_home_unexported ON fee (home, assessed_at) WHERE bursar_batch_id IS NULL",
+        "CREATE INDEX fee_bursar_batch ON fee (bursar_batch_id)",
+        """CREATE TABLE fee_payment (
+            id TEXT PRIMARY KEY,
+            fee_id TEXT NOT NULL REFERENCES fee (id),
+            kind TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            at DATETIME NOT NULL,
+            staff TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX fee_payment_fee ON fee_payment (fee_id)",
+        """CREATE TABLE notice (
+            id INTEGER PRIMARY KEY,
+            loan_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            stage INTEGER NOT NULL DEFAULT 0,
+            recipient TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '',
+            created_at DATETIME NOT NULL,
+            next_attempt_at DATETIME,
+            sent_at DATETIME)""",
+        "CREATE UNIQUE INDEX notice_loan_id_kind_stage ON notice (loan_id, kind, stage)",
+        "CREATE INDEX notice_state_next_attempt_at ON notice (state, next_attempt_at)",
+        """CREATE TABLE job_run (
+            name TEXT PRIMARY KEY,
+            started_at DATETIME,
+            finished_at DATETIME,
+            as_of DATETIME,
+            summary TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX loan_lost_at ON loan (lost_at) WHERE lost_at IS NOT NULL",
+    ],
+    5: [
+        # Patron sign-in (docs/identity.md).  SAML requests we sent, kept
+        # server-side so InResponseTo is checked without a cookie (a
+        # cross-site POST carries none) and each is answered once.
+        """CREATE TABLE saml_request (
+            id TEXT PRIMARY KEY,
+            institution TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            handle_hash TEXT NOT NULL DEFAULT '',
+            phone_link_id INTEGER,
+            state TEXT NOT NULL DEFAULT 'pending',
+            identity TEXT,
+            created_at DATETIME NOT NULL,
+            expires_at DATETIME NOT NULL)""",
+        "CREATE INDEX saml_request_expires_at ON saml_request (expires_at)",
+        # Assertions consumed, until they expire: a replay is refused by the key.
+        """CREATE TABLE saml_assertion (
+            issuer TEXT NOT NULL,
+            assertion_id TEXT NOT NULL,
+            expires_at DATETIME NOT NULL,
+            PRIMARY KEY (issuer, assertion_id))""",
+        "CREATE INDEX saml_assertion_expires_at ON saml_assertion (expires_at)",
+        # Single-use sign-in links shown as a QR code at the desk.
+        """CREATE TABLE phone_link (
+            id INTEGER PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            institution TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'new',
+            identity TEXT,
+            created_at DATETIME NOT NULL,
+            expires_at DATETIME NOT NULL)""",
+    ],
+    6: [
+        # Receiving an item back from transit looks up its last loan; without
+        # this index that scanned every loan ever made (docs/benchmarks.md).
+        "CREATE INDEX loan_item_returned ON loan (item_id, returned_at)",
+    ],
 }
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import time
 import uuid
+from decimal import Decimal
 
 from peewee import (BooleanField, CharField, CompositeKey, DateField, DecimalField, Field, ForeignKeyField,
                     IntegerField, Model, TextField)
@@ -120,6 +121,7 @@ class Loan(BaseModel):
     dispute_reason = TextField(default="")
     made_offline = BooleanField(default=False)
     updated_at = UTCDateTimeField(default=utcnow)
+    lost_at = UTCDateTimeField(null=True)  # declared lost by the lender (migration 4)
 
     def is_overdue(self, now):
         return self.status == "open" and self.due_at < now
@@ -260,4 +262,178 @@ class PeerNonce(BaseModel):
         primary_key = CompositeKey("key_id", "nonce")
 
 
-ALL_MODELS = [InboxRecord, PeerState, PeerNonce, Item, Patron, Loan, OutboxEvent, Staff, ApiToken, StaffSession, LoginFailure, AuditLog]
+# --- billing, notices and job runs (issue 5, migration 4; docs/billing.md) ---
+# Money is stored as whole cents (CentsField): SQLite has no decimal type and
+# its NUMERIC affinity would turn 12.10 into a float.  Python sees Decimal.
+
+CENT = Decimal("0.01")
+
+
+class CentsField(IntegerField):
+    """A Decimal amount with at most 2 decimals, stored as an integer of cents."""
+
+    def db_value(self, value):
+        if value is None:
+            return None
+        cents = Decimal(value) * 100
+        if cents != cents.to_integral_value():
+            raise ValueError("amounts have at most 2 decimals")
+        return int(cents)
+
+    def python_value(self, value):
+        return None if value is None else cents_to_money(value)
+
+
+def cents_to_money(cents):
+    return Decimal(int(cents or 0)).scaleb(-2).quantize(CENT)
+
+
+class BursarBatch(BaseModel):
+    created_at = UTCDateTimeField()
+    staff = CharField(default="")
+    fee_count = IntegerField()
+    totals = TextField(default="")  # "EUR 120.00; CHF 5.00"
+
+    class Meta:
+        table_name = "bursar_batch"
+
+
+class Fee(BaseModel):
+    """One charge (or, negative, one refund credit) of a lender on a patron's home account.
+
+    The lender assigns the id; lender and home node keep the same row, the
+    lender's copy showing the status the home node reported.
+    """
+
+    id = CharField(primary_key=True, default=new_uuid)
+    lender = CharField()
+    home = CharField()  # the patron's institution: where the fee is collected
+    loan_id = CharField()
+    patron = ForeignKeyField(Patron, backref="fees", null=True)  # NULL once anonymised
+    item_barcode = TextField(default="")
+    item_title = TextField(default="")
+    reason = CharField()  # fine | replacement | processing | refund
+    amount = CentsField()
+    currency = CharField()
+    refund_of = CharField(null=True)
+    assessed_at = UTCDateTimeField()
+    status = CharField(default="open")  # open | paid | waived
+    paid = CentsField(default=0)
+    settled_at = UTCDateTimeField(null=True)
+    bursar_batch = ForeignKeyField(BursarBatch, backref="fees", null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("loan_id", "reason"), True),)
+
+    @property
+    def outstanding(self):
+        return self.amount - self.paid if self.status == "open" else Decimal("0.00")
+
+    def to_dict(self, tz):
+        def local(value):
+            return value.astimezone(tz).isoformat() if value else None
+        patron = ({"institution": self.patron.institution, "id": self.patron.home_id}
+                  if self.patron_id else None)
+        return {"id": self.id, "lender": self.lender, "home": self.home, "loan_id": self.loan_id,
+                "patron": patron, "item": {"barcode": self.item_barcode, "title": self.item_title},
+                "amount": str(self.amount), "currency": self.currency, "reason": self.reason,
+                "refund_of": self.refund_of, "status": self.status, "paid": str(self.paid),
+                "outstanding": str(self.outstanding), "assessed_at": local(self.assessed_at),
+                "settled_at": local(self.settled_at), "bursar_batch": self.bursar_batch_id}
+
+
+class FeePayment(BaseModel):
+    """A payment or waiver recorded at the home node (and copied to the lender)."""
+
+    id = CharField(primary_key=True, default=new_uuid)
+    fee = ForeignKeyField(Fee, backref="payments")
+    kind = CharField()  # payment | waiver
+    amount = CentsField()  # same sign as the fee: a credit paid out is negative
+    at = UTCDateTimeField()
+    staff = CharField(default="")
+    note = TextField(default="")
+
+    class Meta:
+        table_name = "fee_payment"
+
+
+class Notice(BaseModel):
+    """One notice of one kind for one loan: the row that makes it go out once."""
+
+    loan_id = CharField()
+    kind = CharField()  # courtesy | overdue | lost
+    stage = IntegerField(default=0)  # for overdue: the day after the due date it belongs to
+    recipient = TextField(default="")
+    state = CharField(default="pending")  # pending | sent | skipped
+    attempts = IntegerField(default=0)
+    last_error = TextField(default="")
+    created_at = UTCDateTimeField()
+    next_attempt_at = UTCDateTimeField(null=True)
+    sent_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("loan_id", "kind", "stage"), True), (("state", "next_attempt_at"), False))
+
+
+class JobRun(BaseModel):
+    """The last run of each daily job, shown to admins."""
+
+    name = CharField(primary_key=True)
+    started_at = UTCDateTimeField(null=True)
+    finished_at = UTCDateTimeField(null=True)
+    as_of = UTCDateTimeField(null=True)
+    summary = TextField(default="")
+    error = TextField(default="")
+
+    class Meta:
+        table_name = "job_run"
+
+
+class SamlRequest(BaseModel):
+    """An AuthnRequest we sent (its ID is the InResponseTo we accept), answered at most once."""
+
+    id = CharField(primary_key=True)
+    institution = CharField()
+    purpose = CharField()  # desk | patron | phone
+    handle_hash = CharField(default="")  # binds the answer to the browser that asked
+    phone_link_id = IntegerField(null=True)
+    state = CharField(default="pending")  # pending | consumed | verified | used | refused
+    identity = TextField(null=True)  # JSON of the verified identity until picked up
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "saml_request"
+        indexes = ((("expires_at",), False),)
+
+
+class SamlAssertion(BaseModel):
+    """An assertion already consumed; kept until it expires so a replay is refused."""
+
+    issuer = CharField()
+    assertion_id = CharField()
+    expires_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "saml_assertion"
+        primary_key = CompositeKey("issuer", "assertion_id")
+        indexes = ((("expires_at",), False),)
+
+
+class PhoneLink(BaseModel):
+    """A single-use sign-in link the desk shows as a QR code; only its hash is stored."""
+
+    token_hash = CharField(unique=True)
+    institution = CharField()
+    state = CharField(default="new")  # new | opened | verified | used
+    identity = TextField(null=True)
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "phone_link"
+
+
+ALL_MODELS = [InboxRecord, PeerState, PeerNonce, Item, Patron, Loan, OutboxEvent, Staff, ApiToken, StaffSession, LoginFailure, AuditLog,
+              BursarBatch, Fee, FeePayment, Notice, JobRun, SamlRequest, SamlAssertion, PhoneLink]

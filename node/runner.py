@@ -1,4 +1,5 @@
 """``circnode run``: the waitress server and the APScheduler jobs in one process."""
+import datetime
 import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -11,14 +12,21 @@ log = logging.getLogger(__name__)
 
 
 def start_scheduler(cfg):
-    """Start the background jobs; each runs one at a time and never kills the scheduler."""
+    """Start the background jobs; each runs one at a time and never kills the scheduler.
+
+    The scheduler runs on the machine's real clock; the jobs get ``utcnow``
+    (which may be shifted, see node/clock.py) for their business time.
+    """
     from sync.push import push_due
     from sync.receive import purge_nonces
 
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per run drowns the log
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(push_due, "interval", args=[cfg, utcnow], seconds=cfg.sync["interval_seconds"],
-                      id="sync_push", next_run_time=utcnow())
+                      id="sync_push", next_run_time=datetime.datetime.now(datetime.timezone.utc))
     scheduler.add_job(lambda: purge_nonces(cfg, utcnow()), "interval", minutes=10, id="purge_nonces")
+    from node.jobs import schedule as schedule_daily_jobs
+    schedule_daily_jobs(scheduler, cfg)  # notices, overdue, lost, purge; notice retries
     scheduler.start()
     return scheduler
 

@@ -135,3 +135,18 @@ def standing(home_id):
                         reason=f"The patron holds {open_loans} loans in the network (limit {limit}).")
     log.info("standing asked by %s: %s", g.peer, body["code"] or "ok")
     return jsonify(body)
+
+
+@bp.post("/api/v1/peer/loans/<loan_id>/renew")
+@signed_by_peer
+def renew_for_home(loan_id):
+    """Renew a loan of ours because its patron asked at their home node (docs/billing.md)."""
+    from node.circulation import get_loan, renew
+    cfg = get_config()
+    loan = get_loan(loan_id)
+    # A home node may only renew its own patrons' loans: anything else looks like no such loan.
+    if loan.lender != cfg.institution or loan.patron_id is None or loan.patron.institution != g.peer:
+        raise errors.LoanNotFound(f"No loan {loan_id!r} of a patron of {g.peer}.")
+    renewed = renew(cfg, loan_id, utcnow(), staff=f"home:{g.peer}")
+    log.info("renewal asked by %s: renewed", g.peer)
+    return jsonify({"loan_id": renewed.id, "due_at": renewed.due_at.isoformat(), "renewals": renewed.renewals})

@@ -60,8 +60,8 @@ def pending(net, code):
     return db_rows(net, code, "SELECT COUNT(*) FROM outbox_event WHERE state IN ('pending','failed')")[0][0]
 
 
-def drained(net, code):
-    return wait_until(lambda: pending(net, code) == 0, message=f"{code}'s outbox to drain")
+def drained(net, code, timeout=60.0):
+    return wait_until(lambda: pending(net, code) == 0, timeout=timeout, message=f"{code}'s outbox to drain")
 
 
 def assert_home_matches_desk(net, acked, lender="NORTH", home="SOUTH"):
@@ -206,7 +206,7 @@ def test_same_batch_three_times_in_a_row_and_at_once(network):
 
 
 def test_week_long_partition_drains_thousands_in_order(network):
-    net = network(proxied=True, overrides=FAST, items=60)
+    net = network(proxied=True, overrides={**FAST, "sync": {**FAST["sync"], "batch_size": "200"}}, items=60)
     net.start("SOUTH")
     net.proxy["SOUTH"].mode = "refuse"
     week_ago = str(-7 * 24 * 3600)
@@ -220,7 +220,7 @@ def test_week_long_partition_drains_thousands_in_order(network):
     assert pending(net, "NORTH") == 1200
     net.proxy["SOUTH"].mode = "pass"
     net.start("NORTH")  # back to the real time: a week later
-    drained(net, "NORTH")
+    drained(net, "NORTH", timeout=120)
     assert_home_matches_desk(net, acked)
     times = [row[0] for row in db_rows(net, "SOUTH", "SELECT received_at FROM inbox_record ORDER BY sequence")]
     assert times == sorted(times), "applied in sequence order"

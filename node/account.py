@@ -1,0 +1,131 @@
+"""The patron's account at home: every network loan, fees and blocks, and Renew.
+
+The page itself is ``/patron/account`` (node/saml.py, which signs the patron
+in); it includes ``_account_network.html``, fed by ``network_account``.  The
+Renew button asks the lender, signed and online: the lender's policy
+decides, and its answer is shown.  When the lender cannot be reached, the
+page says so and nothing changes anywhere.
+"""
+import datetime
+from urllib.parse import quote
+
+from flask import Blueprint, flash, redirect, url_for
+
+from node import billing, circulation, errors
+from node.app import get_config
+from node.clock import utcnow
+from node.db import database
+from node.models import Loan, Patron
+
+bp = Blueprint("account", __name__)
+
+
+def signed_in_patron(cfg, now):
+    """The verified identity of this session's patron (node/saml.py), or None."""
+    from node.saml import signed_in_patron as from_saml
+    return from_saml(cfg, now)
+
+
+def _library(cfg, code):
+    if code == cfg.institution:
+        return cfg.node["name"]
+    peer = cfg.peers.get(code)
+    return peer.name if peer else code
+
+
+# --- domain (no Flask) ---------------------------------------------------------
+
+def loan_status(loan, now):
+    if loan.status == "closed":
+        return "returned"
+    if loan.lost_at is not None:
+        return "lost"
+    return "overdue" if loan.is_overdue(now) else "on loan"
+
+
+def renew_at_lender(cfg, home_id, loan_id, now, timeout=None):
+    """Renew our patron's loan by asking its lender (signed); return the loan with its new due date.
+
+    Raises the lender's refusal with its code, or PeerUnreachable: then nothing
+    changed here (the lender changed nothing either, or will tell us by event).
+    """
+    loan = Loan.get_or_none(id=loan_id)
+    patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+    if loan is None or patron is None or loan.patron_id != patron.id:
+        raise errors.LoanNotFound("No such loan on your account.", loan_id=loan_id)
+    if loan.status != "open":
+        raise errors.LoanClosed("The loan is already returned.")
+    if loan.lost_at is not None:
+        raise errors.ItemLost("The item was declared lost; the loan cannot be renewed.")
+    standing = circulation.own_patron_standing(cfg, home_id, now)
+    if not standing.ok:
+        circulation.refuse_for_standing(standing)
+    if loan.lender == cfg.institution:
+        return circulation.renew(cfg, loan_id, now, staff="patron")
+    from sync.client import peer_request
+    status, answer = peer_request(cfg, loan.lender, "POST", f"/api/v1/peer/loans/{quote(loan_id, safe='')}/renew",
+                                  {"patron": {"institution": cfg.institution, "id": home_id}},
+                                  timeout=timeout or cfg.sync["standing_timeout_seconds"], now=now)
+    if status != 200:
+        error = (answer.get("error") or {}) if isinstance(answer, dict) else {}
+        refusal = errors.CircnodeError(error.get("message") or f"{_library(cfg, loan.lender)} refused the renewal.")
+        refusal.status, refusal.code = 422, error.get("code") or "renewal_refused"
+        raise refusal
+    due_at = datetime.datetime.fromisoformat(answer["due_at"]).astimezone(datetime.timezone.utc)
+    with database.atomic():
+        # The lender's loan.renewed event will say the same; applying it again changes nothing.
+        loan = Loan.get_by_id(loan_id)
+        if loan.status == "open":
+            loan.due_at = max(loan.due_at, due_at)
+            loan.renewals = max(loan.renewals, int(answer.get("renewals", loan.renewals)))
+            loan.updated_at = now
+            loan.save()
+    return loan
+
+
+def network_account(cfg, home_id, now):
+    """What the account page shows of our patron: loans everywhere, fees, balance and blocks."""
+    from node.billing_api import account_summary
+    patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+    if patron is None:
+        return {"loans": [], "fees": [], "summary": {"balance": {}, "blocked": False, "blocks": []}}
+    loans = list(circulation.loans_query(institution=cfg.institution, home_id=home_id, status="open").limit(500))
+    loans += list(circulation.loans_query(institution=cfg.institution, home_id=home_id, status="closed").limit(20))
+    rows = [{"loan": loan, "lender": _library(cfg, loan.lender), "status": loan_status(loan, now),
+             "renewable": loan.status == "open" and loan.lost_at is None} for loan in loans]
+    return {"loans": rows, "fees": list(billing.fees_query(cfg, home_id=home_id).limit(200)),
+            "summary": account_summary(cfg, patron)}
+
+
+# --- views -----------------------------------------------------------------
+
+@bp.app_context_processor
+def _helpers():
+    def for_patron(patron):
+        cfg = get_config()
+        return network_account(cfg, patron["id"], utcnow())
+    return {"network_account": for_patron}
+
+
+@bp.post("/patron/account/loans/<loan_id>/renew")
+def renew(loan_id):
+    """The Renew button: ask the lender, show its answer; unreachable lender, nothing changes."""
+    cfg = get_config()
+    now = utcnow()
+    patron = signed_in_patron(cfg, now)
+    if patron is None or patron.get("institution") != cfg.institution:
+        flash("Sign in again to renew.", "error")
+        return redirect(url_for("patron.account"))
+    loan = Loan.get_or_none(id=loan_id)
+    lender = _library(cfg, loan.lender) if loan else "the lending library"
+    try:
+        renewed = renew_at_lender(cfg, patron["id"], loan_id, now)
+    except errors.PeerUnreachable:
+        flash(f"{lender} cannot be reached right now, so the loan was not renewed and nothing has changed. "
+              "Please try again later.", "warning")
+    except errors.CircnodeError as exc:
+        flash(f"{lender} did not renew the loan: {exc.message}", "error")
+    else:
+        due = renewed.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
+        flash(f"Renewed by {lender}: now due {due}.", "success")
+    return redirect(url_for("patron.account"))

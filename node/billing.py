@@ -1,0 +1,303 @@
+"""Fees on the lender's terms, posted on the patron's home account.  Knows nothing of Flask.
+
+The lender assesses: a fine when an overdue item is returned (wherever it is
+returned, counted on the lender's calendar), or, when the daily job declares
+an item lost, the fine so far, the replacement cost and the processing fee;
+a lost item that comes back is refunded by the lender's ``refund_on_return``
+rule as a credit (a negative fee).  Each fee travels to the patron's home
+node as a ``fee.assessed`` event in the same transaction.  The home node
+collects: payments and waivers are recorded there and travel back to the
+lender as ``fee.paid`` / ``fee.waived``.  Money is ``Decimal``, never float.
+"""
+import datetime
+import logging
+from decimal import Decimal, InvalidOperation
+
+from peewee import JOIN, Case, fn
+
+from node import errors
+from node.calendar import calendar_of, local_day
+from node.db import database
+from node.models import CENT, AuditLog, Fee, FeePayment, Item, Loan, Patron, cents_to_money, new_uuid
+from sync import outbox
+
+log = logging.getLogger(__name__)
+ZERO = Decimal("0.00")
+MAX_AMOUNT = Decimal("1000000.00")
+REFUNDED = {"none": (), "replacement": ("replacement",), "all": ("replacement", "processing")}
+
+
+def currency(cfg):
+    return cfg.sections["billing"]["currency"]
+
+
+def parse_amount(raw, field="amount"):
+    """A positive amount of at most 2 decimals from JSON, a form or the CLI, as Decimal."""
+    if isinstance(raw, (bool, float)) or raw is None:
+        # JSON numbers reach here as Decimal (parsed with parse_float=Decimal); a float means a caller bug.
+        raise errors.InvalidField(f"'{field}' must be an amount such as \"12.50\".", field=field)
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise errors.InvalidField(f"'{field}' must be an amount such as \"12.50\".", field=field) from None
+    if not value.is_finite() or value <= 0 or value != value.quantize(CENT) or value > MAX_AMOUNT:
+        raise errors.InvalidField(f"'{field}' must be a positive amount with at most 2 decimals.", field=field)
+    return value.quantize(CENT)
+
+
+def _audit(action, target, detail, now, staff="system"):
+    AuditLog.create(at=now, staff=staff or "system", action=action, target=target, detail=detail)
+
+
+# --- what the lender's terms say -------------------------------------------
+
+def late_days(cfg, due_at, until):
+    """Open days of this library's calendar after the due date, up to UNTIL's local day."""
+    first = local_day(due_at, cfg.tz) + datetime.timedelta(days=1)
+    last = local_day(until, cfg.tz)
+    return calendar_of(cfg).open_days(first, last) if last >= first else 0
+
+
+def fine_amount(cfg, loan, until):
+    """The fine LOAN owes if it ends at UNTIL: fine_per_day per open late day, capped by max_fine."""
+    rules = cfg.policy_for(loan.item.item_type)
+    amount = rules["fine_per_day"] * late_days(cfg, loan.due_at, until)
+    if rules["max_fine"] is not None:
+        amount = min(amount, rules["max_fine"])
+    return amount.quantize(CENT)
+
+
+def replacement_cost(cfg, item):
+    cost = item.replacement_cost
+    if cost is None:
+        cost = cfg.policy_for(item.item_type)["default_replacement_cost"]
+    return Decimal(str(cost)).quantize(CENT)
+
+
+# --- assessing (at the lender, inside the caller's transaction) ---------------
+
+def fee_event_data(fee):
+    """The ``fee.assessed`` payload: the fee, and the minimum a home node needs to post it."""
+    return {"fee_id": fee.id, "loan_id": fee.loan_id, "lender": fee.lender,
+            "patron": {"institution": fee.patron.institution, "id": fee.patron.home_id},
+            "item": {"barcode": fee.item_barcode, "title": fee.item_title},
+            "amount": str(fee.amount), "currency": fee.currency, "reason": fee.reason,
+            "refund_of": fee.refund_of, "assessed_at": fee.assessed_at.isoformat()}
+
+
+def _charge(cfg, loan, reason, amount, now, refund_of=None):
+    """Bill LOAN's patron once for REASON and tell their home node; None when nothing is due."""
+    if amount == 0 or loan.patron_id is None:
+        return None
+    if Fee.get_or_none(loan_id=loan.id, reason=reason):
+        return None  # billed before: a job or an event applied twice bills once
+    patron, item = loan.patron, loan.item
+    fee = Fee.create(id=new_uuid(), lender=cfg.institution, home=patron.institution, loan_id=loan.id,
+                     patron=patron, item_barcode=item.barcode, item_title=item.title, reason=reason,
+                     amount=amount, currency=currency(cfg), refund_of=refund_of, assessed_at=now, updated_at=now)
+    if fee.home != cfg.institution:
+        outbox.enqueue(fee.home, "fee.assessed", fee_event_data(fee), now)
+    _audit("fee_assessed", fee.id, f"{reason} {amount} {fee.currency} on loan {loan.id}", now)
+    return fee
+
+
+def assess_at_return(cfg, loan, now):
+    """At the lender, in the return's transaction: the fine of a late loan, or a lost item's refund."""
+    if loan.lender != cfg.institution or loan.returned_at is None:
+        return []
+    if loan.lost_at is not None:
+        fee = _refund(cfg, loan, now)
+    else:
+        fee = _charge(cfg, loan, "fine", fine_amount(cfg, loan, loan.returned_at), now)
+    return [fee] if fee else []
+
+
+def _refund(cfg, loan, now):
+    """Credit what the lender's refund_on_return rule gives back (never what was waived)."""
+    rule = cfg.policy_for(loan.item.item_type)["refund_on_return"]
+    refunded = [fee for fee in (Fee.get_or_none(loan_id=loan.id, reason=r) for r in REFUNDED[rule]) if fee]
+    total = sum((fee.amount - _waived(fee) for fee in refunded), ZERO)
+    if total <= 0:
+        return None
+    return _charge(cfg, loan, "refund", -total, now, refund_of=refunded[0].id)
+
+
+def _waived(fee):
+    cents = (FeePayment.select(fn.SUM(FeePayment.amount))
+             .where((FeePayment.fee == fee) & (FeePayment.kind == "waiver")).scalar())
+    return cents_to_money(cents)
+
+
+def declare_lost(cfg, loan, now):
+    """Mark LOAN's item lost and bill the fine so far, the replacement cost and the processing fee."""
+    item, rules = loan.item, cfg.policy_for(loan.item.item_type)
+    loan.lost_at, loan.updated_at = now, now
+    loan.save()
+    item.status, item.updated_at = "lost", now
+    item.save()
+    home = loan.patron.institution
+    if home != cfg.institution:
+        outbox.enqueue(home, "loan.lost", {"loan_id": loan.id, "lender": loan.lender,
+                                           "lost_at": now.isoformat()}, now)
+    _audit("declare_lost", loan.id, f"item {item.barcode}", now)
+    fees = [_charge(cfg, loan, "fine", fine_amount(cfg, loan, now), now),
+            _charge(cfg, loan, "replacement", replacement_cost(cfg, item), now),
+            _charge(cfg, loan, "processing", rules["processing_fee"], now)]
+    return [fee for fee in fees if fee]
+
+
+def declare_lost_loans(cfg, now):
+    """The daily lost step: declare lost every loan of ours overdue lost_after_days or more."""
+    today = local_day(now, cfg.tz)
+    shortest = min(rules["lost_after_days"] for rules in cfg.policy.values())
+    # A coarse filter on the index (a day's margin for DST); the exact count of local days follows.
+    horizon = now - datetime.timedelta(days=shortest - 2)
+    candidates = [loan.id for loan in Loan.select(Loan.id).where(
+        (Loan.lender == cfg.institution) & (Loan.status == "open") & Loan.lost_at.is_null()
+        & Loan.patron.is_null(False) & (Loan.due_at < horizon))]
+    declared, fees = 0, 0
+    for loan_id in candidates:
+        with database.atomic():
+            loan = Loan.select(Loan, Item).join(Item).where(Loan.id == loan_id).first()
+            if loan is None or loan.status != "open" or loan.lost_at is not None:
+                continue  # returned or declared meanwhile (another process)
+            days_overdue = (today - local_day(loan.due_at, cfg.tz)).days
+            if days_overdue < cfg.policy_for(loan.item.item_type)["lost_after_days"]:
+                continue
+            fees += len(declare_lost(cfg, loan, now))
+            declared += 1
+    if declared:
+        log.info("declared %d loans lost, %d fees assessed", declared, fees)
+    return {"declared_lost": declared, "fees": fees}
+
+
+def overdue_count(cfg, now):
+    return Loan.select().where((Loan.lender == cfg.institution) & (Loan.status == "open")
+                               & (Loan.due_at < now)).count()
+
+
+# --- collecting (at the home node) ---------------------------------------------
+
+def get_fee(fee_id):
+    fee = Fee.get_or_none(id=fee_id)
+    if fee is None:
+        raise errors.FeeNotFound(f"No fee {fee_id!r}.", fee_id=fee_id)
+    return fee
+
+
+def _home_fee(cfg, fee_id):
+    fee = get_fee(fee_id)
+    if fee.home != cfg.institution:
+        raise errors.FeeNotHome(f"This fee is collected by the patron's home library ({fee.home}).",
+                                home=fee.home)
+    if fee.status != "open":
+        raise errors.FeeSettled(f"The fee is already {fee.status}.", status=fee.status)
+    return fee
+
+
+def settlement_event_data(fee, payment):
+    return {"fee_id": fee.id, "payment_id": payment.id, "kind": payment.kind, "amount": str(payment.amount),
+            "currency": fee.currency, "at": payment.at.isoformat(), "status": fee.status,
+            "paid": str(fee.paid), "note": payment.note}
+
+
+def _settle(cfg, fee, kind, amount, now, staff, note):
+    payment = FeePayment.create(id=new_uuid(), fee=fee, kind=kind, amount=amount, at=now,
+                                staff=staff or "system", note=note)
+    if kind == "payment":
+        fee.paid += amount
+    if kind == "waiver" or fee.paid == fee.amount:
+        fee.status, fee.settled_at = ("waived" if kind == "waiver" else "paid"), now
+    fee.updated_at = now
+    fee.save()
+    if fee.lender != cfg.institution:
+        outbox.enqueue(fee.lender, f"fee.{'paid' if kind == 'payment' else 'waived'}",
+                       settlement_event_data(fee, payment), now)
+    _audit(f"fee_{kind}", fee.id, f"{amount} {fee.currency}", now, staff)
+    return payment
+
+
+def record_payment(cfg, fee_id, amount, now, staff=None, note=""):
+    """Record AMOUNT paid on an open fee of one of our patrons (for a credit: paid out)."""
+    amount = parse_amount(amount)
+    with database.atomic():
+        fee = _home_fee(cfg, fee_id)
+        open_amount = abs(fee.amount - fee.paid)
+        if amount > open_amount:
+            raise errors.AmountTooLarge(f"Only {open_amount} {fee.currency} is open on this fee.",
+                                        outstanding=str(open_amount))
+        _settle(cfg, fee, "payment", amount if fee.amount > 0 else -amount, now, staff, note)
+    return fee
+
+
+def record_waiver(cfg, fee_id, reason, now, staff=None):
+    """Waive what is still open on a fee of one of our patrons, with a reason."""
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+        raise errors.InvalidField("'reason' must say why, in at most 500 characters.", field="reason")
+    with database.atomic():
+        fee = _home_fee(cfg, fee_id)
+        _settle(cfg, fee, "waiver", fee.amount - fee.paid, now, staff, reason.strip())
+    return fee
+
+
+# --- balances, blocks and reports --------------------------------------------
+
+def balances(patron):
+    """{currency: open balance} of PATRON's fees (credits count against charges)."""
+    rows = (Fee.select(Fee.currency, fn.SUM(Fee.amount - Fee.paid).alias("owed"))
+            .where((Fee.patron == patron) & (Fee.status == "open")).group_by(Fee.currency).tuples())
+    return {code: cents_to_money(cents) for code, cents in rows}
+
+
+def fee_block(cfg, patron):
+    """Why our patron is blocked by unpaid fees, or "" (balance at or above block_threshold)."""
+    if patron.institution != cfg.institution:
+        return ""
+    owed = balances(patron).get(currency(cfg), ZERO)
+    threshold = cfg.sections["billing"]["block_threshold"]
+    if owed > 0 and owed >= threshold:
+        return f"Unpaid fees of {owed} {currency(cfg)} (the limit is {threshold})."
+    return ""
+
+
+def fees_query(cfg, home_id=None, lender=None, status=None):
+    """Fees newest first: of one of our patrons (HOME_ID), or those a LENDER assessed."""
+    query = Fee.select(Fee, Patron).join(Patron, on=(Fee.patron == Patron.id), join_type=JOIN.LEFT_OUTER)
+    if home_id is not None:
+        query = query.where((Fee.home == cfg.institution) & (Patron.home_id == home_id)
+                            & (Patron.institution == cfg.institution))
+    if lender:
+        query = query.where(Fee.lender == lender)
+    if status:
+        query = query.where(Fee.status == status)
+    return query.order_by(Fee.assessed_at.desc(), Fee.id)
+
+
+def settlement(cfg):
+    """Per peer and currency: what the home side assessed, collected, waived and still has open.
+
+    Rows where we are the home node say what we collected for a lender (and owe
+    it); rows where we are the lender say what a home node collected for us.
+    """
+    def total(condition, value):
+        return fn.SUM(Case(None, [(condition, value)], 0))
+    query = (Fee.select(Fee.lender, Fee.home, Fee.currency,
+                        total(Fee.amount > 0, Fee.amount).alias("charged"),
+                        total(Fee.amount < 0, Fee.amount).alias("credited"),
+                        fn.SUM(Fee.paid).alias("collected"),
+                        total(Fee.status == "waived", Fee.amount - Fee.paid).alias("waived"),
+                        total(Fee.status == "open", Fee.amount - Fee.paid).alias("open"),
+                        fn.COUNT(Fee.id).alias("fees"))
+             .where((Fee.lender != Fee.home)
+                    & ((Fee.lender == cfg.institution) | (Fee.home == cfg.institution)))
+             .group_by(Fee.lender, Fee.home, Fee.currency).order_by(Fee.lender, Fee.home).dicts())
+    rows = []
+    for row in query:
+        we_collect = row["home"] == cfg.institution
+        money = {key: cents_to_money(row[key]) for key in ("charged", "credited", "collected", "waived", "open")}
+        rows.append({"peer": row["lender"] if we_collect else row["home"],
+                     "role": "home" if we_collect else "lender", "currency": row["currency"],
+                     "fees": row["fees"], **{k: str(v) for k, v in money.items()},
+                     # Collected money belongs to the lender: the home node owes it on.
+                     "owed_to_lender": str(money["collected"])})
+    return rows

@@ -1,0 +1,170 @@
+"""JSON API of fees, payments, the bursar export and the settlement report (docs/billing.md).
+
+Thin: parse, call node.billing / node.bursar, answer.  Amounts are strings
+("12.50") in answers; in requests a string or a JSON number is accepted and
+read as Decimal, never as float.
+"""
+import json
+from decimal import Decimal
+
+from flask import Blueprint, Response, jsonify, request
+
+from node import billing, bursar, errors
+from node.app import get_config
+from node.auth import api_role, current_staff
+from node.clock import utcnow
+from node.models import Fee, FeePayment, Patron
+
+bp = Blueprint("billing_api", __name__)
+
+
+def init_app(app):
+    """Register the fee API (CSRF-exempt: Bearer tokens only), the staff pages, the patron's renew and /privacy."""
+    from node import account, billing_ui, privacy
+    from node.app import csrf
+    app.register_blueprint(bp)
+    csrf.exempt(bp)
+    app.register_blueprint(billing_ui.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(privacy.bp)
+
+
+def _body():
+    """The request's JSON object with numbers read as Decimal."""
+    if not request.is_json:
+        raise errors.BadRequest("Send a JSON object with Content-Type: application/json.")
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null", parse_float=Decimal)
+    except ValueError:
+        raise errors.BadRequest("The body is not JSON.") from None
+    if not isinstance(body, dict):
+        raise errors.BadRequest("The body is not a JSON object.")
+    return body
+
+
+def _staff_name():
+    staff = current_staff()
+    return staff.name if staff else None
+
+
+def _int_arg(name, default, low, high):
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidField(f"{name} must be a whole number.", field=name) from None
+    if not low <= value <= high:
+        raise errors.InvalidField(f"{name} must be between {low} and {high}.", field=name)
+    return value
+
+
+def account_summary(cfg, patron):
+    """Balance per currency and the blocks of one of our patrons."""
+    blocks = []
+    if patron.blocked:
+        blocks.append({"code": "patron_blocked", "reason": patron.block_reason or "Blocked by the library."})
+    fee_block = billing.fee_block(cfg, patron)
+    if fee_block:
+        blocks.append({"code": "patron_blocked", "reason": fee_block})
+    return {"balance": {code: str(amount) for code, amount in billing.balances(patron).items()},
+            "blocked": bool(blocks), "blocks": blocks}
+
+
+@bp.get("/api/v1/fees")
+@api_role("desk")
+def fees():
+    """?patron_id=ID: that patron's account here (home); without it: the fees this library assessed."""
+    cfg = get_config()
+    status = request.args.get("status") or None
+    if status not in (None, "open", "paid", "waived"):
+        raise errors.InvalidField("status is open, paid or waived.", field="status")
+    limit, offset = _int_arg("limit", 200, 1, 1000), _int_arg("offset", 0, 0, 10**9)
+    home_id = request.args.get("patron_id")
+    if home_id:
+        patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+        if patron is None:
+            raise errors.PatronNotFound(f"No patron {home_id!r} here.")
+        query = billing.fees_query(cfg, home_id=home_id, status=status)
+        body = {"patron": {"institution": cfg.institution, "id": home_id}, **account_summary(cfg, patron)}
+    else:
+        home = (request.args.get("home") or "").upper() or None
+        query = billing.fees_query(cfg, lender=cfg.institution, status=status)
+        if home:
+            query = query.where(Fee.home == home)
+        body = {"lender": cfg.institution}
+    rows = list(query.limit(limit).offset(offset))
+    return jsonify({**body, "fees": [fee.to_dict(cfg.tz) for fee in rows], "limit": limit, "offset": offset})
+
+
+@bp.get("/api/v1/fees/<fee_id>")
+@api_role("desk")
+def fee(fee_id):
+    cfg = get_config()
+    found = billing.get_fee(fee_id)
+    body = found.to_dict(cfg.tz)
+    body["payments"] = [{"id": p.id, "kind": p.kind, "amount": str(p.amount), "at": p.at.astimezone(cfg.tz).isoformat(),
+                         "staff": p.staff, "note": p.note} for p in found.payments.order_by(FeePayment.at)]
+    return jsonify(body)
+
+
+@bp.post("/api/v1/fees/<fee_id>/pay")
+@api_role("desk")
+def pay(fee_id):
+    """Record a payment {"amount": A[, "note": N]} on an open fee of one of our patrons."""
+    cfg = get_config()
+    body = _body()
+    note = body.get("note") or ""
+    if not isinstance(note, str) or len(note) > 200:
+        raise errors.InvalidField("'note' is a string of at most 200 characters.", field="note")
+    paid = billing.record_payment(cfg, fee_id, body.get("amount"), utcnow(), staff=_staff_name(), note=note)
+    return jsonify(paid.to_dict(cfg.tz))
+
+
+@bp.post("/api/v1/fees/<fee_id>/waive")
+@api_role("admin")
+def waive(fee_id):
+    """Waive what is open on a fee of one of our patrons: {"reason": R}."""
+    cfg = get_config()
+    waived = billing.record_waiver(cfg, fee_id, _body().get("reason"), utcnow(), staff=_staff_name())
+    return jsonify(waived.to_dict(cfg.tz))
+
+
+@bp.get("/api/v1/settlement")
+@api_role("desk")
+def settlement():
+    cfg = get_config()
+    return jsonify({"institution": cfg.institution, "rows": billing.settlement(cfg)})
+
+
+def _batch_json(cfg, batch):
+    return {"id": batch.id, "created_at": batch.created_at.astimezone(cfg.tz).isoformat(), "staff": batch.staff,
+            "fee_count": batch.fee_count, "totals": batch.totals, "csv": f"/api/v1/bursar/batches/{batch.id}.csv"}
+
+
+@bp.get("/api/v1/bursar/batches")
+@api_role("admin")
+def batches():
+    cfg = get_config()
+    return jsonify({"batches": [_batch_json(cfg, batch) for batch in bursar.batches()]})
+
+
+@bp.post("/api/v1/bursar/batches")
+@api_role("admin")
+def export():
+    """Export every fee not yet exported into a new batch (201), or 200 with "batch": null."""
+    cfg = get_config()
+    batch = bursar.export(cfg, utcnow(), staff=_staff_name())
+    if batch is None:
+        return jsonify({"batch": None})
+    return jsonify({"batch": _batch_json(cfg, batch)}), 201
+
+
+@bp.get("/api/v1/bursar/batches/<int:batch_id>.csv")
+@api_role("admin")
+def batch_csv(batch_id):
+    cfg = get_config()
+    batch = bursar.get_batch(batch_id)
+    return Response(bursar.render_csv(cfg, batch.id), mimetype="text/csv", headers={
+        "Content-Disposition": f"attachment; filename=bursar-{cfg.institution}-{batch.id:05d}.csv"})

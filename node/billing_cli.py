@@ -1,0 +1,192 @@
+"""``circnode jobs``, ``circnode bursar``, ``circnode fees`` and ``circnode settlement``.
+
+Thin wrappers over node.jobs, node.bursar and node.billing, added to the
+main group by node/cli.py.  They take the CLI's Context as ``click.pass_obj``
+(``python -m node.cli`` runs that module as ``__main__``, so its classes
+cannot be imported here by name).
+"""
+import datetime
+import functools
+import json
+import sys
+
+import click
+
+from node import errors
+from node.clock import utcnow
+
+
+def _fail(message):
+    click.echo(f"circnode: {message}", err=True)
+    sys.exit(2)
+
+
+def _refusals(command):
+    @functools.wraps(command)
+    def wrapped(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except errors.CircnodeError as exc:
+            _fail(f"{exc.message} [{exc.code}]")
+    return wrapped
+
+
+def _parse_at(text, tz):
+    """--at: an ISO time; without an offset it is the library's local time."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"--at {text!r}: expected an ISO time such as 2026-05-01T09:00 or 2026-05-01T07:00+00:00")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+@click.group()
+def jobs():
+    """The daily jobs: notices, overdue, lost, purge."""
+
+
+@jobs.command("run")
+@click.option("--at", "at", metavar="ISO_TIME", help="Run as of this time instead of now (catching up, tests).")
+@click.option("--only", multiple=True, type=click.Choice(["overdue", "lost", "notices", "purge"]),
+              help="Run only this step (repeatable).")
+@click.pass_obj
+def jobs_run(ctx, at, only):
+    """Run the daily jobs now, or as of --at; exit 1 when a step failed."""
+    from node.jobs import run_daily
+    cfg = ctx.open()
+    now = _parse_at(at, cfg.tz) if at else utcnow()
+    results = run_daily(cfg, now, only=set(only) or None)
+    failed = False
+    for name, summary in results.items():
+        if summary.get("error"):
+            failed = True
+            click.echo(f"{name}: FAILED {summary['error']}", err=True)
+        else:
+            click.echo(f"{name}: " + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) or "done"))
+    if failed:
+        sys.exit(1)
+
+
+@click.group()
+def bursar():
+    """Export fees of our patrons to the student-account office."""
+
+
+@bursar.command("export")
+@click.option("--output", metavar="FILE", help="Write the CSV here ('-': standard output). "
+              "Default: data_dir/bursar/bursar-CODE-NNNNN.csv.")
+@click.option("--batch", "batch_id", type=int, metavar="N", help="Print past batch N again instead.")
+@click.pass_obj
+@_refusals
+def bursar_export(ctx, output, batch_id):
+    """Put every fee not yet exported in a new batch and write its CSV (docs/billing.md)."""
+    from node import bursar as bursar_module
+    cfg = ctx.open()
+    if batch_id is not None:
+        batch = bursar_module.get_batch(batch_id)
+        text = bursar_module.render_csv(cfg, batch.id)
+        path = _emit(output, text, bursar_module.default_path(cfg, batch.id), bursar_module)
+        click.echo(f"batch {batch.id} ({batch.fee_count} fees, {batch.totals}) printed again"
+                   + (f" to {path}" if path else ""), err=path is None)
+        return
+    to_stdout = output == "-"
+    target = None if to_stdout else (output or (lambda number: bursar_module.default_path(cfg, number)))
+    batch = bursar_module.export(cfg, utcnow(), staff="cli", output=target)
+    if batch is None:
+        click.echo("nothing to export: every fee is in a batch already", err=to_stdout)
+        return
+    if to_stdout:
+        click.echo(bursar_module.render_csv(cfg, batch.id), nl=False)
+        click.echo(f"batch {batch.id}: {batch.fee_count} fees, {batch.totals}", err=True)
+        return
+    path = output or bursar_module.default_path(cfg, batch.id)
+    click.echo(f"batch {batch.id}: {batch.fee_count} fees, {batch.totals} -> {path}")
+
+
+def _emit(output, text, default, bursar_module):
+    if output == "-":
+        click.echo(text, nl=False)
+        return None
+    path = output or default
+    bursar_module.write_file(path, text)
+    return path
+
+
+@bursar.command("batches")
+@click.pass_obj
+def bursar_batches(ctx):
+    """List past export batches, newest first."""
+    from node import bursar as bursar_module
+    cfg = ctx.open()
+    for batch in bursar_module.batches():
+        click.echo(f"{batch.id:6d}  {batch.created_at.astimezone(cfg.tz):%Y-%m-%d %H:%M}  "
+                   f"{batch.fee_count:5d} fees  {batch.totals}  by {batch.staff}")
+
+
+@click.group()
+def fees():
+    """Fees: list, record a payment or a waiver (at the patron's home library)."""
+
+
+@fees.command("list")
+@click.option("--patron", "home_id", metavar="ID", help="Fees of this patron of ours.")
+@click.option("--status", type=click.Choice(["open", "paid", "waived"]))
+@click.pass_obj
+def fees_list(ctx, home_id, status):
+    """Fees of one of our patrons, or (without --patron) the fees this library assessed."""
+    from node import billing
+    cfg = ctx.open()
+    query = billing.fees_query(cfg, home_id=home_id, lender=None if home_id else cfg.institution, status=status)
+    for fee in query.limit(1000):
+        click.echo(f"{fee.id}  {fee.lender:8} {fee.reason:11} {fee.amount:>9} {fee.currency}  {fee.status:6} "
+                   f"paid {fee.paid}  loan {fee.loan_id}")
+
+
+@fees.command("pay")
+@click.argument("fee_id")
+@click.argument("amount")
+@click.option("--note", default="", help="Receipt number or other note.")
+@click.pass_obj
+@_refusals
+def fees_pay(ctx, fee_id, amount, note):
+    """Record AMOUNT (e.g. 12.50) paid on fee FEE_ID; the lender is told."""
+    from node import billing
+    cfg = ctx.open()
+    fee = billing.record_payment(cfg, fee_id, amount, utcnow(), staff="cli", note=note)
+    click.echo(f"fee {fee.id}: paid {fee.paid} of {fee.amount} {fee.currency} ({fee.status})")
+
+
+@fees.command("waive")
+@click.argument("fee_id")
+@click.option("--reason", required=True, help="Why the fee is waived (sent to the lender).")
+@click.pass_obj
+@_refusals
+def fees_waive(ctx, fee_id, reason):
+    """Waive what is open on fee FEE_ID; the lender is told."""
+    from node import billing
+    cfg = ctx.open()
+    fee = billing.record_waiver(cfg, fee_id, reason, utcnow(), staff="cli")
+    click.echo(f"fee {fee.id}: waived ({fee.amount - fee.paid} {fee.currency})")
+
+
+@click.command("settlement")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def settlement(ctx, as_json):
+    """Per peer: what was collected for each lender and is owed on, and what is still open."""
+    from node import billing
+    cfg = ctx.open()
+    rows = billing.settlement(cfg)
+    if as_json:
+        click.echo(json.dumps({"institution": cfg.institution, "rows": rows}, indent=2))
+        return
+    click.echo(f"{'peer':8} {'we are':7} {'cur':4} {'charged':>10} {'credited':>10} {'collected':>10} "
+               f"{'waived':>10} {'open':>10} {'owed to lender':>15}")
+    for row in rows:
+        click.echo(f"{row['peer']:8} {row['role']:7} {row['currency']:4} {row['charged']:>10} {row['credited']:>10} "
+                   f"{row['collected']:>10} {row['waived']:>10} {row['open']:>10} {row['owed_to_lender']:>15}")
+
+
+COMMANDS = [jobs, bursar, fees, settlement]

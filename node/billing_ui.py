@@ -1,0 +1,125 @@
+"""Staff pages of billing: the cashier (a patron's fees, pay, waive), the lender's
+ledger with the settlement report, and the bursar export with the job state.
+
+Same domain calls as the JSON API and the CLI; refusals become banners.
+"""
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+
+from node import billing, bursar, errors, jobs, notices
+from node.app import get_config
+from node.auth import current_staff, desk_role
+from node.clock import utcnow
+from node.models import Patron
+
+bp = Blueprint("billing", __name__)
+REASONS = {"fine": "Overdue fine", "replacement": "Replacement cost", "processing": "Processing fee",
+           "refund": "Refund (lost item returned)"}
+
+
+def _library(cfg, code):
+    if code == cfg.institution:
+        return cfg.node["name"]
+    peer = cfg.peers.get(code)
+    return peer.name if peer else code
+
+
+@bp.app_context_processor
+def _helpers():
+    return {"fee_reason": lambda reason: REASONS.get(reason, reason),
+            "library_name": lambda code: _library(get_config(), code)}
+
+
+@bp.get("/billing")
+@desk_role()
+def cashier():
+    """Find one of our patrons' accounts (the cashier's start page)."""
+    home_id = request.args.get("patron_id", "").strip()[:200]
+    if home_id:
+        return redirect(url_for("billing.account", home_id=home_id))
+    return render_template("billing_cashier.html", patron=None, home_id="")
+
+
+@bp.get("/billing/patrons/<home_id>")
+@desk_role()
+def account(home_id):
+    from node.billing_api import account_summary
+    cfg = get_config()
+    patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+    if patron is None:
+        flash(f"{cfg.node['name']} has no patron {home_id}.", "error")
+        return render_template("billing_cashier.html", patron=None, home_id=home_id), 404
+    fees = list(billing.fees_query(cfg, home_id=home_id).limit(500))
+    return render_template("billing_cashier.html", patron=patron, home_id=home_id, fees=fees,
+                           summary=account_summary(cfg, patron))
+
+
+@bp.post("/billing/fees/<fee_id>/pay")
+@desk_role()
+def pay(fee_id):
+    cfg = get_config()
+    try:
+        fee = billing.record_payment(cfg, fee_id, request.form.get("amount", ""), utcnow(),
+                                     staff=current_staff().name, note=request.form.get("note", "")[:200])
+    except errors.CircnodeError as exc:
+        flash(exc.message, "error")
+        return _back(fee_id)
+    flash(f"Payment recorded: {fee.paid} of {fee.amount} {fee.currency} paid ({fee.status}).", "success")
+    return _back(fee_id)
+
+
+@bp.post("/billing/fees/<fee_id>/waive")
+@desk_role("admin")
+def waive(fee_id):
+    cfg = get_config()
+    try:
+        fee = billing.record_waiver(cfg, fee_id, request.form.get("reason", ""), utcnow(),
+                                    staff=current_staff().name)
+    except errors.CircnodeError as exc:
+        flash(exc.message, "error")
+        return _back(fee_id)
+    flash(f"Fee waived ({fee.amount - fee.paid} {fee.currency}).", "success")
+    return _back(fee_id)
+
+
+def _back(fee_id):
+    fee = billing.Fee.get_or_none(id=fee_id)
+    if fee is not None and fee.patron_id:
+        return redirect(url_for("billing.account", home_id=fee.patron.home_id))
+    return redirect(url_for("billing.cashier"))
+
+
+@bp.get("/billing/ledger")
+@desk_role()
+def ledger():
+    """The fees this library assessed, with the status each home node reported, and the settlement."""
+    cfg = get_config()
+    fees = list(billing.fees_query(cfg, lender=cfg.institution).limit(500))
+    return render_template("billing_ledger.html", fees=fees, rows=billing.settlement(cfg))
+
+
+@bp.route("/billing/bursar", methods=["GET", "POST"])
+@desk_role("admin")
+def bursar_page():
+    cfg = get_config()
+    if request.method == "POST":
+        batch = bursar.export(cfg, utcnow(), staff=current_staff().name)
+        if batch is None:
+            flash("Nothing to export: every fee is in a batch already.", "warning")
+        else:
+            flash(f"Batch {batch.id}: {batch.fee_count} fees ({batch.totals}). Download it below.", "success")
+        return redirect(url_for("billing.bursar_page"))
+    pending = billing.Fee.select().where((billing.Fee.home == cfg.institution)
+                                         & billing.Fee.bursar_batch.is_null()
+                                         & billing.Fee.patron.is_null(False)).count()
+    return render_template("billing_bursar.html", batches=bursar.batches(), pending=pending,
+                           columns=bursar.COLUMNS, runs=jobs.last_runs(), notice_counts=notices.queue_counts())
+
+
+@bp.get("/billing/bursar/<int:batch_id>.csv")
+@desk_role("admin")
+def bursar_csv(batch_id):
+    """Download (or print again) one batch."""
+    cfg = get_config()
+    batch = bursar.get_batch(batch_id)
+    return Response(bursar.render_csv(cfg, batch.id), mimetype="text/csv", headers={
+        "Content-Disposition": f"attachment; filename=bursar-{cfg.institution}-{batch.id:05d}.csv"})

@@ -1,0 +1,74 @@
+"""The daily jobs: overdue, lost, notices, purge.
+
+``run_daily(cfg, now)`` runs them as of NOW (``circnode jobs run --at`` passes
+a time, for operators catching up and for tests); ``circnode run`` schedules
+them once a day at ``[jobs] daily_at`` and retries unsent notices every
+``[smtp] retry_minutes``.  Each step is idempotent, so a run repeated or
+overlapping another does nothing twice.  A failing step is logged and
+recorded for the admin page; it never stops the other steps or the scheduler.
+"""
+import json
+import logging
+
+from node import billing, notices, privacy
+from node.clock import utcnow
+from node.db import database
+from node.models import JobRun
+
+log = logging.getLogger(__name__)
+
+
+def _overdue(cfg, now):
+    return {"overdue_loans": billing.overdue_count(cfg, now),
+            "notices_planned": notices.plan(cfg, now, kinds=("courtesy", "overdue"))}
+
+
+def _notices(cfg, now):
+    planned = notices.plan(cfg, now, kinds=("lost",))
+    return {"notices_planned": planned, **notices.send_due(cfg, now)}
+
+
+STEPS = {"overdue": _overdue, "lost": billing.declare_lost_loans, "notices": _notices,
+         "purge": privacy.purge}
+
+
+def run_daily(cfg, now, only=None):
+    """Run the daily steps (or ONLY those named) as of NOW; return {step: summary or {"error": ...}}."""
+    results = {}
+    for name, step in STEPS.items():
+        if only and name not in only:
+            continue
+        started = utcnow()
+        try:
+            summary, error = step(cfg, now), ""
+        except Exception as exc:  # one step failing must not stop the others
+            log.exception("daily job %s failed", name)
+            summary, error = {}, f"{exc.__class__.__name__}: {exc}"[:500]
+        with database.atomic():
+            JobRun.insert(name=name, started_at=started, finished_at=utcnow(), as_of=now,
+                          summary=json.dumps(summary, sort_keys=True), error=error).on_conflict_replace().execute()
+        results[name] = {"error": error} if error else summary
+    return results
+
+
+def run_daily_safely(cfg):
+    """The scheduler's daily job: never raises."""
+    try:
+        run_daily(cfg, utcnow())
+    except Exception:
+        log.exception("daily jobs crashed")
+
+
+def schedule(scheduler, cfg):
+    """Add the daily jobs and the notice retry to SCHEDULER (APScheduler)."""
+    from apscheduler.triggers.cron import CronTrigger
+    at = cfg.sections["jobs"]["daily_at"]
+    if at:
+        scheduler.add_job(run_daily_safely, CronTrigger(hour=at[0], minute=at[1], timezone=cfg.tz), args=[cfg],
+                          id="daily_jobs", misfire_grace_time=6 * 3600)
+    scheduler.add_job(notices.send_due_safely, "interval", args=[cfg, utcnow],
+                      minutes=cfg.sections["smtp"]["retry_minutes"], id="notice_retry")
+
+
+def last_runs():
+    return {run.name: run for run in JobRun.select()}

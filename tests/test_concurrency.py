@@ -1,0 +1,153 @@
+"""One item, at most one open loan: concurrent checkouts on a real SQLite file and a real server."""
+import collections
+import concurrent.futures
+import datetime
+import os
+import threading
+
+import pytest
+import requests
+
+from node import circulation, errors
+from node.circulation import Standing
+from node.db import database, open_database
+from node.models import Item, Loan, OutboxEvent, Patron
+
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+THREADS = 8
+
+
+@pytest.fixture
+def cfg(node_config):
+    open_database(node_config.database_path)
+    for n in range(THREADS):
+        Item.create(owner="NORTH", barcode=f"C{n}", title=f"Contested {n}", item_type="book", updated_at=NOW)
+        Patron.create(institution="NORTH", home_id=f"p{n}", updated_at=NOW)
+    yield node_config
+    database.close()
+
+
+def _race(work):
+    """Run WORK(i) in THREADS threads released at the same moment; return outcome per thread."""
+    start = threading.Barrier(THREADS)
+
+    def one(index):
+        start.wait()
+        try:
+            return work(index)
+        except errors.CircnodeError as exc:
+            return exc.code
+        except Exception as exc:  # e.g. "database is locked": the test must see it, not lose it
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            database.close()  # this thread's connection
+
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(one, range(THREADS)))
+
+
+def test_same_item_from_many_threads_gives_exactly_one_loan(cfg):
+    def checkout(index):
+        # Half the desks lend to visiting patrons, so the outbox is written under the race too.
+        if index % 2:
+            circulation.checkout(cfg, "C0", "SOUTH", f"s{index}", Standing(True), NOW)
+        else:
+            circulation.checkout(cfg, "C0", "NORTH", f"p{index}", Standing(True), NOW)
+        return "loan"
+
+    outcomes = collections.Counter(_race(checkout))
+    assert outcomes == {"loan": 1, "item_on_loan": THREADS - 1}
+    item = Item.get(barcode="C0")
+    assert item.status == "on_loan"
+    assert Loan.select().where((Loan.item == item) & (Loan.status == "open")).count() == 1
+    assert Loan.select().count() == 1
+    assert OutboxEvent.select().count() == (1 if Loan.get().patron.institution == "SOUTH" else 0)
+    assert Patron.select().where(Patron.institution == "SOUTH").count() <= 1  # refused ones left no record
+
+
+def test_different_items_from_many_threads_all_succeed_with_ordered_events(cfg):
+    def checkout(index):
+        return circulation.checkout(cfg, f"C{index}", "SOUTH", f"s{index}", Standing(True), NOW).id
+
+    outcomes = _race(checkout)
+    assert all(len(outcome) == 36 for outcome in outcomes), outcomes  # loan ids, no error codes
+    assert Loan.select().where(Loan.status == "open").count() == THREADS
+    sequences = sorted(e.sequence for e in OutboxEvent.select().where(OutboxEvent.destination == "SOUTH"))
+    assert sequences == list(range(1, THREADS + 1))  # no gap, no duplicate under concurrent writers
+
+
+def test_checkout_and_return_racing_leave_a_consistent_item(cfg):
+    circulation.checkout(cfg, "C0", "NORTH", "p0", Standing(True), NOW)
+
+    def work(index):
+        if index % 2:
+            circulation.return_item(cfg, "C0", NOW)
+            return "returned"
+        circulation.checkout(cfg, "C0", "NORTH", f"p{index}", Standing(True), NOW)
+        return "loan"
+
+    outcomes = _race(work)
+    assert not [o for o in outcomes if o not in ("returned", "loan", "item_on_loan", "not_on_loan")], outcomes
+    open_loans = Loan.select().where(Loan.status == "open").count()
+    assert open_loans <= 1
+    assert Item.get(barcode="C0").status == ("on_loan" if open_loans else "available")
+
+
+# --- the same race against the real server: waitress, 8 threads, loopback ------
+
+@pytest.fixture(scope="module")
+def live_node(tmp_path_factory):
+    from tests.network import Network
+    net = Network(tmp_path_factory.mktemp("race"), items=40, patrons=THREADS)
+    net.start("NORTH")
+    yield net
+    net.stop_all()
+
+
+def _post_all(net, bodies):
+    start = threading.Barrier(len(bodies))
+
+    def post(body):
+        start.wait()
+        return net.api("NORTH", "POST", "/api/v1/checkouts", body, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(post, bodies))
+
+
+def _log(net):
+    with open(os.path.join(net.info("NORTH").folder, "node.log"), errors="replace") as handle:
+        return handle.read()
+
+
+def test_same_item_over_http_gives_one_201_and_the_rest_409(live_node):
+    bodies = [{"item_barcode": "N00001", "patron": {"institution": "NORTH", "id": f"north-{n + 1}"}}
+              for n in range(THREADS)]
+    answers = _post_all(live_node, bodies)
+    statuses = collections.Counter(answer.status_code for answer in answers)
+    assert statuses == {201: 1, 409: THREADS - 1}, ([a.text for a in answers], _log(live_node)[-3000:])
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"item_on_loan"}
+    open_loans = live_node.api("NORTH", "GET", "/api/v1/loans?status=open").json()["loans"]
+    assert [loan["item"]["barcode"] for loan in open_loans].count("N00001") == 1
+    item = live_node.api("NORTH", "GET", "/api/v1/items/N00001").json()
+    assert item["status"] == "on_loan" and item["loan"]["status"] == "open"
+    log = _log(live_node)
+    assert "database is locked" not in log, log[-3000:]
+    assert "unexpected error on POST /api/v1/checkouts" not in log, log[-3000:]
+
+
+def test_different_items_over_http_all_succeed(live_node):
+    bodies = [{"item_barcode": f"N{n + 10:05d}", "patron": {"institution": "NORTH", "id": f"north-{n + 1}"}}
+              for n in range(THREADS)]
+    answers = _post_all(live_node, bodies)
+    assert [a.status_code for a in answers] == [201] * THREADS, ([a.text for a in answers], _log(live_node)[-3000:])
+    assert len({a.json()["id"] for a in answers}) == THREADS
+    assert "database is locked" not in _log(live_node)
+
+
+def test_live_node_answers_health_and_unknown_paths_in_json(live_node):
+    health = requests.get(live_node.url("NORTH", "/healthz"), timeout=5)
+    assert health.status_code == 200 and health.json()["institution"] == "NORTH"
+    missing = requests.get(live_node.url("NORTH", "/api/v1/nothing"), timeout=5)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
