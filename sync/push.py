@@ -114,6 +114,8 @@ def _record_answer(peer_code, batch, answer, now):
             status = outcome.get("status")
             if status == "duplicate":
                 status = outcome.get("outcome", "applied")
+            if status == "conflict":  # the peer holds another event under this number: never retry blindly
+                status = "rejected"
             if status not in ("applied", "rejected") and event.sequence <= acked_through:
                 status = "applied"
             if status == "applied":
