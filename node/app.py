@@ -111,9 +111,11 @@ def register_error_handlers(app):
                 413: "too_large"}.get(exc.code, "http_error")
         refusal = errors.CircnodeError(exc.description or exc.name)
         refusal.status, refusal.code = exc.code, code
-        if wants_json():
-            return error_response(refusal)
-        return error_page(refusal)
+        response = error_response(refusal) if wants_json() else error_page(refusal)
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response = app.make_response(response)
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # RFC 9110 requires it on 405
+        return response
 
     @app.errorhandler(Exception)
     def _crash(exc):

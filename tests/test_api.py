@@ -226,3 +226,10 @@ def test_one_loan_and_one_item_can_be_read(api, state):
 def test_html_pages_still_get_html_errors(client):
     answer = client.get("/no-such-page")
     assert answer.status_code == 404 and answer.mimetype == "text/html"
+
+
+def test_wrong_method_answers_json_405_with_allow_header(client, token):
+    r = client.delete("/api/v1/checkouts", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 405
+    assert r.get_json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in r.headers["Allow"]
