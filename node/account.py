@@ -26,11 +26,6 @@ def signed_in_patron(cfg, now):
     return from_saml(cfg, now)
 
 
-def _library(cfg, code):
-    if code == cfg.institution:
-        return cfg.node["name"]
-    peer = cfg.peers.get(code)
-    return peer.name if peer else code
 
 
 # --- domain (no Flask) ---------------------------------------------------------
@@ -68,7 +63,7 @@ def renew_at_lender(cfg, home_id, loan_id, now, timeout=None):
                                   timeout=timeout or cfg.sync["standing_timeout_seconds"], now=now)
     if status != 200:
         error = (answer.get("error") or {}) if isinstance(answer, dict) else {}
-        refusal = errors.CircnodeError(error.get("message") or f"{_library(cfg, loan.lender)} refused the renewal.")
+        refusal = errors.CircnodeError(error.get("message") or f"{cfg.library_name(loan.lender)} refused the renewal.")
         refusal.status, refusal.code = 422, error.get("code") or "renewal_refused"
         raise refusal
     due_at = datetime.datetime.fromisoformat(answer["due_at"]).astimezone(datetime.timezone.utc)
@@ -91,7 +86,7 @@ def network_account(cfg, home_id, now):
         return {"loans": [], "fees": [], "summary": {"balance": {}, "blocked": False, "blocks": []}}
     loans = list(circulation.loans_query(institution=cfg.institution, home_id=home_id, status="open").limit(500))
     loans += list(circulation.loans_query(institution=cfg.institution, home_id=home_id, status="closed").limit(20))
-    rows = [{"loan": loan, "lender": _library(cfg, loan.lender), "status": loan_status(loan, now),
+    rows = [{"loan": loan, "lender": cfg.library_name(loan.lender), "status": loan_status(loan, now),
              "renewable": loan.status == "open" and loan.lost_at is None} for loan in loans]
     return {"loans": rows, "fees": list(billing.fees_query(cfg, home_id=home_id).limit(200)),
             "summary": account_summary(cfg, patron)}
@@ -117,7 +112,7 @@ def renew(loan_id):
         flash("Sign in again to renew.", "error")
         return redirect(url_for("patron.account"))
     loan = Loan.get_or_none(id=loan_id)
-    lender = _library(cfg, loan.lender) if loan else "the lending library"
+    lender = cfg.library_name(loan.lender) if loan else "the lending library"
     try:
         renewed = renew_at_lender(cfg, patron["id"], loan_id, now)
     except errors.PeerUnreachable:

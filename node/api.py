@@ -106,14 +106,11 @@ def return_item():
                                      staff=_staff_name())
     answer = {"loan": loan_json(circulation.get_loan(result.loan.id), now) if result.loan else None,
               "item": result.item.to_dict(), "received": result.received,
-              "transit": {"to": result.transit_to, "name": _peer_name(cfg, result.transit_to)}
+              "transit": {"to": result.transit_to, "name": cfg.library_name(result.transit_to)}
               if result.transit_to else None}
     return jsonify(answer), 200
 
 
-def _peer_name(cfg, code):
-    peer = cfg.peers.get(code)
-    return peer.name if peer else code
 
 
 @bp.post("/api/v1/loans/<loan_id>/renew")
@@ -132,8 +129,8 @@ def loans():
     status = args.get("status")
     if status not in (None, "", "open", "closed"):
         raise errors.InvalidField("status is open or closed.", field="status")
-    limit = _int_arg("limit", 100, 1, 1000)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = int_arg("limit", 100, 1, 1000)
+    offset = int_arg("offset", 0, 0, 10**9)
     now = utcnow()
     query = circulation.loans_query(
         institution=(args.get("patron_institution") or "").upper() or None,
@@ -144,7 +141,7 @@ def loans():
     return jsonify({"loans": [loan_json(loan, now) for loan in rows], "limit": limit, "offset": offset})
 
 
-def _int_arg(name, default, low, high):
+def int_arg(name, default, low, high):
     raw = request.args.get(name)
     if raw in (None, ""):
         return default

@@ -10,6 +10,7 @@ from decimal import Decimal
 from flask import Blueprint, Response, jsonify, request
 
 from node import billing, bursar, errors
+from node.api import int_arg
 from node.app import get_config
 from node.auth import api_role, current_staff
 from node.clock import utcnow
@@ -47,19 +48,6 @@ def _staff_name():
     return staff.name if staff else None
 
 
-def _int_arg(name, default, low, high):
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.InvalidField(f"{name} must be a whole number.", field=name) from None
-    if not low <= value <= high:
-        raise errors.InvalidField(f"{name} must be between {low} and {high}.", field=name)
-    return value
-
-
 def account_summary(cfg, patron):
     """Balance per currency and the blocks of one of our patrons."""
     blocks = []
@@ -80,7 +68,7 @@ def fees():
     status = request.args.get("status") or None
     if status not in (None, "open", "paid", "waived"):
         raise errors.InvalidField("status is open, paid or waived.", field="status")
-    limit, offset = _int_arg("limit", 200, 1, 1000), _int_arg("offset", 0, 0, 10**9)
+    limit, offset = int_arg("limit", 200, 1, 1000), int_arg("offset", 0, 0, 10**9)
     home_id = request.args.get("patron_id")
     if home_id:
         patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)

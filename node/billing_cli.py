@@ -6,29 +6,15 @@ main group by node/cli.py.  They take the CLI's Context as ``click.pass_obj``
 cannot be imported here by name).
 """
 import datetime
-import functools
 import json
 import sys
 
 import click
 
-from node import errors
+from node.cli_errors import fail, refusals
 from node.clock import utcnow
 
 
-def _fail(message):
-    click.echo(f"circnode: {message}", err=True)
-    sys.exit(2)
-
-
-def _refusals(command):
-    @functools.wraps(command)
-    def wrapped(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except errors.CircnodeError as exc:
-            _fail(f"{exc.message} [{exc.code}]")
-    return wrapped
 
 
 def _parse_at(text, tz):
@@ -36,7 +22,7 @@ def _parse_at(text, tz):
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        _fail(f"--at {text!r}: expected an ISO time such as 2026-05-01T09:00 or 2026-05-01T07:00+00:00")
+        fail(f"--at {text!r}: expected an ISO time such as 2026-05-01T09:00 or 2026-05-01T07:00+00:00")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.astimezone(datetime.timezone.utc)
@@ -79,7 +65,7 @@ def bursar():
               "Default: data_dir/bursar/bursar-CODE-NNNNN.csv.")
 @click.option("--batch", "batch_id", type=int, metavar="N", help="Print past batch N again instead.")
 @click.pass_obj
-@_refusals
+@refusals
 def bursar_export(ctx, output, batch_id):
     """Put every fee not yet exported in a new batch and write its CSV (docs/billing.md)."""
     from node import bursar as bursar_module
@@ -149,7 +135,7 @@ def fees_list(ctx, home_id, status):
 @click.argument("amount")
 @click.option("--note", default="", help="Receipt number or other note.")
 @click.pass_obj
-@_refusals
+@refusals
 def fees_pay(ctx, fee_id, amount, note):
     """Record AMOUNT (e.g. 12.50) paid on fee FEE_ID; the lender is told."""
     from node import billing
@@ -162,7 +148,7 @@ def fees_pay(ctx, fee_id, amount, note):
 @click.argument("fee_id")
 @click.option("--reason", required=True, help="Why the fee is waived (sent to the lender).")
 @click.pass_obj
-@_refusals
+@refusals
 def fees_waive(ctx, fee_id, reason):
     """Waive what is open on fee FEE_ID; the lender is told."""
     from node import billing

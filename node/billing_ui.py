@@ -16,17 +16,12 @@ REASONS = {"fine": "Overdue fine", "replacement": "Replacement cost", "processin
            "refund": "Refund (lost item returned)"}
 
 
-def _library(cfg, code):
-    if code == cfg.institution:
-        return cfg.node["name"]
-    peer = cfg.peers.get(code)
-    return peer.name if peer else code
 
 
 @bp.app_context_processor
 def _helpers():
     return {"fee_reason": lambda reason: REASONS.get(reason, reason),
-            "library_name": lambda code: _library(get_config(), code)}
+            "library_name": lambda code: get_config().library_name(code)}
 
 
 @bp.get("/billing")

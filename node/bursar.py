@@ -39,18 +39,13 @@ WHAT = {"fine": "Overdue fine", "replacement": "Lost item, replacement cost",
         "processing": "Lost item, processing fee", "refund": "Refund, lost item returned"}
 
 
-def _library_name(cfg, code):
-    if code == cfg.institution:
-        return cfg.node["name"]
-    peer = cfg.peers.get(code)
-    return peer.name if peer else code
 
 
 def _rows(cfg, batch_id):
     query = (Fee.select(Fee, Patron).join(Patron, JOIN.LEFT_OUTER, on=(Fee.patron == Patron.id))
              .where(Fee.bursar_batch == batch_id).order_by(Fee.assessed_at, Fee.id))
     for fee in query:
-        lender = _library_name(cfg, fee.lender)
+        lender = cfg.library_name(fee.lender)
         title = f"{fee.item_title} ({fee.item_barcode})" if fee.item_title else fee.item_barcode
         yield {"patron_id": fee.patron.home_id if fee.patron_id else "",
                "patron_name": fee.patron.name if fee.patron_id else "",

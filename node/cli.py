@@ -1,6 +1,5 @@
 """The ``circnode`` command: thin wrappers over the same domain functions as the web."""
 import datetime
-import functools
 import logging
 import os
 import sys
@@ -10,16 +9,11 @@ import click
 from node.clock import utcnow
 from node import config as config_module
 from node import errors
+from node.cli_errors import fail, refusals
 
 UTC = datetime.timezone.utc
 log = logging.getLogger("circnode")
 
-
-
-def fail(message):
-    """One clear line on stderr and exit status 2: the CLI's only way to refuse."""
-    click.echo(f"circnode: {message}", err=True)
-    sys.exit(2)
 
 
 class Context:
@@ -45,17 +39,6 @@ class Context:
         except Exception as exc:  # a locked, unreadable or corrupt file: say which
             fail(f"{cfg.database_path}: cannot open the database ({exc})")
         return cfg
-
-
-def refusals(command):
-    """Turn domain refusals into one line and exit status 2."""
-    @functools.wraps(command)
-    def wrapped(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except errors.CircnodeError as exc:
-            fail(f"{exc.message} [{exc.code}]")
-    return wrapped
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -313,6 +313,13 @@ class Config:
     def tz(self):
         return ZoneInfo(self.node["timezone"])
 
+    def library_name(self, code):
+        """The name of this library or of peer CODE, for people (the code when unknown)."""
+        if code == self.institution:
+            return self.node["name"]
+        peer = self.peers.get(code)
+        return peer.name if peer else code
+
     def policy_for(self, item_type):
         """The policy that applies to ITEM_TYPE: its own section over [policy]."""
         return self.policy.get(item_type) or self.policy[""]

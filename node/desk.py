@@ -47,11 +47,6 @@ def _institutions(cfg):
         ((code, peer.name) for code, peer in cfg.peers.items()), key=lambda pair: pair[1])
 
 
-def _name(cfg, code):
-    if code == cfg.institution:
-        return cfg.node["name"]
-    peer = cfg.peers.get(code)
-    return peer.name if peer else code
 
 
 def _banner(kind, text):
@@ -114,14 +109,14 @@ def checkout():
             if not standing.ok:
                 circulation.refuse_for_standing(standing)
         except errors.CircnodeError as exc:
-            _banner("error", f"{_name(cfg, institution)} patron {home_id}: {exc.message}")
+            _banner("error", f"{cfg.library_name(institution)} patron {home_id}: {exc.message}")
             session["last_institution"] = institution
             return redirect(url_for("desk.checkout"))
         session["last_institution"] = institution
         session["visit"] = {"institution": institution, "id": home_id, "name": standing.name,
                             "provisional": standing.provisional, "loans": []}
         if standing.provisional:
-            _banner("warning", f"{_name(cfg, institution)} cannot be reached: loans are made offline "
+            _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
         return redirect(url_for("desk.scan"))
     chosen = session.get("last_institution") or cfg.institution
@@ -143,7 +138,7 @@ def scan():
         _scan_one(cfg, visit, barcode)
         session["visit"] = visit
         return redirect(url_for("desk.scan"))
-    return render_template("scan.html", visit=visit, visit_name=_name(cfg, visit["institution"]),
+    return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]),
                            loans=_visit_loans(visit.get("loans") or []))
 
 
@@ -198,7 +193,7 @@ def return_item():
         result = circulation.return_item(cfg, barcode, utcnow(), owner=owner, staff=current_staff().name)
     except errors.AmbiguousBarcode as exc:
         # Not a redirect: the owner buttons must carry this barcode into the next POST.
-        owners = [(code, _name(cfg, code)) for code in exc.details["owners"]]
+        owners = [(code, cfg.library_name(code)) for code in exc.details["owners"]]
         _banner("warning", f"{barcode}: several libraries use this barcode. Whose item is it?")
         return render_template("return.html", owners=owners, barcode=barcode)
     except errors.CircnodeError as exc:
@@ -208,7 +203,7 @@ def return_item():
     if result.received:
         _banner("success", f"{barcode} received back from transit: {title} is available. Shelve it.")
     elif result.transit_to:
-        _banner("transit", f"{barcode} returned: {title}. Send to {_name(cfg, result.transit_to)}.")
+        _banner("transit", f"{barcode} returned: {title}. Send to {cfg.library_name(result.transit_to)}.")
     else:
         _banner("success", f"{barcode} returned: {title}. Shelve it.")
     return redirect(url_for("desk.return_item"))

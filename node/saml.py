@@ -46,18 +46,13 @@ def _hash(value):
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _name(cfg, code):
-    if code == cfg.institution:
-        return cfg.node["name"]
-    peer = cfg.peers.get(code)
-    return peer.name if peer else code
 
 
 @bp.app_context_processor
 def _choices():
     cfg = get_config()
     ready = set(saml_sp.sign_in_institutions(cfg))
-    choices = sorted(((code, _name(cfg, code), code in ready) for code in [cfg.institution, *cfg.peers]),
+    choices = sorted(((code, cfg.library_name(code), code in ready) for code in [cfg.institution, *cfg.peers]),
                      key=lambda choice: choice[1].lower())
     return {"signin_choices": choices}
 
@@ -100,7 +95,7 @@ def acs():
         if row.purpose == "phone":
             phone_link.complete(row.phone_link_id, identity, now)
             return render_template("patron_phone_done.html", identity=identity,
-                                   institution_name=_name(cfg, identity.institution))
+                                   institution_name=cfg.library_name(identity.institution))
     except (errors.SamlRefused, errors.SignInUnavailable, errors.LinkUsed) as exc:
         return refused_page(exc)
     return redirect(url_for("patron.resume", r=row.id), 303)
@@ -122,7 +117,7 @@ def resume():
     if identity.institution == cfg.institution:
         return redirect(url_for("patron.account"))
     return render_template("patron_signed_in.html", identity=identity,
-                           institution_name=_name(cfg, identity.institution))
+                           institution_name=cfg.library_name(identity.institution))
 
 
 def signed_in_patron(cfg, now):
@@ -168,11 +163,11 @@ def _begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
         if not standing.ok:
             circulation.refuse_for_standing(standing)
     except errors.CircnodeError as exc:
-        flash(f"{_name(cfg, institution)} patron {name or home_id}: {exc.message}", "error")
+        flash(f"{cfg.library_name(institution)} patron {name or home_id}: {exc.message}", "error")
         return redirect(url_for("desk.checkout"))
     visit.update(name=name or standing.name, provisional=standing.provisional)
     session["visit"] = visit
-    how = "network pass" if via == "pass" else f"signed in at {_name(cfg, institution)}"
+    how = "network pass" if via == "pass" else f"signed in at {cfg.library_name(institution)}"
     flash(f"{visit['name'] or home_id} ({how}).", "success")
     if standing.provisional:
         flash("The home library is not asked: loans are provisional, within this library's offline limit.",
@@ -202,7 +197,7 @@ def phone_start():
     cfg = get_config()
     institution = request.form.get("institution", "").strip().upper()[:32]
     if institution not in saml_sp.sign_in_institutions(cfg):
-        flash(f"Sign-in at {_name(cfg, institution)} is not set up at this library.", "error")
+        flash(f"Sign-in at {cfg.library_name(institution)} is not set up at this library.", "error")
         return redirect(url_for("desk.checkout"))
     link, token = phone_link.create(cfg, institution, utcnow())
     session["phone_link"] = {"id": link.id, "token": token, "institution": institution}
@@ -230,7 +225,7 @@ def phone_wait():
     from node.patron_pass import qr_svg
     url = cfg.node["base_url"] + url_for("patron.phone_open", token=pending["token"])
     return render_template("patron_phone_wait.html", url=url, qr=qr_svg(url, scale=5), state=state,
-                           institution_name=_name(cfg, pending["institution"]))
+                           institution_name=cfg.library_name(pending["institution"]))
 
 
 @bp.get("/patron/phone/status")
@@ -271,4 +266,4 @@ def account():
         refusal = exc
     return render_template("patron_account.html", patron=patron, loans=loans, npass=npass, refusal=refusal,
                            qr=qr_svg(npass.text) if npass else "", now=now,
-                           lender_name=lambda code: _name(cfg, code))
+                           lender_name=lambda code: cfg.library_name(code))

@@ -6,8 +6,6 @@ refused for a different reason).
 """
 import base64
 import hashlib
-import pathlib
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 

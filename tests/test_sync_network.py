@@ -15,11 +15,11 @@ def test_loan_at_lender_shows_on_home_record_after_sync(network):
 
 
 import json  # noqa: E402
-import time  # noqa: E402
+
 
 import requests  # noqa: E402
 
-from tests.test_sync_faults import FAST, checkout, db_rows, drained, give_back, loans_of, wait_until  # noqa: E402
+from tests.test_sync_faults import FAST, checkout, db_rows, drained, give_back, loans_of  # noqa: E402
 
 
 def test_standing_refusals_come_from_the_home_node(network):
