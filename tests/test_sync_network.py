@@ -160,3 +160,17 @@ def test_circnode_sync_reports_unreachable_peer_and_keeps_events(network):
     assert "SOUTH: 1 delivered" in result.stdout
     bad = net.cli("NORTH", "sync", "--peer", "WEST")
     assert bad.returncode == 2 and "WEST" in bad.stderr
+
+
+def test_backup_of_a_running_node_holds_its_loans(network, tmp_path):
+    import sqlite3
+    net = network(overrides=FAST)
+    net.start("NORTH")
+    loan = checkout(net, "NORTH", "N00009", "NORTH", "north-1")
+    target = tmp_path / "copy.sqlite3"
+    result = net.cli("NORTH", "backup", str(target))
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(target) as copy:
+        assert copy.execute("SELECT status FROM loan WHERE id=?", (loan["id"],)).fetchone() == ("open",)
+    again = net.cli("NORTH", "backup", str(target))
+    assert again.returncode == 2 and "exists already" in again.stderr
