@@ -3,10 +3,11 @@ ledger with the settlement report, and the bursar export with the job state.
 
 Same domain calls as the JSON API and the CLI; refusals become banners.
 """
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from node import billing, bursar, errors, jobs, notices
 from node.app import get_config
+from node.billing_api import batch_csv_response
 from node.auth import current_staff, desk_role
 from node.clock import utcnow
 from node.models import Patron
@@ -114,7 +115,4 @@ def bursar_page():
 @desk_role("admin")
 def bursar_csv(batch_id):
     """Download (or print again) one batch."""
-    cfg = get_config()
-    batch = bursar.get_batch(batch_id)
-    return Response(bursar.render_csv(cfg, batch.id), mimetype="text/csv", headers={
-        "Content-Disposition": f"attachment; filename=bursar-{cfg.institution}-{batch.id:05d}.csv"})
+    return batch_csv_response(batch_id)

@@ -113,3 +113,21 @@ def network(tmp_path):
     yield build
     for net in made:
         net.stop_all()
+
+
+# Debian's chromium, driven by playwright's Python API (never playwright's own browser download).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+                                    reason=f"{CHROMIUM} is not installed (CI installs it and never skips)")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the session; tests open their own contexts."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -4,36 +4,19 @@ Scans are typed into the focused field and ended with Enter, as a barcode
 scanner does: no test clicks a submit button on a scan form, so autofocus and
 Enter-submits are what is under test.
 """
-import os
 import re
 
 import pytest
 
 from node.demo import DEMO_PASSWORD
+from tests.conftest import needs_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-                       reason=f"{CHROMIUM} is not installed (CI installs it and never skips)"),
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page

@@ -17,14 +17,10 @@ import pytest
 
 from node.demo import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
 from node.idp import DEMO_PATRON_PASSWORD
+from tests.conftest import needs_chromium
 from tests.network import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 UTC = datetime.timezone.utc
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-                                    reason=f"{CHROMIUM} is not installed (CI installs it and never skips)")
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +42,6 @@ def net(tmp_path_factory):
             os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
             process.wait(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def new_page(chromium, **options):
