@@ -118,6 +118,16 @@ def grow(lender_db, home_db, plan, count, first_sequence, item_ids, lender_patro
 
     Returns the last sequence used; the home node's ``received_through`` is set to it.
     """
+    sequence = first_sequence - 1
+    for start in range(0, count, 100_000):  # in slices, so a million loans never sit in memory at once
+        size = min(100_000, count - start)
+        sequence = _grow_slice(lender_db, home_db, plan, size, sequence + 1, item_ids, lender_patrons,
+                               home_item_ids, home_patrons)
+    return sequence
+
+
+def _grow_slice(lender_db, home_db, plan, count, first_sequence, item_ids, lender_patrons, home_item_ids,
+                home_patrons):
     loans = [plan.next_loan() for _ in range(count)]
     sequences = range(first_sequence, first_sequence + count)
     events = []

@@ -70,10 +70,6 @@ class BareCheckout:
             self.db.execute_sql("UPDATE item SET status = 'available', updated_at = ? WHERE id = ?",
                                 (stamp(now), item_id))
 
-    def rate(self, seconds, threads=1):
-        """Transactions per second over SECONDS with THREADS writers; also counts lock errors."""
-        return run_for(seconds, threads, lambda session: self.one())
-
     def close(self):
         self.db.close()
 

@@ -94,16 +94,21 @@ def table(figs):
 
 def level_table(raw):
     """Rates at each history size (the plot's data)."""
-    head = (f"{'history':>10} {'checkout 1c':>12} {'healthz 1c':>11} {'bare tx':>8} {'checkout 4c':>12} "
-            f"{'drain':>7} {'bare POST':>10} {'resend':>7} {'idle MB':>8}")
+    head = (f"{'history':>10} {'checkout 1c':>12} {'p50/p99 ms':>11} {'healthz 1c':>11} {'bare tx':>8} "
+            f"{'checkout 4c':>12} {'p50/p99 ms':>11} {'drain':>7} {'bare POST':>10} {'resend':>7} {'idle MB':>8}")
     lines = [head, "-" * len(head)]
     for level in raw["levels"]:
-        lines.append(f"{level['history']:>10,} {level['desk_1']['checkout']['median']:>12,.0f} "
-                     f"{level['desk_1']['healthz']['median']:>11,.0f} {level['desk_1']['bare']['median']:>8,.0f} "
-                     f"{level['desk_4']['checkout']['median']:>12,.0f} {level['drain']['node']['median']:>7,.0f} "
+        d1, d4 = level["desk_1"], level["desk_4"]
+        lines.append(f"{level['history']:>10,} {d1['checkout']['median']:>12,.0f} "
+                     f"{_latency(d1):>11} {d1['healthz']['median']:>11,.0f} {d1['bare']['median']:>8,.0f} "
+                     f"{d4['checkout']['median']:>12,.0f} {_latency(d4):>11} {level['drain']['node']['median']:>7,.0f} "
                      f"{level['drain']['bare']['median']:>10,.0f} {level['drain']['resend']['median']:>7,.0f} "
                      f"{max(level['idle_rss_mb'].values()):>8.0f}")
     return "\n".join(lines)
+
+
+def _latency(desk):
+    return f"{desk['p50_ms']:.0f}/{desk['p99_ms']:.0f}"
 
 
 def machine():
@@ -182,13 +187,14 @@ def markdown(figs, raw, info):
         lines.append(f"| `{name}`: {f['what']} | {_fmt(f['median'], f['unit'])} ±{f['spread'] * 100:.0f}% "
                      f"| {f['limit']['name']}: {_fmt(f['limit']['median'], f['unit'])} "
                      f"±{f['limit']['spread'] * 100:.0f}% | {f['ratio']:.2f} | {f['goal']} | {met} |")
-    lines += ["", "| history | checkout 1 client | /healthz 1 client | bare transaction | checkout 4 clients "
-              "| /healthz 4 clients | drain | bare POST | resend | idle MB |",
+    lines += ["", "| history | checkout 1 client (p50/p99 ms) | /healthz 1 client | bare transaction "
+              "| checkout 4 clients (p50/p99 ms) | /healthz 4 clients | drain | bare POST | resend | idle MB |",
               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for level in raw["levels"]:
-        lines.append(f"| {level['history']:,} | {level['desk_1']['checkout']['median']:,.0f} "
-                     f"| {level['desk_1']['healthz']['median']:,.0f} | {level['desk_1']['bare']['median']:,.0f} "
-                     f"| {level['desk_4']['checkout']['median']:,.0f} | {level['desk_4']['healthz']['median']:,.0f} "
+        d1, d4 = level["desk_1"], level["desk_4"]
+        lines.append(f"| {level['history']:,} | {d1['checkout']['median']:,.0f} ({_latency(d1)}) "
+                     f"| {d1['healthz']['median']:,.0f} | {d1['bare']['median']:,.0f} "
+                     f"| {d4['checkout']['median']:,.0f} ({_latency(d4)}) | {d4['healthz']['median']:,.0f} "
                      f"| {level['drain']['node']['median']:,.0f} | {level['drain']['bare']['median']:,.0f} "
                      f"| {level['drain']['resend']['median']:,.0f} | {max(level['idle_rss_mb'].values()):.0f} |")
     return "\n".join(lines)

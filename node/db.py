@@ -6,9 +6,16 @@ starts with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy
 timeout instead of failing with "database is locked" half-way through.
 Connections stay open per thread (waitress keeps a fixed thread pool):
 reopening per request cost 2-3x in measurements.
+
+Writers of this process also queue on a lock before ``BEGIN IMMEDIATE``:
+SQLite's busy handler polls with sleeps of up to 100 ms, so a desk thread
+waiting for another's commit slept long after the lock was free (p99 of 4
+desk clients 544 ms; docs/benchmarks.md).  Other processes still meet the
+busy timeout.
 """
 import logging
 import os
+import threading
 
 from peewee import SqliteDatabase
 
@@ -21,7 +28,46 @@ PRAGMAS = {
     "busy_timeout": 10000,
 }
 
-database = SqliteDatabase(None, lock_type="IMMEDIATE")
+class _QueuedWriters(SqliteDatabase):
+    """A SqliteDatabase whose write transactions in this process wait their turn on a lock."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._writer = threading.Lock()
+        self._holder = threading.local()
+
+    def begin(self, lock_type=None):
+        self._writer.acquire()
+        self._holder.held = True
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self._release()
+            raise
+
+    def commit(self):
+        super().commit()  # on failure the transaction is still open: rollback() releases
+        self._release()
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self):
+        try:
+            return super().close()
+        finally:
+            self._release()  # a connection closed mid-transaction ends it
+
+    def _release(self):
+        if getattr(self._holder, "held", False):
+            self._holder.held = False
+            self._writer.release()
+
+
+database = _QueuedWriters(None, lock_type="IMMEDIATE")
 
 
 def open_database(path):
