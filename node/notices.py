@@ -131,16 +131,20 @@ def sender(cfg):
 class _Mailer:
     """One SMTP connection for a batch of notices (or a folder of .eml files)."""
 
-    def __init__(self, cfg):
-        self.cfg, self.smtp, self.connection = cfg, cfg.sections["smtp"], None
+    def __init__(self, cfg, now):
+        self.cfg, self.smtp, self.connection, self.now = cfg, cfg.sections["smtp"], None, now
 
     def send(self, message):
         if not self.smtp["host"]:
             folder = os.path.join(self.cfg.data_dir, "mail")
             os.makedirs(folder, exist_ok=True)
             name = message["Message-ID"].strip("<>").replace("@", "_").replace("/", "_") + ".eml"
-            with open(os.path.join(folder, name), "wb") as handle:
+            path = os.path.join(folder, name)
+            with open(path, "wb") as handle:
                 handle.write(bytes(message))
+            # The file's time is the notice's time (``now``), the clock the retention purge uses;
+            # with the wall clock, a run with --at in the future purged the files it had just written.
+            os.utime(path, (self.now.timestamp(), self.now.timestamp()))
             return
         if self.connection is None:
             self.connection = smtplib.SMTP(self.smtp["host"], self.smtp["port"],
@@ -165,7 +169,7 @@ def send_due(cfg, now, limit=500):
         due = list(Notice.select().where((Notice.state == "pending") & (Notice.next_attempt_at <= now))
                    .order_by(Notice.id).limit(limit))
         Notice.update(next_attempt_at=now + LEASE).where(Notice.id.in_([n.id for n in due])).execute()
-    mailer, sent, waiting = _Mailer(cfg), 0, 0
+    mailer, sent, waiting = _Mailer(cfg, now), 0, 0
     try:
         for position, notice in enumerate(due):
             try:

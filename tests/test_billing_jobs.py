@@ -71,3 +71,14 @@ def test_bursar_page_shows_the_last_runs(lender):  # noqa: F811
     client.post("/login", data={"name": "boss", "password": "battery staple", "csrf_token": token})
     page = client.get("/billing/bursar").get_data(as_text=True)
     assert "2026-04-15 02:00" in page and "declared_lost" in page
+
+
+def test_notice_files_written_by_a_run_in_the_future_survive_that_runs_purge(lender):  # noqa: F811
+    import os
+    lend(lender, "N0002", "SOUTH", "south-8")  # no mail server: notices become .eml files
+    result = run_cli(lender, "jobs", "run", "--at", "2030-01-15T10:00")
+    assert result.exit_code == 0, result.output
+    folder = os.path.join(lender.data_dir, "mail")
+    written = [name for name in os.listdir(folder) if name.endswith(".eml")]
+    assert written, "the lost notice was written"
+    assert "mail files removed 0" in result.output
