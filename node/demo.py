@@ -177,55 +177,53 @@ def _write_idp(info, infos, cfg, patrons):
                    [os.path.join(node.folder, "sp_metadata.xml") for node in infos])
 
 
-def start_idp(info, log_path=None):
-    """Start INFO's demo identity provider (``python -m node.idp``) as a child process."""
-    log = open(log_path or os.path.join(os.path.dirname(info.idp_config), "idp.log"), "ab")
-    process = subprocess.Popen([sys.executable, "-m", "node.idp", "--config", info.idp_config],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def _spawn(module, config, log_path, args=(), env=None):
+    """Start ``python -m MODULE --config CONFIG ARGS`` in its own session, output to LOG_PATH."""
+    log = open(log_path, "ab")
+    process = subprocess.Popen([sys.executable, "-m", module, "--config", config, *args],
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                               start_new_session=True)
     log.close()
     return process
+
+
+def _answers(url, timeout, process):
+    """True once URL answers 200 within TIMEOUT; False if it never does or PROCESS exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def start_idp(info, log_path=None):
+    """Start INFO's demo identity provider (``python -m node.idp``) as a child process."""
+    return _spawn("node.idp", info.idp_config,
+                  log_path or os.path.join(os.path.dirname(info.idp_config), "idp.log"))
 
 
 def wait_idp(info, timeout=20.0, process=None):
     """Wait until INFO's IdP serves its metadata."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            break
-        try:
-            if requests.get(info.idp_url + "/idp/metadata", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the IdP of {info.code} did not start on {info.idp_url}; see its idp.log")
+    if not _answers(info.idp_url + "/idp/metadata", timeout, process):
+        raise RuntimeError(f"the IdP of {info.code} did not start on {info.idp_url}; see its idp.log")
 
 
 def start_node(info, env=None, log_path=None):
     """Start ``circnode run`` for INFO as a child process; return the Popen."""
-    log_path = log_path or os.path.join(info.folder, "node.log")
-    log = open(log_path, "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--config", info.config, "run", "--port",
-         str(info.listen_port or info.port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-        start_new_session=True)
-    log.close()
-    return process
+    return _spawn("node.cli", info.config, log_path or os.path.join(info.folder, "node.log"),
+                  args=["run", "--port", str(info.listen_port or info.port)], env=env)
 
 
 def wait_healthy(info, timeout=20.0, process=None):
     """Wait until INFO's node answers /healthz; raise with the log's tail if it never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            break
-        try:
-            if requests.get(info.direct_url + "/healthz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
+    if _answers(info.direct_url + "/healthz", timeout, process):
+        return
     tail = ""
     log_path = os.path.join(info.folder, "node.log")
     if os.path.exists(log_path):
