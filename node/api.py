@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 from node.clock import utcnow
 from node import circulation, errors
 from node.app import get_config
-from node.auth import api_role
+from node.auth import api_role, current_staff_name
 from node.standing import standing_for
 
 bp = Blueprint("api", __name__)
@@ -78,7 +78,7 @@ def checkout():
         home_id = text_field(patron, "id")
         standing = standing_for(cfg, institution, home_id, now)
     loan = circulation.checkout(cfg, barcode, institution, home_id, standing, now,
-                                staff=_staff_name())
+                                staff=current_staff_name())
     # The new loan already holds its item and patron: reading it back cost a joined query per checkout.
     return jsonify(loan_json(loan, now)), 201
 
@@ -103,7 +103,7 @@ def return_item():
     owner = text_field(body, "owner", required=False, max_length=32)
     now = utcnow()
     result = circulation.return_item(cfg, barcode, now, owner=owner and owner.upper(),
-                                     staff=_staff_name())
+                                     staff=current_staff_name())
     answer = {"loan": loan_json(circulation.get_loan(result.loan.id), now) if result.loan else None,
               "item": result.item.to_dict(), "received": result.received,
               "transit": {"to": result.transit_to, "name": cfg.library_name(result.transit_to)}
@@ -118,7 +118,7 @@ def return_item():
 def renew(loan_id):
     cfg = get_config()
     now = utcnow()
-    loan = circulation.renew(cfg, loan_id, now, staff=_staff_name())
+    loan = circulation.renew(cfg, loan_id, now, staff=current_staff_name())
     return jsonify(loan_json(circulation.get_loan(loan.id), now))
 
 
@@ -180,11 +180,6 @@ def item_status(barcode):
     status = body.get("status")
     if status not in ("missing", "available"):
         raise errors.InvalidField("'status' must be \"missing\" or \"available\".", field="status")
-    found = circulation.set_item_status(cfg, barcode, status, utcnow(), staff=_staff_name())
+    found = circulation.set_item_status(cfg, barcode, status, utcnow(), staff=current_staff_name())
     return jsonify(found.to_dict())
 
-
-def _staff_name():
-    from node.auth import current_staff
-    staff = current_staff()
-    return staff.name if staff else None

@@ -133,6 +133,12 @@ def current_staff():
     return g.staff
 
 
+def current_staff_name():
+    """The signed-in staff member's name for audit lines, or None."""
+    staff = current_staff()
+    return staff.name if staff else None
+
+
 def api_role(role="desk"):
     """Require a Bearer token of ROLE (admin includes desk) on a JSON endpoint."""
     def decorator(view):

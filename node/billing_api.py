@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from node import billing, bursar, errors
 from node.api import int_arg
 from node.app import get_config
-from node.auth import api_role, current_staff
+from node.auth import api_role, current_staff_name
 from node.clock import utcnow
 from node.models import Fee, FeePayment, Patron
 
@@ -42,10 +42,6 @@ def _body():
         raise errors.BadRequest("The body is not a JSON object.")
     return body
 
-
-def _staff_name():
-    staff = current_staff()
-    return staff.name if staff else None
 
 
 def account_summary(cfg, patron):
@@ -106,7 +102,7 @@ def pay(fee_id):
     note = body.get("note") or ""
     if not isinstance(note, str) or len(note) > 200:
         raise errors.InvalidField("'note' is a string of at most 200 characters.", field="note")
-    paid = billing.record_payment(cfg, fee_id, body.get("amount"), utcnow(), staff=_staff_name(), note=note)
+    paid = billing.record_payment(cfg, fee_id, body.get("amount"), utcnow(), staff=current_staff_name(), note=note)
     return jsonify(paid.to_dict(cfg.tz))
 
 
@@ -115,7 +111,7 @@ def pay(fee_id):
 def waive(fee_id):
     """Waive what is open on a fee of one of our patrons: {"reason": R}."""
     cfg = get_config()
-    waived = billing.record_waiver(cfg, fee_id, _body().get("reason"), utcnow(), staff=_staff_name())
+    waived = billing.record_waiver(cfg, fee_id, _body().get("reason"), utcnow(), staff=current_staff_name())
     return jsonify(waived.to_dict(cfg.tz))
 
 
@@ -143,7 +139,7 @@ def batches():
 def export():
     """Export every fee not yet exported into a new batch (201), or 200 with "batch": null."""
     cfg = get_config()
-    batch = bursar.export(cfg, utcnow(), staff=_staff_name())
+    batch = bursar.export(cfg, utcnow(), staff=current_staff_name())
     if batch is None:
         return jsonify({"batch": None})
     return jsonify({"batch": _batch_json(cfg, batch)}), 201

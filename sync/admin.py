@@ -7,9 +7,9 @@ Both are thin over ``sync.queue``.
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from node import errors
-from node.api import json_body
+from node.api import int_arg, json_body
 from node.app import get_config
-from node.auth import api_role, current_staff, desk_role
+from node.auth import api_role, current_staff_name, desk_role
 from node.clock import utcnow
 from sync import queue
 
@@ -25,20 +25,6 @@ def init_app(app):
     csrf.exempt(api_bp)
 
 
-def _staff_name():
-    staff = current_staff()
-    return staff.name if staff else None
-
-
-def _int_arg(name, default):
-    raw = request.args.get(name, "")
-    if raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise errors.InvalidField(f"{name} must be a whole number.", field=name) from None
-
 
 def _order_arg():
     order = request.args.get("order", "newest")
@@ -52,7 +38,7 @@ def _order_arg():
 def queue_json():
     cfg = get_config()
     view = queue.queue_view(cfg, utcnow(), peer=request.args.get("peer"), state=request.args.get("state"),
-                            limit=_int_arg("limit", 50), offset=_int_arg("offset", 0),
+                            limit=int_arg("limit", 50, 1, queue.MAX_LIMIT), offset=int_arg("offset", 0, 0, 10**9),
                             oldest_first=_order_arg())
     return jsonify(queue.jsonable(view, cfg.tz))
 
@@ -73,7 +59,7 @@ def retry_json():
 def resolve_json(loan_id):
     cfg = get_config()
     now = utcnow()
-    loan = queue.resolve_dispute(loan_id, json_body().get("note"), now, staff=_staff_name())
+    loan = queue.resolve_dispute(loan_id, json_body().get("note"), now, staff=current_staff_name())
     from node.circulation import get_loan
     return jsonify(get_loan(loan.id).to_dict(cfg.tz, now))
 
@@ -141,7 +127,7 @@ def retry_page():
 @desk_role("admin")
 def resolve_page(loan_id):
     try:
-        queue.resolve_dispute(loan_id, request.form.get("note", ""), utcnow(), staff=_staff_name())
+        queue.resolve_dispute(loan_id, request.form.get("note", ""), utcnow(), staff=current_staff_name())
     except errors.CircnodeError as exc:
         flash(exc.message, "error")
     else:
