@@ -8,8 +8,8 @@ duplicate has no second effect; unknown fields are ignored.
 """
 from decimal import Decimal, InvalidOperation
 
-from node.models import CENT, Fee, FeePayment, Loan, Patron
-from sync.inbox import EventRejected, _time, handles
+from node.models import CENT, Fee, FeePayment, Patron
+from sync.inbox import EventRejected, _time, handles, lender_loan
 
 REASONS = ("fine", "replacement", "processing", "refund")
 
@@ -49,9 +49,7 @@ def _fee_assessed(cfg, origin, data, now):
 @handles("loan.lost")
 def _loan_lost(cfg, origin, data, now):
     """At the home node: the lender declared the item of one of our patrons' loans lost."""
-    loan = Loan.get_or_none(id=data["loan_id"])
-    if loan is None or loan.lender != origin:
-        raise EventRejected("loan_unknown", "No such loan from this lender.")
+    loan = lender_loan(data, origin)
     if loan.lost_at is None:
         loan.lost_at, loan.updated_at = _time(data["lost_at"]), now
         loan.save()

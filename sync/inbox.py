@@ -166,11 +166,17 @@ def _loan_created(cfg, origin, data, now):
     return {}
 
 
-@handles("loan.renewed")
-def _loan_renewed(cfg, origin, data, now):
+def lender_loan(data, origin):
+    """The loan named by DATA, which ORIGIN must have lent; else the event is rejected."""
     loan = Loan.get_or_none(id=data["loan_id"])
     if loan is None or loan.lender != origin:
         raise EventRejected("loan_unknown", "No such loan from this lender.")
+    return loan
+
+
+@handles("loan.renewed")
+def _loan_renewed(cfg, origin, data, now):
+    loan = lender_loan(data, origin)
     if loan.status != "open":
         return {"note": "loan_closed"}  # a return crossed the renewal: closed wins
     loan.due_at = _time(data["due_at"])
