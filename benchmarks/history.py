@@ -18,6 +18,10 @@ from node.models import UTCDateTimeField, _uuid7_int
 UTC = datetime.timezone.utc
 HISTORY_START = datetime.datetime(2020, 1, 6, 8, 0, tzinfo=UTC)
 CHUNK = 20_000
+# A returned loan as both the lender and the home node store it (same row shape on both sides).
+CLOSED_LOAN_INSERT = ("INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, due_at, renewals, "
+                      "status, returned_at, returned_at_institution, provisional, disputed, dispute_reason, "
+                      "made_offline, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'closed', ?, ?, 0, 0, '', 0, ?)")
 
 
 def stamp(moment):
@@ -135,9 +139,7 @@ def _grow_slice(lender_db, home_db, plan, count, first_sequence, item_ids, lende
         data = loan_event(loan_id, plan.lender, plan.home, pid, plan.lender, barcode, out_at, due_at)
         events.append((sequence, uuid7_at(out_at), out_at, data))
     with connect(lender_db) as db:
-        _insert(db, "INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, due_at, renewals, "
-                    "status, returned_at, returned_at_institution, provisional, disputed, dispute_reason, "
-                    "made_offline, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'closed', ?, ?, 0, 0, '', 0, ?)",
+        _insert(db, CLOSED_LOAN_INSERT,
                 ((lid, item_ids[bc], lender_patrons[pid], plan.lender, stamp(o), stamp(d), stamp(b), plan.lender,
                   stamp(b)) for lid, bc, pid, o, d, b in loans))
         _insert(db, "INSERT INTO audit_log (at, staff, action, target, detail) VALUES (?, 'desk', 'checkout', ?, ?)",
@@ -146,9 +148,7 @@ def _grow_slice(lender_db, home_db, plan, count, first_sequence, item_ids, lende
                     "attempts, last_error, delivered_at) VALUES (?, ?, ?, 'loan.created', ?, ?, 'delivered', 1, '', ?)",
                 ((plan.home, seq, eid, payload(at, data), stamp(at), stamp(at)) for seq, eid, at, data in events))
     with connect(home_db) as db:
-        _insert(db, "INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, due_at, renewals, "
-                    "status, returned_at, returned_at_institution, provisional, disputed, dispute_reason, "
-                    "made_offline, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'closed', ?, ?, 0, 0, '', 0, ?)",
+        _insert(db, CLOSED_LOAN_INSERT,
                 ((lid, home_item_ids[bc], home_patrons[pid], plan.lender, stamp(o), stamp(d), stamp(b), plan.lender,
                   stamp(b)) for lid, bc, pid, o, d, b in loans))
         _insert(db, "INSERT INTO inbox_record (origin, sequence, event_id, type, received_at, state, reason, payload) "
@@ -185,9 +185,7 @@ def queue_backlog(lender_db, plan, loans, first_sequence, item_ids, lender_patro
                      stamp(back_at)))
         sequence += 2
     with connect(lender_db) as db:
-        _insert(db, "INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, due_at, renewals, "
-                    "status, returned_at, returned_at_institution, provisional, disputed, dispute_reason, "
-                    "made_offline, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'closed', ?, ?, 0, 0, '', 0, ?)",
+        _insert(db, CLOSED_LOAN_INSERT,
                 ((lid, item_ids[bc], lender_patrons[pid], plan.lender, stamp(at or o), stamp(d),
                   stamp(at or b), plan.lender, stamp(at or b)) for lid, bc, pid, o, d, b in made))
         _insert(db, "INSERT INTO outbox_event (destination, sequence, event_id, type, payload, created_at, state, "

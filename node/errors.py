@@ -49,7 +49,7 @@ LoanClosed = _refusal("LoanClosed", 422, "loan_closed", "The loan is already clo
 LoanNotDisputed = _refusal("LoanNotDisputed", 422, "loan_not_disputed", "The loan is not disputed.")
 RenewalLimit = _refusal("RenewalLimit", 422, "renewal_limit_reached", "No renewals left under the policy.")
 LoanLimit = _refusal("LoanLimit", 422, "loan_limit_reached",
-                            "The patron holds as many loans from this library as the policy allows.")
+                    "The patron holds as many loans from this library as the policy allows.")
 PatronBlocked = _refusal("PatronBlocked", 422, "patron_blocked", "The patron is blocked.")
 PatronExpired = _refusal("PatronExpired", 422, "patron_expired", "The patron's registration has expired.")
 PatronUnknown = _refusal("PatronUnknown", 422, "patron_unknown", "The home institution does not know the patron.")
