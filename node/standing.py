@@ -40,13 +40,16 @@ def standing_for(cfg, institution, home_id, now, use_cache=True):
                         reason=answer.get("reason") or "", name=answer.get("name") or "",
                         email=answer.get("email") or "")
     if standing.ok:
-        with _lock:
-            _cache[key] = (now, standing)
+        _remember(key, standing, now, ttl)
     return standing
 
 
-def forget(institution, home_id):
-    """Drop cached answers for a patron (after a refusal from their home node)."""
+def _remember(key, standing, now, ttl):
+    """Cache STANDING under KEY, dropping answers past their life.
+
+    Without the pruning a node that runs for months would keep every visit's answer.
+    """
     with _lock:
-        for key in [k for k in _cache if k[1:] == (institution, home_id)]:
-            _cache.pop(key, None)
+        for old in [k for k, (at, _) in _cache.items() if not 0 <= (now - at).total_seconds() < ttl]:
+            del _cache[old]
+        _cache[key] = (now, standing)

@@ -325,3 +325,16 @@ def test_setting_the_status_an_item_already_has_changes_nothing(cfg):
     before = snapshot()
     assert circulation.set_item_status(cfg, "M1", "missing", NOW).status == "missing"
     assert snapshot() == before
+
+
+def test_standing_cache_keeps_only_answers_still_alive():
+    import datetime as dt
+    from node import standing
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
+    answer = standing.Standing(True)
+    standing._cache.clear()
+    standing._remember(("NORTH", "SOUTH", "old"), answer, now - dt.timedelta(hours=1), 300)
+    standing._remember(("NORTH", "SOUTH", "recent"), answer, now - dt.timedelta(seconds=10), 300)
+    standing._remember(("NORTH", "SOUTH", "new"), answer, now, 300)
+    assert sorted(key[2] for key in standing._cache) == ["new", "recent"]
+    standing._cache.clear()
