@@ -51,8 +51,8 @@ class ReturnResult:
 
 
 def audit(staff, action, target="", detail="", now=None):
-    AuditLog.create(at=now or datetime.datetime.now(datetime.timezone.utc),
-                    staff=staff or "system", action=action, target=target, detail=detail)
+    AuditLog.add(at=now or datetime.datetime.now(datetime.timezone.utc),
+                 staff=staff or "system", action=action, target=target, detail=detail)
 
 
 def find_items(barcode, owner=None):
@@ -93,17 +93,26 @@ def _move(item, move, now):
             f"Item {item.barcode} is {item.status.replace('_', ' ')}.", status=item.status)
     item.status = target
     item.updated_at = now
-    item.save()
+    database.execute_sql(_SET_ITEM_STATUS, (target, Item.updated_at.db_value(now), item.id))
+    item._dirty.clear()
+
+
+_SET_ITEM_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
 
 
 def patron_record(institution, home_id, name="", email=""):
     """The local record of a patron, created for a visiting patron on first contact."""
-    patron, created = Patron.get_or_create(
-        institution=institution, home_id=home_id, defaults={"name": name, "email": email})
-    if not created and ((name and patron.name != name) or (email and patron.email != email)):
+    patron = Patron.one(_PATRON, institution, home_id)
+    if patron is None:
+        return Patron.add(institution=institution, home_id=home_id, name=name, email=email)
+    if (name and patron.name != name) or (email and patron.email != email):
         patron.name, patron.email = name or patron.name, email or patron.email
-        patron.save()
+        database.execute_sql("UPDATE patron SET name = ?, email = ? WHERE id = ?",
+                             (patron.name, patron.email, patron.id))
     return patron
+
+
+_PATRON = "SELECT * FROM patron WHERE institution = ? AND home_id = ?"
 
 
 def own_patron_standing(cfg, home_id, now, patron=None):
@@ -144,7 +153,7 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
     if not standing.ok:
         refuse_for_standing(standing)
     with database.atomic():
-        item = Item.get_or_none(owner=cfg.institution, barcode=item_barcode)
+        item = Item.one(_OWN_ITEM, cfg.institution, item_barcode)
         if item is None:
             if find_items(item_barcode):
                 raise errors.ItemNotOwned(f"Item {item_barcode} belongs to another library.")
@@ -155,23 +164,19 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
         if item.status == "on_loan":
             raise errors.ItemOnLoan(f"Item {item.barcode} is already on loan.")
         patron = patron_record(institution, home_id, standing.name, standing.email)
-        # COUNT(id) rather than .count(), which wraps a select of every loan column in a subquery.
-        open_here = Loan.select(fn.COUNT(Loan.id)).where((Loan.patron == patron) & (Loan.status == "open")
-                                                         & (Loan.lender == cfg.institution))
-        if open_here.scalar() >= rules["max_loans"]:
+        open_here, provisional = database.execute_sql(_OPEN_HERE, (patron.id, cfg.institution)).fetchone()
+        if open_here >= rules["max_loans"]:
             raise errors.LoanLimit(f"The patron already holds {rules['max_loans']} loans from this library.")
-        if standing.provisional:
-            provisional = open_here.where(Loan.provisional == True).scalar()  # noqa: E712
-            if provisional >= rules["offline_max_loans"]:
-                raise errors.OfflineLimitReached(
-                    f"The home library cannot be reached and the patron already has {provisional} "
-                    "loans made offline.")
+        if standing.provisional and provisional >= rules["offline_max_loans"]:
+            raise errors.OfflineLimitReached(
+                f"The home library cannot be reached and the patron already has {provisional} "
+                "loans made offline.")
         _move(item, "checkout", now)
         try:
-            loan = Loan.create(item=item, patron=patron, lender=cfg.institution,
-                               checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz, calendar_of(cfg)),
-                               provisional=standing.provisional, made_offline=standing.provisional,
-                               updated_at=now)
+            loan = Loan.add(item=item, patron=patron, lender=cfg.institution,
+                            checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz, calendar_of(cfg)),
+                            provisional=standing.provisional, made_offline=standing.provisional,
+                            updated_at=now)
         except IntegrityError:
             # The partial unique index caught a concurrent checkout of the same item.
             raise errors.ItemOnLoan(f"Item {item.barcode} is already on loan.") from None
@@ -179,6 +184,12 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
         if institution != cfg.institution:
             outbox.enqueue(institution, "loan.created", loan_event_data(loan), now)
     return loan
+
+
+_OWN_ITEM = "SELECT * FROM item WHERE owner = ? AND barcode = ?"
+# Open loans of a patron here, and how many of them were made offline: one index search.
+_OPEN_HERE = ("SELECT COUNT(*), COALESCE(SUM(provisional), 0) FROM loan "
+              "WHERE patron_id = ? AND status = 'open' AND lender = ?")
 
 
 def loan_event_data(loan):

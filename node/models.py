@@ -1,5 +1,6 @@
 """Peewee models of the node's tables (the schema itself lives in migrations)."""
 import datetime
+import functools
 import json
 import os
 import time
@@ -63,6 +64,35 @@ class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    # Hot paths (checkout, inbox) use these two: peewee building a query's
+    # text cost more than SQLite running it (docs/benchmarks.md).
+    @classmethod
+    def one(cls, sql, *params):
+        """The first row of plain SQL that selects this table's columns, as a model; else None."""
+        return next(iter(cls.raw(sql, *params)), None)
+
+    @classmethod
+    def add(cls, **values):
+        """Insert a new row as ``create`` does, with an INSERT text built once per model."""
+        row = cls(**values)  # defaults applied as by create
+        fields, sql = _insert_statement(cls)
+        cursor = cls._meta.database.execute_sql(
+            sql, [field.db_value(row.__data__.get(field.name)) for field in fields])
+        if cls._meta.auto_increment:
+            row.__data__[cls._meta.primary_key.name] = cursor.lastrowid
+        row._dirty.clear()
+        return row
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_statement(model):
+    meta = model._meta
+    fields = [field for field in meta.sorted_fields
+              if not (meta.auto_increment and field is meta.primary_key)]
+    columns = ", ".join(f'"{field.column_name}"' for field in fields)
+    marks = ", ".join("?" for _ in fields)
+    return fields, f'INSERT INTO "{meta.table_name}" ({columns}) VALUES ({marks})'
 
 
 class Item(BaseModel):

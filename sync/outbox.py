@@ -9,17 +9,16 @@ import json
 
 from node.db import database
 from node.models import OutboxEvent, new_uuid
-from peewee import fn
 
 EVENT_VERSION = 1
+_LAST_SEQUENCE = "SELECT MAX(sequence) FROM outbox_event WHERE destination = ?"  # one seek, end of the index
 
 
 def enqueue(destination, event_type, data, now):
     """Append one event for DESTINATION; the caller's transaction commits it."""
     assert database.in_transaction(), "outbox events are written inside the change's transaction"
-    last = (OutboxEvent.select(fn.MAX(OutboxEvent.sequence))
-            .where(OutboxEvent.destination == destination).scalar())
-    event = OutboxEvent.create(
+    last, = database.execute_sql(_LAST_SEQUENCE, (destination,)).fetchone()
+    event = OutboxEvent.add(
         destination=destination, sequence=(last or 0) + 1, event_id=new_uuid(),
         type=event_type, created_at=now,
         payload=json.dumps({"occurred_at": now.isoformat(), "data": data}, sort_keys=True))
