@@ -8,7 +8,7 @@ functions, so the three cannot disagree.
 import datetime
 from dataclasses import dataclass, field
 
-from peewee import JOIN, IntegrityError, fn
+from peewee import JOIN, IntegrityError
 
 from node import billing, errors
 from node.calendar import calendar_of
@@ -102,7 +102,7 @@ _SET_ITEM_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
 
 def patron_record(institution, home_id, name="", email=""):
     """The local record of a patron, created for a visiting patron on first contact."""
-    patron = Patron.one(_PATRON, institution, home_id)
+    patron = Patron.of(institution, home_id)
     if patron is None:
         return Patron.add(institution=institution, home_id=home_id, name=name, email=email)
     if (name and patron.name != name) or (email and patron.email != email):
@@ -112,13 +112,11 @@ def patron_record(institution, home_id, name="", email=""):
     return patron
 
 
-_PATRON = "SELECT * FROM patron WHERE institution = ? AND home_id = ?"
-
 
 def own_patron_standing(cfg, home_id, now, patron=None):
     """The standing of one of this node's own patrons, from its own records (PATRON if already read)."""
     if patron is None:
-        patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+        patron = Patron.of(cfg.institution, home_id)
     if patron is None:
         return Standing(False, "patron_unknown", "Not a registered patron here.")
     if patron.blocked:
@@ -153,7 +151,7 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
     if not standing.ok:
         refuse_for_standing(standing)
     with database.atomic():
-        item = Item.one(_OWN_ITEM, cfg.institution, item_barcode)
+        item = Item.of(cfg.institution, item_barcode)
         if item is None:
             if find_items(item_barcode):
                 raise errors.ItemNotOwned(f"Item {item_barcode} belongs to another library.")
@@ -186,7 +184,6 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
     return loan
 
 
-_OWN_ITEM = "SELECT * FROM item WHERE owner = ? AND barcode = ?"
 # Open loans of a patron here, and how many of them were made offline: one index search.
 _OPEN_HERE = ("SELECT COUNT(*), COALESCE(SUM(provisional), 0) FROM loan "
               "WHERE patron_id = ? AND status = 'open' AND lender = ?")
@@ -319,4 +316,7 @@ def loans_query(institution=None, home_id=None, status=None, overdue_at=None, se
 
 
 def count_open_loans(patron):
-    return Loan.select(fn.COUNT(Loan.id)).where((Loan.patron == patron) & (Loan.status == "open")).scalar()
+    """How many open loans PATRON holds (anywhere in the network, when PATRON is ours)."""
+    count, = database.execute_sql("SELECT COUNT(*) FROM loan WHERE patron_id = ? AND status = 'open'",
+                                  (patron.id,)).fetchone()
+    return count

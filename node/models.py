@@ -108,6 +108,11 @@ class Item(BaseModel):
     class Meta:
         indexes = ((("owner", "barcode"), True),)
 
+    @classmethod
+    def of(cls, owner, barcode):
+        """OWNER's item with BARCODE, or None."""
+        return cls.one("SELECT * FROM item WHERE owner = ? AND barcode = ?", owner, barcode)
+
     def to_dict(self):
         return {"institution": self.owner, "barcode": self.barcode, "title": self.title,
                 "call_number": self.call_number, "item_type": self.item_type,
@@ -127,6 +132,11 @@ class Patron(BaseModel):
 
     class Meta:
         indexes = ((("institution", "home_id"), True),)
+
+    @classmethod
+    def of(cls, institution, home_id):
+        """The patron of INSTITUTION with HOME_ID, or None."""
+        return cls.one("SELECT * FROM patron WHERE institution = ? AND home_id = ?", institution, home_id)
 
     def to_dict(self):
         return {"institution": self.institution, "id": self.home_id, "name": self.name,

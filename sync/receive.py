@@ -28,10 +28,11 @@ MAX_EVENTS_PER_BATCH = 5000
 
 def _nonce_is_fresh(key_id, nonce, created):
     """Record NONCE; False when this peer used it before (a replay)."""
+    g.peer_nonce = nonce  # the answer is signed bound to it (only set once the signature verified)
     try:
         with database.atomic():
-            PeerNonce.create(key_id=key_id, nonce=nonce,
-                             created=datetime.datetime.fromtimestamp(created, datetime.timezone.utc))
+            PeerNonce.add(key_id=key_id, nonce=nonce,
+                          created=datetime.datetime.fromtimestamp(created, datetime.timezone.utc))
     except IntegrityError:
         return False
     return True
@@ -65,16 +66,10 @@ def signed_by_peer(view):
                                     now=utcnow(), max_skew=cfg.sync["clock_skew_seconds"])
         except SignatureError as exc:
             log.warning("refused peer request to %s: %s", request.path, exc.reason)
+            g.pop("peer_nonce", None)  # a replayed request's answer is not signed
             raise errors.BadSignature(f"Signature refused: {exc.reason}", reason=exc.reason) from None
-        g.peer_nonce = _request_nonce()
         return view(*args, **kwargs)
     return wrapped
-
-
-def _request_nonce():
-    import http_sf
-    parsed = http_sf.parse(request.headers["Signature-Input"].encode(), tltype="dictionary")
-    return parsed["sig1"][1]["nonce"]
 
 
 @bp.after_request
@@ -125,7 +120,7 @@ def standing(home_id):
     body = {"ok": answer.ok, "code": answer.code or None, "reason": answer.reason or None,
             "institution": cfg.institution, "id": home_id}
     if answer.ok:
-        patron = Patron.get(institution=cfg.institution, home_id=home_id)
+        patron = Patron.of(cfg.institution, home_id)
         open_loans = count_open_loans(patron)
         limit = cfg.policy[""]["max_network_loans"]
         body.update(name=patron.name, email=patron.email, network_loans=open_loans,

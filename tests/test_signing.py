@@ -300,3 +300,88 @@ def test_documented_example_is_exact_and_independently_verifiable():
     assert headers["Signature"] == EXAMPLE_SIGNATURE  # Ed25519 is deterministic
     signature = base64.b64decode(headers["Signature"].removeprefix("sig1=:").removesuffix(":"))
     EXAMPLE_KEY.public_key().verify(signature, EXAMPLE_BASE.encode("ascii"))  # no library involved
+
+
+# --- the fast path against the library -----------------------------------------
+
+def library_headers(method, url, headers, covered, nonce, created=NOW, expires=None, status=None):
+    """What http_message_signatures alone makes of this message (Ed25519 is deterministic)."""
+    if status is None:
+        msg = Msg(method, url, dict(headers))
+    else:
+        @dataclass
+        class Answer:
+            status_code: int
+            headers: dict
+        msg = Answer(status, dict(headers))
+    HTTPMessageSigner(signature_algorithm=algorithms.ED25519,
+                      key_resolver=MappingKeyResolver(public_keys={}, private_keys={"NORTH": NORTH})).sign(
+        msg, key_id="NORTH", created=created, nonce=nonce, label="sig1", expires=expires,
+        covered_component_ids=covered, use_existing_digest=True)
+    return dict(msg.headers)
+
+
+@pytest.mark.parametrize("method,url,body,content_type,expires_in,fast", [
+    ("POST", "https://south.example.org/api/v1/sync/events", BODY, None, None, True),
+    ("GET", "http://127.0.0.1:8081/api/v1/patrons/s-1/standing", b"", None, None, True),
+    ("GET", "http://127.0.0.1:8081/api/v1/loans?patron_id=s-1&status=open", b"", None, None, True),
+    ("POST", "https://south.example.org/api/v1/peer/loans/0190-ab/renew", b"{}", "application/json", 60, True),
+    ("GET", "HTTP://South.Example.ORG/api/v1/x", b"", None, None, True),          # lowercased before signing
+    ("GET", "http://127.0.0.1:80/api/v1/x", b"", None, None, False),              # default port: library
+    ("GET", "https://south.example.org/api/v1/patrons/a%20b/standing", b"", None, None, False),  # %-encoded
+    ("GET", "https://south.example.org/api/./v1/../v1/x", b"", None, None, False),  # dot segments
+    ("GET", "https://south.example.org", b"", None, None, True),                  # empty path becomes "/"
+])
+def test_request_signature_is_the_librarys_byte_for_byte(method, url, body, content_type, expires_in, fast,
+                                                          monkeypatch):
+    from sync import signing
+    calls = []
+    monkeypatch.setattr(signing, "HTTPMessageSigner", lambda *a, **k: calls.append(1) or HTTPMessageSigner(*a, **k))
+    ours = sign_request(method, url, body, "NORTH", NORTH, now=NOW, nonce="Zx_9-n", content_type=content_type,
+                        expires_in=expires_in)
+    covered = ["@method", "@target-uri", "content-digest"] + (["content-type"] if content_type else [])
+    headers = {"Content-Digest": content_digest(body)} | ({"Content-Type": content_type} if content_type else {})
+    from sync.signing import _normalize_url
+    theirs = library_headers(method.upper(), _normalize_url(url), headers, covered, "Zx_9-n",
+                             expires=NOW + timedelta(seconds=expires_in) if expires_in else None)
+    assert ours == theirs
+    assert calls == ([] if fast else [1])  # which path signed it
+    assert verify_request(method, url, ours, body, resolve_key=DIRECTORY.get, check_nonce=NonceStore(),
+                          now=NOW) == "NORTH"
+
+
+def test_response_signature_is_the_librarys_byte_for_byte():
+    for status in (200, 201, 401, 503):
+        ours = sign_response(status, BODY, "NORTH", NORTH, request_nonce="req-nonce_1", now=NOW)
+        theirs = library_headers(None, None, {"Content-Digest": content_digest(BODY)},
+                                 ["@status", "content-digest"], "req-nonce_1", status=status)
+        assert ours == theirs
+        verify_response(status, ours, BODY, expected_key_id="NORTH", public_key=NORTH.public_key(),
+                        request_nonce="req-nonce_1", now=NOW)
+
+
+def test_library_shapes_outside_the_fast_path_still_verify():
+    # A nonce with characters the fast path leaves to the library, and a tag parameter.
+    headers = library_signed(["@method", "@target-uri", "content-digest"], nonce="a b/c+d")
+    assert verify(headers) == "NORTH"
+    msg = Msg("POST", URL, {"Content-Digest": content_digest(BODY)})
+    HTTPMessageSigner(signature_algorithm=algorithms.ED25519,
+                      key_resolver=MappingKeyResolver(public_keys={}, private_keys={"NORTH": NORTH})).sign(
+        msg, key_id="NORTH", created=NOW, nonce="n-2", label="sig1", tag="circnode",
+        covered_component_ids=["@method", "@target-uri", "content-digest"], use_existing_digest=True)
+    assert verify(dict(msg.headers)) == "NORTH"
+
+
+def test_fast_path_refuses_what_the_library_refuses():
+    good = signed()
+    # The signature of one request does not verify for another path, method or body digest.
+    refused("bad_signature", good, url=URL + "x")
+    refused("bad_signature", good, method="PUT")
+    # A signature made over a base with one byte changed (another created time) is refused.
+    later = signed(now=NOW + timedelta(seconds=1))
+    forged = dict(good, Signature=later["Signature"])
+    refused("bad_signature", forged)
+    # Components covered twice go to the library, which refuses them.
+    twice = dict(good, **{"Signature-Input": good["Signature-Input"].replace(
+        '"content-digest")', '"content-digest" "content-digest")')})
+    refused("bad_signature", twice)
