@@ -86,7 +86,7 @@ _STAFF_FOR_TOKEN = ("SELECT staff.* FROM api_token JOIN staff ON staff.id = api_
 
 def staff_for_token(token, now):
     """The active staff member whose API token this is, else None."""
-    staff = next(iter(Staff.raw(_STAFF_FOR_TOKEN, _token_hash(token))), None)
+    staff = Staff.one(_STAFF_FOR_TOKEN, _token_hash(token))
     if staff is None or not staff.active:
         return None
     return staff
