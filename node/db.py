@@ -7,11 +7,12 @@ timeout instead of failing with "database is locked" half-way through.
 Connections stay open per thread (waitress keeps a fixed thread pool):
 reopening per request cost 2-3x in measurements.
 
-Writers of this process also queue on a lock before ``BEGIN IMMEDIATE``:
-SQLite's busy handler polls with sleeps of up to 100 ms, so a desk thread
-waiting for another's commit slept long after the lock was free (p99 of 4
-desk clients 544 ms; docs/benchmarks.md).  Other processes still meet the
-busy timeout.
+Writers of this process also queue on a lock before ``BEGIN IMMEDIATE``,
+and then write on one shared connection: SQLite's busy handler polls with
+sleeps of up to 100 ms, so a desk thread waiting for another's commit slept
+long after the lock was free (p99 of 4 desk clients 544 ms;
+docs/benchmarks.md), and a write on another thread's connection made each
+writer re-read its pages.  Other processes still meet the busy timeout.
 """
 import logging
 import os
@@ -29,17 +30,35 @@ PRAGMAS = {
 }
 
 class _QueuedWriters(SqliteDatabase):
-    """A SqliteDatabase whose write transactions in this process wait their turn on a lock."""
+    """A SqliteDatabase whose write transactions in this process take turns on one connection.
+
+    Each thread reads on its own connection; a write transaction waits for a
+    lock, then runs on the one writer connection.  A connection must drop its
+    page cache whenever another connection has written since its last
+    transaction, so write transactions spread over waitress's threads re-read
+    every page they touched (34 page reads per checkout under strace); on the
+    one writer connection they stay cached.
+    """
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
         self._writer = threading.Lock()
         self._holder = threading.local()
+        self._writer_conn = None
+        super().__init__(*args, **kwargs)  # calls init()
+
+    def init(self, *args, **kwargs):
+        self._close_writer()
+        super().init(*args, **kwargs)
 
     def begin(self, lock_type=None):
+        if self.is_closed():
+            self.connect()  # this thread's own connection, for its reads
         self._writer.acquire()
-        self._holder.held = True
+        self._holder.own = self._state.conn
         try:
+            if self._writer_conn is None:
+                self._writer_conn = self._connect()
+            self._state.conn = self._writer_conn
             super().begin(lock_type)
         except BaseException:
             self._release()
@@ -56,15 +75,31 @@ class _QueuedWriters(SqliteDatabase):
             self._release()
 
     def close(self):
+        if self._holds_writer():  # closed mid-transaction: end it, never close the shared connection
+            try:
+                self._writer_conn.execute("ROLLBACK")
+            except Exception:  # the transaction may already be over
+                pass
+            self._release()
+            self._state.transactions = []
         try:
             return super().close()
         finally:
-            self._release()  # a connection closed mid-transaction ends it
+            self._close_writer()  # reopened by the next write transaction
+
+    def _holds_writer(self):
+        return hasattr(self._holder, "own")
 
     def _release(self):
-        if getattr(self._holder, "held", False):
-            self._holder.held = False
+        if self._holds_writer():
+            self._state.conn = self._holder.__dict__.pop("own")
             self._writer.release()
+
+    def _close_writer(self):
+        with self._writer:
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
 
 
 database = _QueuedWriters(None, lock_type="IMMEDIATE")
@@ -80,6 +115,10 @@ def open_database(path):
     database.connect(reuse_if_open=True)
     from node.migrations import migrate
     migrate(database)
+    # The migration ran on the writer connection; PRAGMAs such as index_list on this
+    # thread's connection would show the schema it cached before.
+    database.close()
+    database.connect()
     return database
 
 
