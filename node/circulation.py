@@ -266,11 +266,21 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
 
 
 def close_loan(loan, returned_at, where):
-    loan.status = "closed"
-    loan.returned_at = returned_at
-    loan.returned_at_institution = where
+    """Close LOAN, the row and the model, as returned at RETURNED_AT at library WHERE."""
+    loan.status, loan.returned_at, loan.returned_at_institution = "closed", returned_at, where
     loan.updated_at = returned_at
-    loan.save()
+    close_loan_row(loan.id, returned_at, where)
+    loan._dirty.clear()
+
+
+_CLOSE_LOAN = ("UPDATE loan SET status = 'closed', returned_at = ?, returned_at_institution = ?, updated_at = ? "
+               "WHERE id = ?")
+
+
+def close_loan_row(loan_id, returned_at, where):
+    """Close the loan row LOAN_ID as returned at RETURNED_AT at library WHERE (no model at hand)."""
+    stamp = Loan.returned_at.db_value(returned_at)
+    database.execute_sql(_CLOSE_LOAN, (stamp, Loan.returned_at_institution.db_value(where), stamp, loan_id))
 
 
 def return_event_data(loan):

@@ -1,25 +1,35 @@
 """The inbox: apply each peer event exactly once in effect, in order.
 
-Each event is applied atomically (its own savepoint) together with its
-``inbox_record`` row (origin, sequence) and the advance of
-``peer_state.received_through``; the primary key makes a duplicate, a
-re-sent batch or a concurrent copy a no-op.  Events must arrive in sequence
-order per origin: an event past a gap is not applied, and the answer tells the
-sender where to resume (it resends; nothing is held half-applied).
+Each event's effect commits together with its ``inbox_record`` row (origin,
+sequence) and the advance of ``peer_state.received_through``, or not at all;
+the primary key makes a duplicate, a re-sent batch or a concurrent copy a
+no-op.  Events must arrive in sequence order per origin: an event past a gap
+is not applied, and the answer tells the sender where to resume (it resends;
+nothing is held half-applied).
 
 Consecutive events of a batch share one commit (at most ``CHUNK_SECONDS`` of
 work), each inside its own savepoint: a durable commit costs an fsync, which
 per event capped a drain at the disk's fsync rate (docs/benchmarks.md).  An
 event's effect, record and counter still commit together or not at all.
+
+A drain is mostly ``loan.created`` and ``loan.returned``, so those, the
+duplicates and the bookkeeping are plain SQL (peewee building each
+statement's text cost more than SQLite running it): one query reads the
+records of a chunk's duplicates, one ``executemany`` writes its new records,
+and the savepoint is a fixed-name ``SAVEPOINT`` (peewee names each anew, so
+SQLite prepares each anew).  The other event types keep their model code.
 """
+import collections
+import contextlib
 import datetime
+import itertools
 import json
 import logging
 import time
 
 from node import billing, circulation
 from node.db import database
-from node.models import InboxRecord, Item, Loan, Patron, PeerState
+from node.models import InboxRecord, Item, Loan, Patron
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +49,29 @@ def _time(text):
     return value.astimezone(datetime.timezone.utc)
 
 
+_RECEIVED_THROUGH = "SELECT received_through FROM peer_state WHERE peer = ?"
+
+
 def received_through(origin):
-    state = PeerState.get_or_none(peer=origin)
-    return state.received_through if state else 0
+    row = database.execute_sql(_RECEIVED_THROUGH, (origin,)).fetchone()
+    return row[0] if row else 0
 
 
 CHUNK_SECONDS = 0.05  # longest a chunk holds the write lock (a desk at this node waits at most this)
+
+_NEW_PEER_STATE = "INSERT INTO peer_state (peer, received_through, last_error, failures) VALUES (?, 0, '', 0)"
+_ADVANCE = "UPDATE peer_state SET received_through = ? WHERE peer = ?"
+# json_each: one statement text for any number of sequences (SQLite prepares it once).
+_RECORDS = ("SELECT sequence, event_id, state, reason FROM inbox_record "
+            "WHERE origin = ? AND sequence IN (SELECT value FROM json_each(?))")
+_RECORD = ("INSERT INTO inbox_record (origin, sequence, event_id, type, received_at, state, reason, payload) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def receive_batch(cfg, origin, events, now):
     """Apply EVENTS from ORIGIN in sequence order; return the acknowledgement body."""
     results = []
-    pending = sorted(events, key=lambda e: e["sequence"])
+    pending = collections.deque(sorted(events, key=lambda e: e["sequence"]))
     while pending and not (results and results[-1]["status"] == "gap"):
         _receive_chunk(cfg, origin, pending, results, now)
     through = received_through(origin)
@@ -64,51 +85,80 @@ def _receive_chunk(cfg, origin, pending, results, now):
     with database.atomic():
         # BEGIN IMMEDIATE serialises concurrent copies of a batch: the later one
         # reads received_through advanced and answers "duplicate".
-        state, _ = PeerState.get_or_create(peer=origin)
-        through = state.received_through
+        row = database.execute_sql(_RECEIVED_THROUGH, (origin,)).fetchone()
+        if row is None:
+            database.execute_sql(_NEW_PEER_STATE, (origin,))
+        first = through = row[0] if row else 0
+        # Sorted, so the duplicates are the front; later repeats are of events recorded below.
+        earlier = [e["sequence"] for e in itertools.takewhile(lambda e: e["sequence"] <= through, pending)]
+        recorded = {row[0]: row[1:] for row in database.execute_sql(_RECORDS, (origin, json.dumps(earlier)))} \
+            if earlier else {}
+        records = []
         while pending:
-            event = pending.pop(0)
+            event = pending.popleft()
             try:
-                with database.atomic():  # a savepoint: this event alone, if it fails
-                    result = _receive_one(cfg, origin, event, now, through)
+                result, record = _receive_one(cfg, origin, event, now, through, recorded)
             except Exception as exc:  # commit the events before it, then fail as before
                 failure = exc
                 break
             results.append(result)
-            if result["status"] in ("applied", "rejected"):
+            if record is not None:
                 through = event["sequence"]
+                recorded[through] = (event["event_id"], result["status"], result["reason"])
+                records.append(record)
             if result["status"] == "gap" or time.monotonic() > deadline:
                 break
-        if through != state.received_through:
-            PeerState.update(received_through=through).where(PeerState.peer == origin).execute()
+        if records:
+            database.cursor().executemany(_RECORD, records)
+        if through != first:
+            database.execute_sql(_ADVANCE, (through, origin))
     if failure is not None:
         raise failure
 
 
-def _receive_one(cfg, origin, event, now, through):
-    """One event inside the caller's transaction, given the origin's RECEIVED_THROUGH so far."""
+def _record_row(origin, event, result, now):
+    """The inbox_record row of an applied or rejected EVENT (its dedup key and first outcome)."""
+    return (origin, event["sequence"], InboxRecord.event_id.db_value(event["event_id"]), event["type"],
+            InboxRecord.received_at.db_value(now), result["status"], result["reason"],
+            json.dumps(event, sort_keys=True))
+
+
+def _receive_one(cfg, origin, event, now, through, recorded):
+    """One event inside the caller's transaction: (its result, its inbox_record row or None).
+
+    THROUGH is the origin's received_through so far; RECORDED maps the
+    sequences recorded before to their (event_id, outcome, reason).
+    """
     sequence = event["sequence"]
     base = {"sequence": sequence, "event_id": event["event_id"]}
     if sequence <= through:
-        record = InboxRecord.get_or_none(origin=origin, sequence=sequence)
-        if record and record.event_id != event["event_id"]:
+        event_id, outcome, reason = recorded.get(sequence, (None, "applied", ""))
+        if event_id is not None and event_id != event["event_id"]:
             log.error("peer %s reused sequence %s for another event", origin, sequence)
-            return dict(base, status="conflict", reason="sequence_reused")
-        return dict(base, status="duplicate",
-                    outcome=record.state if record else "applied",
-                    reason=record.reason if record else "")
+            return dict(base, status="conflict", reason="sequence_reused"), None
+        return dict(base, status="duplicate", outcome=outcome, reason=reason), None
     if sequence != through + 1:
-        return dict(base, status="gap", reason=f"expected sequence {through + 1}")
-    outcome, reason, extra = "applied", "", {}
+        return dict(base, status="gap", reason=f"expected sequence {through + 1}"), None
     try:
-        with database.atomic():  # a savepoint: a refused effect leaves no trace but the record
-            extra = apply_event(cfg, origin, event, now) or {}
+        with _savepoint():  # a refused effect leaves no trace but the record; a failure, none at all
+            result = dict(base, status="applied", reason="", **(apply_event(cfg, origin, event, now) or {}))
+            return result, _record_row(origin, event, result, now)
     except EventRejected as exc:
-        outcome, reason = "rejected", exc.code
-    InboxRecord.create(origin=origin, sequence=sequence, event_id=event["event_id"],
-                       type=event["type"], received_at=now, state=outcome, reason=reason,
-                       payload=json.dumps(event, sort_keys=True))
-    return dict(base, status=outcome, reason=reason, **extra)
+        result = dict(base, status="rejected", reason=exc.code)
+        return result, _record_row(origin, event, result, now)
+
+
+@contextlib.contextmanager
+def _savepoint():
+    """Undo what the block wrote if it raises (a SAVEPOINT of one fixed name: prepared once)."""
+    database.execute_sql("SAVEPOINT inbox_event")
+    try:
+        yield
+    except BaseException:
+        database.execute_sql("ROLLBACK TO inbox_event")
+        raise
+    finally:
+        database.execute_sql("RELEASE inbox_event")
 
 
 HANDLERS = {}
@@ -133,6 +183,12 @@ def apply_event(cfg, origin, event, now):
         raise EventRejected("malformed_event", f"{event['type']}: {exc.__class__.__name__}") from None
 
 
+_LOAN_EXISTS = "SELECT 1 FROM loan WHERE id = ?"
+_ITEM = "SELECT id, title FROM item WHERE owner = ? AND barcode = ?"
+_OPEN_LOAN = "SELECT id FROM loan WHERE item_id = ? AND status = 'open'"
+_LEND_ITEM = "UPDATE item SET status = 'on_loan', title = ?, updated_at = ? WHERE id = ?"
+
+
 @handles("loan.created")
 def _loan_created(cfg, origin, data, now):
     """At the home node: put a loan made at ORIGIN on our patron's record."""
@@ -141,24 +197,30 @@ def _loan_created(cfg, origin, data, now):
         raise EventRejected("wrong_home", "The patron is not one of ours.")
     if data["lender"] != origin:
         raise EventRejected("wrong_lender", "Only the lender reports its loans.")
-    patron = Patron.get_or_none(institution=cfg.institution, home_id=patron_ref["id"])
+    # db_value: the same text peewee would compare (an id sent as a number included).
+    patron = Patron.of(cfg.institution, Patron.home_id.db_value(patron_ref["id"]))
     if patron is None:
         raise EventRejected("patron_unknown", "No such patron here.")
-    if Loan.get_or_none(id=data["loan_id"]):
+    loan_id = Loan.id.db_value(data["loan_id"])
+    if database.execute_sql(_LOAN_EXISTS, (loan_id,)).fetchone():
         return {}
     item_ref = data["item"]
-    item, _ = Item.get_or_create(owner=item_ref["institution"], barcode=item_ref["barcode"],
-                                 defaults={"title": item_ref.get("title", ""), "updated_at": now,
-                                           "call_number": item_ref.get("call_number", ""),
-                                           "item_type": item_ref.get("item_type", "")})
-    previous = circulation.open_loan_of(item)
-    if previous is not None:  # the lender lent it again: its return event must have been lost in our past
-        circulation.close_loan(previous, _time(data["checked_out_at"]), origin)
-    item.status, item.title, item.updated_at = "on_loan", item_ref.get("title", item.title), now
-    item.save()
-    Loan.create(id=data["loan_id"], item=item, patron=patron, lender=origin,
-                checked_out_at=_time(data["checked_out_at"]), due_at=_time(data["due_at"]),
-                renewals=int(data.get("renewals", 0)), updated_at=now)
+    checked_out_at = _time(data["checked_out_at"])
+    found = database.execute_sql(_ITEM, (Item.owner.db_value(item_ref["institution"]),
+                                         Item.barcode.db_value(item_ref["barcode"]))).fetchone()
+    if found is None:
+        item_id = Item.add(owner=item_ref["institution"], barcode=item_ref["barcode"],
+                           title=item_ref.get("title", ""), call_number=item_ref.get("call_number", ""),
+                           item_type=item_ref.get("item_type", ""), status="on_loan", updated_at=now).id
+    else:
+        item_id, title = found
+        previous = database.execute_sql(_OPEN_LOAN, (item_id,)).fetchone()
+        if previous is not None:  # the lender lent it again: its return event must have been lost in our past
+            circulation.close_loan_row(previous[0], checked_out_at, origin)
+        database.execute_sql(_LEND_ITEM, (Item.title.db_value(item_ref.get("title", title)),
+                                          Item.updated_at.db_value(now), item_id))
+    Loan.add(id=loan_id, item=item_id, patron=patron, lender=origin, checked_out_at=checked_out_at,
+             due_at=_time(data["due_at"]), renewals=int(data.get("renewals", 0)), updated_at=now)
     standing = circulation.own_patron_standing(cfg, patron.home_id, now, patron=patron)
     if not standing.ok:
         # Recorded all the same (the item is out), but the lender is told we object.
@@ -186,30 +248,38 @@ def _loan_renewed(cfg, origin, data, now):
     return {}
 
 
+_RETURNED_LOAN = ("SELECT loan.lender, loan.status, loan.returned_at, item.id, item.owner "
+                  "FROM loan JOIN item ON item.id = loan.item_id WHERE loan.id = ?")
+_SET_ITEM_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
+
+
 @handles("loan.returned")
 def _loan_returned(cfg, origin, data, now):
     """Either side: the other library checked the item in; close our copy of the loan."""
-    loan = Loan.get_or_none(id=data["loan_id"])
-    if loan is None:
+    loan_id = Loan.id.db_value(data["loan_id"])
+    row = database.execute_sql(_RETURNED_LOAN, (loan_id,)).fetchone()
+    if row is None:
         raise EventRejected("loan_unknown", "No such loan.")
+    lender, status, returned_before, item_id, owner = row
     returned_at = _time(data["returned_at"])
     where = data["returned_at_institution"]
-    if loan.status == "closed":
+    if status == "closed":
         # A double return: both sides keep the earliest, whatever the arrival order.
-        if loan.returned_at is None or returned_at < loan.returned_at:
-            circulation.close_loan(loan, returned_at, where)
+        if returned_before is None or returned_at < Loan.returned_at.python_value(returned_before):
+            circulation.close_loan_row(loan_id, returned_at, where)
         return {"note": "already_closed"}
-    circulation.close_loan(loan, returned_at, where)
-    if loan.lender == cfg.institution:
+    if lender == cfg.institution:
         # Our terms and our calendar bill the return, wherever it happened (same transaction).
+        loan = Loan.get_by_id(loan_id)
+        circulation.close_loan(loan, returned_at, where)
         billing.assess_at_return(cfg, loan, now)
-    item = loan.item
-    if item.owner == cfg.institution:
-        item.status = "in_transit"  # it is on its way back from the returning library
     else:
-        item.status = "available" if where == item.owner else "in_transit"
-    item.updated_at = now
-    item.save()
+        circulation.close_loan_row(loan_id, returned_at, where)
+    if owner == cfg.institution:
+        status = "in_transit"  # it is on its way back from the returning library
+    else:
+        status = "available" if where == owner else "in_transit"
+    database.execute_sql(_SET_ITEM_STATUS, (status, Item.updated_at.db_value(now), item_id))
     return {}
 
 
