@@ -6,10 +6,12 @@ with jitter (capped; reset on the first success).  One push at a time per
 process: the scheduler and a ``retry now`` never interleave batches.
 """
 import datetime
+import json
 import logging
 import random
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from peewee import fn
 
@@ -40,6 +42,21 @@ def pending_count(peer_code=None):
     return query.scalar()
 
 
+class Queued(NamedTuple):
+    """One queued outbox row, as plain values (what a batch needs to be sent and settled)."""
+
+    id: int
+    destination: str
+    sequence: int
+    event_id: str
+    type: str
+    payload: str
+
+
+_QUEUED_ROWS = ("SELECT id, destination, sequence, event_id, type, payload FROM outbox_event "
+                "WHERE destination = ? AND state = ? ORDER BY sequence LIMIT ?")
+
+
 def next_batch(destination, size):
     """The SIZE oldest queued events for DESTINATION, in sequence order."""
     # One index seek per state on (destination, state, sequence): with
@@ -48,9 +65,7 @@ def next_batch(destination, size):
     # every batch slowed down as delivered events piled up.
     events = []
     for state in QUEUED:
-        events.extend(OutboxEvent.select()
-                      .where((OutboxEvent.destination == destination) & (OutboxEvent.state == state))
-                      .order_by(OutboxEvent.sequence).limit(size))
+        events.extend(map(Queued._make, database.execute_sql(_QUEUED_ROWS, (destination, state, size))))
     return sorted(events, key=lambda event: event.sequence)[:size]
 
 
@@ -68,7 +83,8 @@ def push_peer(cfg, peer_code, now_fn, progress=None, max_batches=None):
             batch = next_batch(peer_code, cfg.sync["batch_size"])
             if not batch:
                 break
-            body = {"events": [envelope(event, cfg.institution) for event in batch]}
+            events = [envelope(event, cfg.institution) for event in batch]
+            body = {"events": events}
             try:
                 status, answer = peer_request(cfg, peer_code, "POST", "/api/v1/sync/events", body)
                 if status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
@@ -78,7 +94,7 @@ def push_peer(cfg, peer_code, now_fn, progress=None, max_batches=None):
                 _record_failure(cfg, peer_code, batch, exc.message, now_fn())
                 result.error = exc.message
                 break
-            delivered, rejected = _record_answer(peer_code, batch, answer, now_fn())
+            delivered, rejected = _record_answer(peer_code, batch, events, answer, now_fn())
             result.delivered += delivered
             result.rejected += rejected
             result.batches += 1
@@ -102,14 +118,24 @@ def _record_failure(cfg, peer_code, batch, message, now):
          .where(OutboxEvent.id.in_(ids)).execute())
 
 
-def _record_answer(peer_code, batch, answer, now):
-    """Apply a verified acknowledgement: mark events, settle provisional loans."""
+# json_each: one statement text (prepared once) for any number of ids.
+_DELIVERED = ("UPDATE outbox_event SET state = 'delivered', delivered_at = ?, last_error = '', "
+              "attempts = attempts + 1 WHERE id IN (SELECT value FROM json_each(?))")
+_REJECTED = ("UPDATE outbox_event SET state = 'rejected', delivered_at = ?, last_error = ?, "
+             "attempts = attempts + 1 WHERE id = ?")
+_PUSHED = ("INSERT INTO peer_state (peer, received_through, last_success_at, last_error, failures) "
+           "VALUES (?, 0, ?, '', 0) ON CONFLICT (peer) DO UPDATE SET failures = 0, "
+           "last_success_at = excluded.last_success_at, next_attempt_at = NULL, last_error = ''")
+
+
+def _record_answer(peer_code, batch, events, answer, now):
+    """Apply a verified acknowledgement of BATCH (sent as EVENTS): mark events, settle provisional loans."""
     by_sequence = {r.get("sequence"): r for r in answer["results"] if isinstance(r, dict)}
     acked_through = answer.get("acked_through") if isinstance(answer.get("acked_through"), int) else 0
-    delivered_ids, settled = [], []
-    rejected = 0
+    delivered_ids, rejected, settled = [], [], []
+    stamp = OutboxEvent.delivered_at.db_value(now)
     with database.atomic():
-        for event in batch:
+        for event, sent in zip(batch, events):
             outcome = by_sequence.get(event.sequence, {})
             status = outcome.get("status")
             if status == "duplicate":
@@ -121,20 +147,15 @@ def _record_answer(peer_code, batch, answer, now):
             if status == "applied":
                 delivered_ids.append(event.id)
             elif status == "rejected":
-                event.state, event.delivered_at = "rejected", now
-                event.last_error = str(outcome.get("reason") or "rejected")[:500]
-                event.attempts += 1
-                event.save()
-                rejected += 1
+                rejected.append((stamp, str(outcome.get("reason") or "rejected")[:500], event.id))
             else:
                 continue  # gap or unanswered: stays queued
             if event.type == "loan.created":
-                settled.append((event, status, outcome))
-        # One UPDATE for the delivered events, not one save per event.
-        for start in range(0, len(delivered_ids), 500):
-            (OutboxEvent.update(state="delivered", delivered_at=now, last_error="",
-                                attempts=OutboxEvent.attempts + 1)
-             .where(OutboxEvent.id.in_(delivered_ids[start:start + 500])).execute())
+                settled.append((sent["data"]["loan_id"], status, outcome))
+        if delivered_ids:
+            database.execute_sql(_DELIVERED, (stamp, json.dumps(delivered_ids)))
+        if rejected:
+            database.cursor().executemany(_REJECTED, rejected)
         _settle_provisional(settled)
         expected = answer.get("expected")
         if isinstance(expected, int) and batch and expected < batch[0].sequence:
@@ -143,32 +164,28 @@ def _record_answer(peer_code, batch, answer, now):
             (OutboxEvent.update(state="pending")
              .where((OutboxEvent.destination == peer_code) & (OutboxEvent.sequence >= expected)
                     & OutboxEvent.state.not_in(QUEUED)).execute())
-        state, _ = PeerState.get_or_create(peer=peer_code)
-        state.failures, state.last_success_at, state.next_attempt_at = 0, now, None
-        state.last_error = ""
-        state.save()
-    return len(delivered_ids), rejected
+        database.execute_sql(_PUSHED, (peer_code, PeerState.last_success_at.db_value(now)))
+    return len(delivered_ids), len(rejected)
+
+
+_DISPUTED = "UPDATE loan SET disputed = 1, dispute_reason = ?, provisional = 0 WHERE id = ?"
+# Only loans still provisional: none at all are written for loans that never were.
+_SETTLED = "UPDATE loan SET provisional = 0 WHERE provisional = 1 AND id IN (SELECT value FROM json_each(?))"
 
 
 def _settle_provisional(settled):
     """Clear the provisional mark of acknowledged loans; flag those the home node objects to."""
-    quiet = []
-    for event, status, outcome in settled:
-        loan_id = event.data["data"]["loan_id"]
+    quiet, disputed = [], []
+    for loan_id, status, outcome in settled:
         objection = outcome.get("reason") if status == "rejected" else outcome.get("dispute")
-        if not objection:
+        if objection:
+            disputed.append((Loan.dispute_reason.db_value(objection), loan_id))
+        else:
             quiet.append(loan_id)
-            continue
-        loan = Loan.get_or_none(id=loan_id)
-        if loan is not None:
-            loan.disputed, loan.dispute_reason, loan.provisional = True, objection, False
-            loan.save()
-    # A loan the home node accepted only loses its mark: one UPDATE, and none
-    # at all for loans that were never provisional.
-    for start in range(0, len(quiet), 500):
-        (Loan.update(provisional=False)
-         .where(Loan.id.in_(quiet[start:start + 500]) & (Loan.provisional == True))  # noqa: E712
-         .execute())
+    if disputed:
+        database.cursor().executemany(_DISPUTED, disputed)
+    if quiet:
+        database.execute_sql(_SETTLED, (json.dumps(quiet),))
 
 
 def push_due(cfg, now_fn):
