@@ -96,10 +96,16 @@ class _QueuedWriters(SqliteDatabase):
             self._writer.release()
 
     def _close_writer(self):
-        with self._writer:
+        # Another thread's transaction may be running: wait for it, but never hang a shutdown.
+        if not self._writer.acquire(timeout=15):
+            log.error("a write transaction is still open; leaving the writer connection open")
+            return
+        try:
             if self._writer_conn is not None:
                 self._writer_conn.close()
                 self._writer_conn = None
+        finally:
+            self._writer.release()
 
 
 database = _QueuedWriters(None, lock_type="IMMEDIATE")

@@ -94,6 +94,41 @@ def test_checkout_and_return_racing_leave_a_consistent_item(cfg):
     assert Item.get(barcode="C0").status == ("on_loan" if open_loans else "available")
 
 
+def test_a_thread_closing_mid_transaction_rolls_back_and_others_write_on(cfg):
+    # Write transactions of all threads share one connection (node/db.py): a thread that
+    # gives up mid-transaction must end it there, not leave it open for the next writer.
+    def abandon():
+        database.connect(reuse_if_open=True)
+        database.begin()
+        Item.update(title="half-written").where(Item.barcode == "C1").execute()
+        database.close()
+
+    worker = threading.Thread(target=abandon)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert Item.get(barcode="C1").title == "Contested 1"
+    done = []
+    writer = threading.Thread(target=lambda: done.append(
+        circulation.checkout(cfg, "C1", "SOUTH", "s1", Standing(True), NOW).id), daemon=True)
+    writer.start()
+    writer.join(10)
+    assert done, "the abandoned transaction still holds the writer lock"
+    assert Loan.get_by_id(done[0]).status == "open"
+
+
+def test_reads_on_other_threads_see_each_committed_write(cfg):
+    seen = []
+
+    def read(index):
+        seen.append(Item.get(barcode="C2").status)
+        return index
+
+    circulation.checkout(cfg, "C2", "NORTH", "p2", Standing(True), NOW)
+    _race(read)
+    assert seen == ["on_loan"] * THREADS
+
+
 # --- the same race against the real server: waitress, 8 threads, loopback ------
 
 @pytest.fixture(scope="module")
