@@ -22,6 +22,7 @@ SQLite prepares each anew).  The other event types keep their model code.
 import collections
 import contextlib
 import datetime
+import functools
 import itertools
 import json
 import logging
@@ -116,10 +117,14 @@ def _receive_chunk(cfg, origin, pending, results, now):
         raise failure
 
 
+# Every row a batch writes carries the same ``now``: its text is worked out once.
+_stamp = functools.lru_cache(maxsize=8)(InboxRecord.received_at.db_value)
+
+
 def _record_row(origin, event, result, now):
     """The inbox_record row of an applied or rejected EVENT (its dedup key and first outcome)."""
     return (origin, event["sequence"], InboxRecord.event_id.db_value(event["event_id"]), event["type"],
-            InboxRecord.received_at.db_value(now), result["status"], result["reason"],
+            _stamp(now), result["status"], result["reason"],
             json.dumps(event, sort_keys=True))
 
 
@@ -184,9 +189,13 @@ def apply_event(cfg, origin, event, now):
 
 
 _LOAN_EXISTS = "SELECT 1 FROM loan WHERE id = ?"
-_ITEM = "SELECT id, title FROM item WHERE owner = ? AND barcode = ?"
-_OPEN_LOAN = "SELECT id FROM loan WHERE item_id = ? AND status = 'open'"
+_ITEM_AND_OPEN_LOAN = ("SELECT item.id, item.title, loan.id FROM item "
+                       "LEFT JOIN loan ON loan.item_id = item.id AND loan.status = 'open' "
+                       "WHERE item.owner = ? AND item.barcode = ?")
 _LEND_ITEM = "UPDATE item SET status = 'on_loan', title = ?, updated_at = ? WHERE id = ?"
+# The columns not named take the schema's defaults, which are the model's.
+_NETWORK_LOAN = ("INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, due_at, renewals, updated_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 @handles("loan.created")
@@ -206,21 +215,22 @@ def _loan_created(cfg, origin, data, now):
         return {}
     item_ref = data["item"]
     checked_out_at = _time(data["checked_out_at"])
-    found = database.execute_sql(_ITEM, (Item.owner.db_value(item_ref["institution"]),
-                                         Item.barcode.db_value(item_ref["barcode"]))).fetchone()
+    found = database.execute_sql(_ITEM_AND_OPEN_LOAN, (Item.owner.db_value(item_ref["institution"]),
+                                                       Item.barcode.db_value(item_ref["barcode"]))).fetchone()
     if found is None:
         item_id = Item.add(owner=item_ref["institution"], barcode=item_ref["barcode"],
                            title=item_ref.get("title", ""), call_number=item_ref.get("call_number", ""),
                            item_type=item_ref.get("item_type", ""), status="on_loan", updated_at=now).id
     else:
-        item_id, title = found
-        previous = database.execute_sql(_OPEN_LOAN, (item_id,)).fetchone()
+        item_id, title, previous = found
         if previous is not None:  # the lender lent it again: its return event must have been lost in our past
-            circulation.close_loan_row(previous[0], checked_out_at, origin)
+            circulation.close_loan_row(previous, checked_out_at, origin)
         database.execute_sql(_LEND_ITEM, (Item.title.db_value(item_ref.get("title", title)),
-                                          Item.updated_at.db_value(now), item_id))
-    Loan.add(id=loan_id, item=item_id, patron=patron, lender=origin, checked_out_at=checked_out_at,
-             due_at=_time(data["due_at"]), renewals=int(data.get("renewals", 0)), updated_at=now)
+                                          _stamp(now), item_id))
+    database.execute_sql(_NETWORK_LOAN, (loan_id, item_id, patron.id, origin,
+                                         Loan.checked_out_at.db_value(checked_out_at),
+                                         Loan.due_at.db_value(_time(data["due_at"])),
+                                         int(data.get("renewals", 0)), _stamp(now)))
     standing = circulation.own_patron_standing(cfg, patron.home_id, now, patron=patron)
     if not standing.ok:
         # Recorded all the same (the item is out), but the lender is told we object.
@@ -279,7 +289,7 @@ def _loan_returned(cfg, origin, data, now):
         status = "in_transit"  # it is on its way back from the returning library
     else:
         status = "available" if where == owner else "in_transit"
-    database.execute_sql(_SET_ITEM_STATUS, (status, Item.updated_at.db_value(now), item_id))
+    database.execute_sql(_SET_ITEM_STATUS, (status, _stamp(now), item_id))
     return {}
 
 
