@@ -30,7 +30,8 @@ def test_gap_is_refused_until_filled_then_applied_in_order(app):
     answer = receive_batch(app.extensions["circnode"], "SOUTH",
                            [created(2, "L2"), created(3, "L3"), created(1, "L1")], NOW)
     assert [r["status"] for r in answer["results"]] == ["applied"] * 3
-    assert [r.sequence for r in InboxRecord.select().order_by(InboxRecord.received_at, InboxRecord.sequence)] == [1, 2, 3]
+    records = InboxRecord.select().order_by(InboxRecord.received_at, InboxRecord.sequence)
+    assert [r.sequence for r in records] == [1, 2, 3]
     assert PeerState.get(peer="SOUTH").received_through == 3
 
 
@@ -97,6 +98,9 @@ def test_loan_created_and_returned_in_one_batch_ends_closed_with_the_item_back_a
     returned_at = datetime.datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
     assert (loan.status, loan.returned_at, loan.returned_at_institution) == ("closed", returned_at, "SOUTH")
     assert loan.updated_at == returned_at and loan.patron.home_id == "s-1" and loan.lender == "SOUTH"
+    assert (loan.renewals, loan.provisional, loan.disputed, loan.dispute_reason, loan.made_offline, loan.lost_at) == (
+        0, False, False, "", False, None)
+    assert loan.due_at == datetime.datetime(2026, 3, 22, 22, 59, 59, tzinfo=UTC)
     item = Item.get(owner="SOUTH", barcode="S1")
     assert (item.status, item.title, item.updated_at) == ("available", "A South book", NOW)
     assert [(r.sequence, r.type, r.state) for r in InboxRecord.select().order_by(InboxRecord.sequence)] == [
