@@ -211,6 +211,8 @@ def _loan_created(cfg, origin, data, now):
     if patron is None:
         raise EventRejected("patron_unknown", "No such patron here.")
     loan_id = Loan.id.db_value(data["loan_id"])
+    if loan_id is None:  # "id = NULL" finds no loan: a null id would be a new loan every time
+        raise ValueError("loan_id")
     if database.execute_sql(_LOAN_EXISTS, (loan_id,)).fetchone():
         return {}
     item_ref = data["item"]

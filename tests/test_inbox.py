@@ -224,3 +224,10 @@ def test_return_of_a_peer_item_at_its_patrons_home_puts_it_in_transit(app):
                            NOW)
     assert statuses(answer) == [("applied", ""), ("applied", "")]
     assert Item.get(barcode="S1").status == "in_transit"
+
+
+def test_loan_created_without_a_loan_id_is_malformed(app):
+    home_patron()
+    answer = receive_batch(app.extensions["circnode"], "SOUTH", [created(1, None), returned(2, None)], NOW)
+    assert statuses(answer) == [("rejected", "malformed_event"), ("rejected", "loan_unknown")]
+    assert Loan.select().count() == 0
