@@ -91,9 +91,8 @@ def _receive_chunk(cfg, origin, pending, results, now):
             database.execute_sql(_NEW_PEER_STATE, (origin,))
         first = through = row[0] if row else 0
         # Sorted, so the duplicates are the front; later repeats are of events recorded below.
-        earlier = [e["sequence"] for e in itertools.takewhile(lambda e: e["sequence"] <= through, pending)]
-        recorded = {row[0]: row[1:] for row in database.execute_sql(_RECORDS, (origin, json.dumps(earlier)))} \
-            if earlier else {}
+        recorded = _recorded(origin, [e["sequence"] for e in
+                                      itertools.takewhile(lambda e: e["sequence"] <= through, pending)])
         records = []
         while pending:
             event = pending.popleft()
@@ -115,6 +114,13 @@ def _receive_chunk(cfg, origin, pending, results, now):
             database.execute_sql(_ADVANCE, (through, origin))
     if failure is not None:
         raise failure
+
+
+def _recorded(origin, sequences):
+    """{sequence: (event_id, outcome, reason)} of those of ORIGIN's SEQUENCES already recorded."""
+    if not sequences:
+        return {}
+    return {row[0]: row[1:] for row in database.execute_sql(_RECORDS, (origin, json.dumps(sequences)))}
 
 
 # Every row a batch writes carries the same ``now``: its text is worked out once.
