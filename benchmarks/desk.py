@@ -11,7 +11,7 @@ import random
 import threading
 
 from benchmarks.limits import run_for
-from benchmarks.stats import median, percentile, spread
+from benchmarks.stats import cpu_seconds, median, percentile, spread
 
 LOCKED = "database is locked"
 
@@ -51,27 +51,36 @@ class DeskLoad:
             raise RuntimeError(f"healthz: HTTP {answer.status_code}")
 
 
-def measure_round(load, bare, seconds, clients, order):
-    """One interleaved round: /healthz, checkouts and the bare transaction, in ORDER."""
-    out = {}
+def measure_round(load, bare, seconds, clients, order, pids):
+    """One interleaved round: /healthz, checkouts and the bare transaction, in ORDER.
+
+    For /healthz and checkouts also the CPU milliseconds per request of each
+    process in PIDS ({"lender": pid, ...}) and of the clients (this process).
+    """
+    out, cpu = {}, {}
     for name in order:
-        if name == "healthz":
-            out[name] = run_for(seconds, clients, load.healthz)
-        elif name == "checkout":
-            out[name] = run_for(seconds, clients, load.checkout)
-        else:
+        if name == "bare":
             out[name] = run_for(seconds, clients, lambda session: bare.one())
-    return out
+            continue
+        before = {who: cpu_seconds(pid) for who, pid in pids.items()} | {"client": cpu_seconds()}
+        out[name] = run_for(seconds, clients, load.healthz if name == "healthz" else load.checkout)
+        after = {who: cpu_seconds(pid) for who, pid in pids.items()} | {"client": cpu_seconds()}
+        requests = max(1, len(out[name][1]))
+        cpu[name] = {who: (after[who] - before[who]) * 1000 / requests for who in before}
+    return out, cpu
 
 
-def desk_benchmark(load, bare, rounds, seconds, clients, progress, label):
+def desk_benchmark(load, bare, rounds, seconds, clients, progress, label, pids=None):
     """Median, spread and latencies of checkouts vs /healthz vs the bare transaction."""
     names = ["healthz", "checkout", "bare"]
     rates = {name: [] for name in names}
+    cpu_rounds = {"healthz": [], "checkout": []}
     latencies, errors = [], []
     for number in range(rounds):
         order = names[number % 3:] + names[:number % 3]  # who goes first rotates
-        result = measure_round(load, bare, seconds, clients, order)
+        result, cpu = measure_round(load, bare, seconds, clients, order, pids or {})
+        for name in cpu_rounds:
+            cpu_rounds[name].append(cpu[name])
         for name in names:
             rate, lat, errs = result[name]
             rates[name].append(rate)
@@ -89,6 +98,9 @@ def desk_benchmark(load, bare, rounds, seconds, clients, progress, label):
                     "rounds": rates["healthz"]},
         "bare": {"median": median(rates["bare"]), "spread": spread(rates["bare"]), "rounds": rates["bare"]},
         "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
+        # CPU ms per request by process, median over the rounds (the clock is coarse: 10 ms ticks).
+        "cpu_ms": {name: {who: median([one[who] for one in per_round]) for who in per_round[0]}
+                   for name, per_round in cpu_rounds.items()},
         "errors": len(errors), "locked_errors": sum(LOCKED in e for e in errors), "error_sample": errors[:3],
     }
 

@@ -115,6 +115,27 @@ def level_table(raw):
     return "\n".join(lines)
 
 
+def cpu_rows(raw):
+    """(clients, request, lender, home, client, total): CPU ms per request at the smallest history."""
+    rows = []
+    for key in ("desk_1", "desk_4"):
+        desk = raw["levels"][0][key]
+        for name in ("healthz", "checkout"):
+            cpu = desk.get("cpu_ms", {}).get(name)
+            if cpu:
+                rows.append((desk["clients"], name, cpu.get("lender", 0.0), cpu.get("home", 0.0), cpu["client"],
+                             sum(cpu.values())))
+    return rows
+
+
+def cpu_table(raw):
+    """Where the CPU of one request goes, by process: what a checkout costs that /healthz does not."""
+    lines = [f"{'clients':>7} {'request':9} {'lender ms':>10} {'home ms':>8} {'clients ms':>10} {'total ms':>9}"]
+    lines += [f"{c:>7} {name:9} {lender:>10.2f} {home:>8.2f} {client:>10.2f} {total:>9.2f}"
+              for c, name, lender, home, client, total in cpu_rows(raw)]
+    return "\n".join(lines)
+
+
 def _latency(desk):
     return f"{desk['p50_ms']:.0f}/{desk['p99_ms']:.0f}"
 
@@ -205,4 +226,9 @@ def markdown(figs, raw, info):
                      f"| {d4['checkout']['median']:,.0f} ({_latency(d4)}) | {d4['healthz']['median']:,.0f} "
                      f"| {level['drain']['node']['median']:,.0f} | {level['drain']['bare']['median']:,.0f} "
                      f"| {level['drain']['resend']['median']:,.0f} | {max(level['idle_rss_mb'].values()):.0f} |")
+    lines += ["", f"CPU milliseconds per request by process ({raw['levels'][0]['history']:,} history; the home "
+              "node's share is its standing answers, one per visit):", "",
+              "| clients | request | lender | home | clients | total |", "| ---: | --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {c} | {name} | {lender:.2f} | {home:.2f} | {client:.2f} | {total:.2f} |"
+              for c, name, lender, home, client, total in cpu_rows(raw)]
     return "\n".join(lines)

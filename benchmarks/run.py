@@ -76,8 +76,11 @@ def run(sizes, workdir, progress):
                                                      "SOUTH": rss_mb(net.processes["SOUTH"].pid)}}
             open_database(lender_db)
             label = f"[{level:,}]"
-            one["desk_1"] = desk_benchmark(load, bare_checkout, sizes.rounds, sizes.desk_seconds, 1, progress, label)
-            one["desk_4"] = desk_benchmark(load, bare_checkout, sizes.rounds, sizes.desk_seconds, 4, progress, label)
+            pids = {"lender": net.processes["NORTH"].pid, "home": net.processes["SOUTH"].pid}
+            one["desk_1"] = desk_benchmark(load, bare_checkout, sizes.rounds, sizes.desk_seconds, 1, progress, label,
+                                           pids)
+            one["desk_4"] = desk_benchmark(load, bare_checkout, sizes.rounds, sizes.desk_seconds, 4, progress, label,
+                                           pids)
             one["locked_in_logs"] = _locked_lines(net)
             drain = DrainBench(cfg, "SOUTH", lender_db, plan, item_ids, lender_patrons, bare_drain, progress)
             one["drain"] = drain.run(sizes.rounds, sizes.backlog_loans, label)

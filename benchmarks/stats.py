@@ -1,4 +1,6 @@
 """Small statistics and process-memory helpers shared by the benchmarks."""
+import os
+import resource
 import statistics
 import sys
 import time
@@ -35,6 +37,19 @@ def rss_mb(pid, field="VmRSS"):
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid=None):
+    """CPU time (user + system) used so far by process PID, or by this process when None."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class Progress:
