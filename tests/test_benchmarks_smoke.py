@@ -28,4 +28,8 @@ def test_quick_benchmark_reports_every_figure_with_median_spread_ratio_and_goal(
     week = report["figures"]["week_offline"]
     assert week["events"] == week["transactions"] > 0  # every desk transaction of the week reached the home node
     assert report["raw"]["big_drain"]["left_pending"] == 0
+    cpu = report["raw"]["levels"][0]["desk_1"]["cpu_ms"]
+    assert set(cpu) == {"healthz", "checkout"} and set(cpu["checkout"]) == {"lender", "home", "client"}
+    assert cpu["checkout"]["lender"] > 0 and cpu["checkout"]["home"] > 0  # each visit asks the home node
+    assert "lender ms" in run.stdout
     assert report["machine"]["nproc"] >= 1 and report["machine"]["sqlite"]
