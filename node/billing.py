@@ -244,10 +244,13 @@ def record_waiver(cfg, fee_id, reason, now, staff=None):
 
 def balances(patron):
     """{currency: open balance} of PATRON's fees (credits count against charges)."""
-    # Plain SQL: every standing answer asks this (docs/benchmarks.md).
-    rows = database.execute_sql("SELECT currency, SUM(amount - paid) FROM fee WHERE patron_id = ? "
-                                "AND status = 'open' GROUP BY currency", (patron.id,))
+    rows = database.execute_sql(_BALANCES, (patron.id,))
     return {code: cents_to_money(cents) for code, cents in rows}
+
+
+# Plain SQL: every standing answer asks this (docs/benchmarks.md).
+_BALANCES = ("SELECT currency, SUM(amount - paid) FROM fee WHERE patron_id = ? AND status = 'open' "
+             "GROUP BY currency")
 
 
 def fee_block(cfg, patron):

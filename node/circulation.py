@@ -327,6 +327,8 @@ def loans_query(institution=None, home_id=None, status=None, overdue_at=None, se
 
 def count_open_loans(patron):
     """How many open loans PATRON holds (anywhere in the network, when PATRON is ours)."""
-    count, = database.execute_sql("SELECT COUNT(*) FROM loan WHERE patron_id = ? AND status = 'open'",
-                                  (patron.id,)).fetchone()
+    count, = database.execute_sql(_OPEN_LOANS, (patron.id,)).fetchone()
     return count
+
+
+_OPEN_LOANS = "SELECT COUNT(*) FROM loan WHERE patron_id = ? AND status = 'open'"

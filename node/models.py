@@ -120,6 +120,10 @@ def _insert_statement(model):
     return fields, f'INSERT INTO "{meta.table_name}" ({columns}) VALUES ({marks})'
 
 
+ITEM_OF = "SELECT * FROM item WHERE owner = ? AND barcode = ?"
+PATRON_OF = "SELECT * FROM patron WHERE institution = ? AND home_id = ?"
+
+
 class Item(BaseModel):
     owner = CharField()
     barcode = CharField()
@@ -136,7 +140,7 @@ class Item(BaseModel):
     @classmethod
     def of(cls, owner, barcode):
         """OWNER's item with BARCODE, or None."""
-        return cls.one("SELECT * FROM item WHERE owner = ? AND barcode = ?", owner, barcode)
+        return cls.one(ITEM_OF, owner, barcode)
 
     def to_dict(self):
         return {"institution": self.owner, "barcode": self.barcode, "title": self.title,
@@ -161,7 +165,7 @@ class Patron(BaseModel):
     @classmethod
     def of(cls, institution, home_id):
         """The patron of INSTITUTION with HOME_ID, or None."""
-        return cls.one("SELECT * FROM patron WHERE institution = ? AND home_id = ?", institution, home_id)
+        return cls.one(PATRON_OF, institution, home_id)
 
     def to_dict(self):
         return {"institution": self.institution, "id": self.home_id, "name": self.name,

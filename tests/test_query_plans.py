@@ -1,0 +1,57 @@
+"""The hot paths' statements search an index: none walks the history of loans, events or records.
+
+A desk checkout, a standing answer and both ends of a sync drain run these
+on every request or event; a SCAN of a growing table here would make a node
+slower with every loan it ever made (docs/benchmarks.md, "Growth").
+"""
+import pytest
+
+from node import billing, circulation, models
+from node.db import database, open_database
+from sync import inbox, outbox, push
+
+GROWING = ("loan", "outbox_event", "inbox_record", "audit_log", "fee", "item", "patron")
+
+# statement: (SQL, parameters, the index search each growing table must be answered with)
+HOT = {
+    "checkout: open loans of the patron here": (circulation._OPEN_HERE, (1, "NORTH"),
+                                                ["loan USING INDEX loan_patron_status (patron_id=? AND status=?)"]),
+    "checkout: last outbox sequence": (outbox._LAST_SEQUENCE, ("SOUTH",),
+                                       ["outbox_event USING COVERING INDEX outbox_destination_sequence"]),
+    "standing: open loans anywhere": (circulation._OPEN_LOANS, (1,),
+                                      ["loan USING COVERING INDEX loan_patron_status (patron_id=? AND status=?)"]),
+    "standing: fee balance": (billing._BALANCES, (1,), ["fee USING INDEX fee_patron_status (patron_id=? AND status=?)"]),
+    "item by owner and barcode": (models.ITEM_OF, ("NORTH", "B1"),
+                                  ["item USING INDEX item_owner_barcode (owner=? AND barcode=?)"]),
+    "patron by institution and id": (models.PATRON_OF, ("SOUTH", "s"),
+                                     ["patron USING INDEX patron_institution_home_id (institution=? AND home_id=?)"]),
+    "inbox: item and its open loan": (inbox._ITEM_AND_OPEN_LOAN, ("NORTH", "B1"),
+                                      ["item USING INDEX item_owner_barcode (owner=? AND barcode=?)",
+                                       "loan USING INDEX loan_one_open_per_item (item_id=?)"]),
+    "inbox: loan exists": (inbox._LOAN_EXISTS, ("x",), ["loan USING COVERING INDEX sqlite_autoindex_loan_1 (id=?)"]),
+    "inbox: returned loan": (inbox._RETURNED_LOAN, ("x",), ["loan USING INDEX sqlite_autoindex_loan_1 (id=?)",
+                                                            "item USING INTEGER PRIMARY KEY (rowid=?)"]),
+    "inbox: records of duplicates": (inbox._RECORDS, ("NORTH", "[1, 2]"),
+                                     ["inbox_record USING INDEX sqlite_autoindex_inbox_record_1 "
+                                      "(origin=? AND sequence=?)"]),
+    "push: next queued rows": (push._QUEUED_ROWS, ("SOUTH", "pending", 200),
+                               ["outbox_event USING INDEX outbox_destination_state (destination=? AND state=?)"]),
+    "push: mark delivered": (push._DELIVERED, ("2026-01-01T00:00:00.000000Z", "[1, 2]"),
+                             ["outbox_event USING INTEGER PRIMARY KEY (rowid=?)"]),
+}
+
+
+@pytest.fixture
+def db(tmp_path):
+    open_database(str(tmp_path / "node.sqlite3"))
+    yield database
+    database.close()
+
+
+@pytest.mark.parametrize("name", sorted(HOT))
+def test_hot_statement_searches_an_index(db, name):
+    sql, params, searches = HOT[name]
+    plan = [row[3] for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
+    assert not [step for step in plan if step.startswith("SCAN") and step.split()[1] in GROWING], (name, plan)
+    for search in searches:  # the exact seek: an index walked on a looser key would grow with history too
+        assert any(step.startswith("SEARCH " + search) for step in plan), (name, search, plan)
