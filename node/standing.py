@@ -51,7 +51,8 @@ def _remember(key, standing, now, ttl):
     Without the pruning a node that runs for months would keep every visit's
     answer.  The cache is kept oldest first, so pruning stops at the first
     answer still alive: walking every answer of the last TTL seconds on each
-    visit cost a busy desk 0.7 ms per visit (docs/benchmarks.md).
+    visit grew with the desk's traffic (0.25 ms of lender CPU per visit with
+    1,500 answers cached; docs/benchmarks.md).
     """
     with _lock:
         _cache.pop(key, None)
