@@ -9,9 +9,10 @@ with parameters ``created``, ``keyid`` (the sender's institution code),
 See docs/protocol-signatures.md for the wire format.
 
 The signature base is built and checked by the ``http_message_signatures``
-library; this module adds the protocol policy around it (required coverage,
-injectable clock and skew window, digest check, nonce replay check, stable
-error reasons).
+library, except for this protocol's own plain shapes, whose base is written
+here (see "the fast path" below); this module adds the protocol policy
+around it (required coverage, injectable clock and skew window, digest
+check, nonce replay check, stable error reasons).
 """
 from __future__ import annotations
 
