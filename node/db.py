@@ -40,6 +40,12 @@ class _QueuedWriters(SqliteDatabase):
     transaction, so write transactions spread over waitress's threads re-read
     every page they touched (34 page reads per checkout under strace); on the
     one writer connection they stay cached.
+
+    Two rules follow.  Take a query's rows (``list(...)``) before writing in
+    the same thread: a statement still being read keeps its connection's
+    snapshot, so reads after the write would not see it yet.  And read a
+    cursor opened inside a write transaction before the transaction ends: it
+    belongs to the shared connection.
     """
 
     def __init__(self, *args, **kwargs):
@@ -60,6 +66,11 @@ class _QueuedWriters(SqliteDatabase):
         try:
             if self._writer_conn is None:
                 self._writer_conn = self._connect()
+            elif self._writer_conn.in_transaction:
+                # Left open by a failure that skipped the rollback: end it, or every writer of
+                # the process would fail from now on.
+                log.error("the writer connection was left in a transaction; rolling it back")
+                self._writer_conn.execute("ROLLBACK")
             self._state.conn = self._writer_conn
             super().begin(lock_type)
         except BaseException:

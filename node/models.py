@@ -58,7 +58,7 @@ class UTCDateTimeField(Field):
     def python_value(self, value):
         if value is None:
             return None
-        if len(value) == 27 and value[-1] == "Z":
+        if len(value) == 27 and value[10] == "T" and value[19] == "." and value[-1] == "Z":
             return datetime.datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
         return datetime.datetime.strptime(value, self.FORMAT).replace(tzinfo=UTC)
 
@@ -85,7 +85,12 @@ class BaseModel(Model):
 
     @classmethod
     def add(cls, **values):
-        """Insert a new row as ``create`` does, with an INSERT text built once per model."""
+        """Insert a new row as ``create`` does, with an INSERT text built once per model.
+
+        Every column is written: a field left unset goes in as the model's
+        default or NULL (never the schema's DEFAULT); values are plain values
+        or saved models, not expressions; an auto-increment id is assigned.
+        """
         row = cls(**values)  # defaults applied as by create
         fields, sql = _insert_statement(cls)
         cursor = cls._meta.database.execute_sql(
@@ -101,12 +106,14 @@ _ROW_FIELDS = {}
 
 def _row_fields(model, sql, description):
     """(field name, converter) per column of SQL's rows (peewee resolved them per query)."""
-    fields = _ROW_FIELDS.get((model, sql))
+    key = (model, sql, tuple(column[0] for column in description))  # SELECT * follows the schema
+    fields = _ROW_FIELDS.get(key)
     if fields is None:
         columns = model._meta.columns
-        fields = [(columns[column[0]].name, columns[column[0]].python_value) if column[0] in columns
-                  else (column[0], None) for column in description]
-        _ROW_FIELDS[(model, sql)] = fields
+        fields = [(columns[name].name, columns[name].python_value) if name in columns else (name, None)
+                  for name in key[2]]
+        if len(_ROW_FIELDS) < 1000:  # the hot paths' few statements; never a cache of every query
+            _ROW_FIELDS[key] = fields
     return fields
 
 

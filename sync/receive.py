@@ -28,13 +28,13 @@ MAX_EVENTS_PER_BATCH = 5000
 
 def _nonce_is_fresh(key_id, nonce, created):
     """Record NONCE; False when this peer used it before (a replay)."""
-    g.peer_nonce = nonce  # the answer is signed bound to it (only set once the signature verified)
     try:
         with database.atomic():
             PeerNonce.add(key_id=key_id, nonce=nonce,
                           created=datetime.datetime.fromtimestamp(created, datetime.timezone.utc))
     except IntegrityError:
         return False
+    g.peer_nonce = nonce  # the answer is signed, bound to it (called only once the signature verified)
     return True
 
 
@@ -66,7 +66,6 @@ def signed_by_peer(view):
                                     now=utcnow(), max_skew=cfg.sync["clock_skew_seconds"])
         except SignatureError as exc:
             log.warning("refused peer request to %s: %s", request.path, exc.reason)
-            g.pop("peer_nonce", None)  # a replayed request's answer is not signed
             raise errors.BadSignature(f"Signature refused: {exc.reason}", reason=exc.reason) from None
         return view(*args, **kwargs)
     return wrapped

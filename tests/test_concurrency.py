@@ -117,6 +117,16 @@ def test_a_thread_closing_mid_transaction_rolls_back_and_others_write_on(cfg):
     assert Loan.get_by_id(done[0]).status == "open"
 
 
+def test_a_writer_connection_left_in_a_transaction_is_rolled_back_not_fatal(cfg, caplog):
+    circulation.checkout(cfg, "C3", "NORTH", "p3", Standing(True), NOW)  # opens the writer connection
+    database._writer_conn.execute("BEGIN")  # as after a failure that skipped the rollback
+    database._writer_conn.execute("UPDATE item SET title = 'stray' WHERE barcode = 'C4'")
+    loan = circulation.checkout(cfg, "C4", "NORTH", "p4", Standing(True), NOW)
+    assert Loan.get_by_id(loan.id).status == "open"
+    assert Item.get(barcode="C4").title == "Contested 4"  # the stray write was rolled back
+    assert "left in a transaction" in caplog.text
+
+
 def test_reads_on_other_threads_see_each_committed_write(cfg):
     seen = []
 
