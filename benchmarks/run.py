@@ -69,7 +69,10 @@ def run(sizes, workdir, progress):
             history.grow(lender_db, home_db, plan, level - grown, history.last_sequence(lender_db, "SOUTH") + 1,
                          item_ids, lender_patrons, home_item_ids, home_patrons)
             grown = level
-            progress(f"history written in {time.perf_counter() - began:.0f}s; starting both nodes")
+            # History is written without fsync (set-up, not measurement): flush it now, or the
+            # kernel writes gigabytes back while the next level is being measured.
+            os.sync()
+            progress(f"history written and flushed in {time.perf_counter() - began:.0f}s; starting both nodes")
             net.start_all()
             time.sleep(1.5)  # let the scheduler's first run and imports settle before reading memory
             one = {"history": level, "idle_rss_mb": {"NORTH": rss_mb(net.processes["NORTH"].pid),
