@@ -17,6 +17,7 @@ def start_scheduler(cfg):
     The scheduler runs on the machine's real clock; the jobs get ``utcnow``
     (which may be shifted, see node/clock.py) for their business time.
     """
+    from node.db import checkpoint
     from sync.push import push_due
     from sync.receive import purge_nonces
 
@@ -25,6 +26,7 @@ def start_scheduler(cfg):
     scheduler.add_job(push_due, "interval", args=[cfg, utcnow], seconds=cfg.sync["interval_seconds"],
                       id="sync_push", next_run_time=datetime.datetime.now(datetime.timezone.utc))
     scheduler.add_job(lambda: purge_nonces(cfg, utcnow()), "interval", minutes=10, id="purge_nonces")
+    scheduler.add_job(checkpoint, "interval", seconds=1, id="wal_checkpoint")  # see checkpoints_in_background
     from node.jobs import schedule as schedule_daily_jobs
     schedule_daily_jobs(scheduler, cfg)  # notices, overdue, lost, purge; notice retries
     scheduler.start()
@@ -32,7 +34,9 @@ def start_scheduler(cfg):
 
 
 def serve(cfg, host, port, threads=8):
+    from node.db import checkpoints_in_background
     app = create_app(cfg)
+    checkpoints_in_background()  # the scheduler's job, not a desk's commit, writes the WAL back
     scheduler = start_scheduler(cfg)
     log.info("%s (%s) serving on http://%s:%d", cfg.node["name"], cfg.institution, host, port)
     try:

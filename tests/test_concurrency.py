@@ -196,3 +196,22 @@ def test_live_node_answers_health_and_unknown_paths_in_json(live_node):
     assert health.status_code == 200 and health.json()["institution"] == "NORTH"
     missing = requests.get(live_node.url("NORTH", "/api/v1/nothing"), timeout=5)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_background_checkpoints_leave_the_commit_alone_and_write_the_wal_back_later(tmp_path):
+    from node.db import checkpoint, checkpoints_in_background
+    path = str(tmp_path / "ckpt" / "node.sqlite3")
+    open_database(path)
+    checkpoints_in_background()
+    try:
+        size = os.path.getsize(path)
+        with database.atomic():  # about 1,500 pages: past the 1,000 at which a commit would checkpoint
+            for n in range(1500):
+                Item.create(owner="NORTH", barcode=f"K{n}", title="x" * 3000, updated_at=NOW)
+        assert os.path.getsize(path) == size  # the commit wrote the WAL only
+        busy, frames, written = checkpoint()
+        assert (busy, written) == (0, frames) and frames > 1000
+        assert os.path.getsize(path) > size + 4_000_000
+        assert Item.select().where(Item.barcode.startswith("K")).count() == 1500
+    finally:
+        database.close()
