@@ -70,9 +70,13 @@ class FaultProxy:
         except OSError:
             self._reset(conn)
             return
-        with upstream:
-            upstream.sendall(request)
-            response = _read_http_message(upstream) or b""
+        try:
+            with upstream:
+                upstream.sendall(request)
+                response = _read_http_message(upstream) or b""
+        except OSError:  # the node died mid-answer (a test killed it): so does the connection
+            self._reset(conn)
+            return
         if mode == "reset":
             self._reset(conn)
         elif mode == "truncate":
