@@ -93,11 +93,16 @@ def _move(item, move, now):
             f"Item {item.barcode} is {item.status.replace('_', ' ')}.", status=item.status)
     item.status = target
     item.updated_at = now
-    database.execute_sql(_SET_ITEM_STATUS, (target, Item.updated_at.db_value(now), item.id))
+    set_item_status_row(item.id, target, now)
     item._dirty.clear()
 
 
 _SET_ITEM_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
+
+
+def set_item_status_row(item_id, status, now):
+    """Set the item row ITEM_ID to STATUS as of NOW (no model at hand, or the caller moved it)."""
+    database.execute_sql(_SET_ITEM_STATUS, (status, Item.updated_at.db_value(now), item_id))
 
 
 def patron_record(institution, home_id, name="", email=""):
@@ -110,7 +115,6 @@ def patron_record(institution, home_id, name="", email=""):
         database.execute_sql("UPDATE patron SET name = ?, email = ? WHERE id = ?",
                              (patron.name, patron.email, patron.id))
     return patron
-
 
 
 def own_patron_standing(cfg, home_id, now, patron=None):

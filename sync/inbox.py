@@ -268,7 +268,6 @@ def _loan_renewed(cfg, origin, data, now):
 
 _RETURNED_LOAN = ("SELECT loan.lender, loan.status, loan.returned_at, item.id, item.owner "
                   "FROM loan JOIN item ON item.id = loan.item_id WHERE loan.id = ?")
-_SET_ITEM_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
 
 
 @handles("loan.returned")
@@ -297,7 +296,7 @@ def _loan_returned(cfg, origin, data, now):
         status = "in_transit"  # it is on its way back from the returning library
     else:
         status = "available" if where == owner else "in_transit"
-    database.execute_sql(_SET_ITEM_STATUS, (status, _stamp(now), item_id))
+    circulation.set_item_status_row(item_id, status, now)
     return {}
 
 
