@@ -115,11 +115,11 @@ def standing(home_id):
     from node.circulation import count_open_loans, own_patron_standing
     cfg = get_config()
     now = utcnow()
-    answer = own_patron_standing(cfg, home_id, now)
+    patron = Patron.of(cfg.institution, home_id)  # read once: the standing and the loan count both need it
+    answer = own_patron_standing(cfg, home_id, now, patron=patron)
     body = {"ok": answer.ok, "code": answer.code or None, "reason": answer.reason or None,
             "institution": cfg.institution, "id": home_id}
     if answer.ok:
-        patron = Patron.of(cfg.institution, home_id)
         open_loans = count_open_loans(patron)
         limit = cfg.policy[""]["max_network_loans"]
         body.update(name=patron.name, email=patron.email, network_loans=open_loans,
