@@ -68,18 +68,27 @@ class BaseModel(Model):
         database = database
         legacy_table_names = False
 
-    # Hot paths (checkout, inbox) use these two: peewee building a query's
+    # Hot paths (checkout, inbox) use these: peewee building a query's
     # text cost more than SQLite running it (docs/benchmarks.md).
     @classmethod
     def one(cls, sql, *params):
         """The first row of plain SQL that selects this table's columns, as a model; else None."""
         cursor = cls._meta.database.execute_sql(sql, params)
         row = cursor.fetchone()
-        if row is None:
-            return None
+        return None if row is None else cls._from_row(_row_fields(cls, sql, cursor.description), row)
+
+    @classmethod
+    def all(cls, sql, *params):
+        """Every row of plain SQL that selects this table's columns, as models."""
+        cursor = cls._meta.database.execute_sql(sql, params)
+        fields = _row_fields(cls, sql, cursor.description)
+        return [cls._from_row(fields, row) for row in cursor.fetchall()]
+
+    @classmethod
+    def _from_row(cls, fields, row):
         instance = cls(__no_default__=1)
         instance.__data__ = {name: convert(value) if convert and value is not None else value
-                             for (name, convert), value in zip(_row_fields(cls, sql, cursor.description), row)}
+                             for (name, convert), value in zip(fields, row)}
         instance._dirty.clear()
         return instance
 

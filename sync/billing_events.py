@@ -9,7 +9,7 @@ duplicate has no second effect; unknown fields are ignored.
 from decimal import Decimal, InvalidOperation
 
 from node.models import CENT, Fee, FeePayment, Patron
-from sync.inbox import EventRejected, _time, handles, lender_loan
+from sync.inbox import EventRejected, event_time, handles, lender_loan
 
 REASONS = ("fine", "replacement", "processing", "refund")
 
@@ -42,7 +42,7 @@ def _fee_assessed(cfg, origin, data, now):
     Fee.create(id=data["fee_id"], lender=origin, home=cfg.institution, loan_id=data["loan_id"], patron=patron,
                item_barcode=item.get("barcode", ""), item_title=item.get("title", ""), reason=data["reason"],
                amount=_amount(data["amount"]), currency=data["currency"], refund_of=data.get("refund_of"),
-               assessed_at=_time(data["assessed_at"]), updated_at=now)
+               assessed_at=event_time(data["assessed_at"]), updated_at=now)
     return {}
 
 
@@ -51,7 +51,7 @@ def _loan_lost(cfg, origin, data, now):
     """At the home node: the lender declared the item of one of our patrons' loans lost."""
     loan = lender_loan(data, origin)
     if loan.lost_at is None:
-        loan.lost_at, loan.updated_at = _time(data["lost_at"]), now
+        loan.lost_at, loan.updated_at = event_time(data["lost_at"]), now
         loan.save()
     item = loan.item
     if loan.status == "open" and item.status == "on_loan":
@@ -70,11 +70,11 @@ def _settled(cfg, origin, data, now):
     if FeePayment.get_or_none(id=data["payment_id"]):
         return {"note": "already_recorded"}
     FeePayment.create(id=data["payment_id"], fee=fee, kind=data["kind"], amount=_amount(data["amount"]),
-                      at=_time(data["at"]), staff=f"home:{origin}", note=str(data.get("note") or "")[:500])
+                      at=event_time(data["at"]), staff=f"home:{origin}", note=str(data.get("note") or "")[:500])
     fee.paid = _amount(data["paid"])
     fee.status = data["status"]
     if fee.status != "open":
-        fee.settled_at = _time(data["at"])
+        fee.settled_at = event_time(data["at"])
     fee.updated_at = now
     fee.save()
     return {}

@@ -8,7 +8,7 @@ import pytest
 
 from node import billing, circulation, models
 from node.db import database, open_database
-from sync import inbox, outbox, push
+from sync import inbox, loan_events, outbox, push
 
 GROWING = ("loan", "outbox_event", "inbox_record", "audit_log", "fee", "item", "patron")
 
@@ -25,12 +25,15 @@ HOT = {
                                   ["item USING INDEX item_owner_barcode (owner=? AND barcode=?)"]),
     "patron by institution and id": (models.PATRON_OF, ("SOUTH", "s"),
                                      ["patron USING INDEX patron_institution_home_id (institution=? AND home_id=?)"]),
-    "inbox: item and its open loan": (inbox._ITEM_AND_OPEN_LOAN, ("NORTH", "B1"),
-                                      ["item USING INDEX item_owner_barcode (owner=? AND barcode=?)",
-                                       "loan USING INDEX loan_one_open_per_item (item_id=?)"]),
-    "inbox: loan exists": (inbox._LOAN_EXISTS, ("x",), ["loan USING COVERING INDEX sqlite_autoindex_loan_1 (id=?)"]),
-    "inbox: returned loan": (inbox._RETURNED_LOAN, ("x",), ["loan USING INDEX sqlite_autoindex_loan_1 (id=?)",
-                                                            "item USING INTEGER PRIMARY KEY (rowid=?)"]),
+    "inbox run: its patrons": (loan_events._PATRONS, ("NORTH", '["s-1", "s-2"]'),
+                               ["patron USING INDEX patron_institution_home_id (institution=? AND home_id=?)"]),
+    "inbox run: its items and their open loans": (loan_events._ITEMS, ('[["SOUTH", "S1"], ["SOUTH", "S2"]]',),
+                                                  ["item USING INDEX item_owner_barcode (owner=? AND barcode=?)",
+                                                   "loan USING INDEX loan_one_open_per_item (item_id=?)"]),
+    "inbox run: its loans": (loan_events._LOANS, ('["L1", "L2"]',), ["loan USING INDEX sqlite_autoindex_loan_1 (id=?)",
+                                                                      "item USING INTEGER PRIMARY KEY (rowid=?)"]),
+    "inbox run: closing a loan": (loan_events._CLOSE, ("t", "SOUTH", "t", "L1"),
+                                  ["loan USING INDEX sqlite_autoindex_loan_1 (id=?)"]),
     "inbox: records of duplicates": (inbox._RECORDS, ("NORTH", "[1, 2]"),
                                      ["inbox_record USING INDEX sqlite_autoindex_inbox_record_1 "
                                       "(origin=? AND sequence=?)"]),

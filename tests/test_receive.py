@@ -66,15 +66,15 @@ def test_batch_is_applied_once_and_its_replay_refused(home):
 
 
 def test_request_that_fails_still_uses_up_its_nonce(home, monkeypatch):
-    from sync import inbox
+    from sync import loan_events
 
-    def crash(cfg, origin, data, now):
+    def crash(cfg, origin, events, now):
         raise RuntimeError("disk on fire")
     not_json = b"{not json"
     headers = sign_request("POST", URL, not_json, "SOUTH", SOUTH_KEY)
     assert post(home, not_json, headers).status_code == 400
     assert refused_as_replay(post(home, not_json, headers))
-    monkeypatch.setitem(inbox.HANDLERS, "loan.created", crash)
+    monkeypatch.setattr(loan_events, "apply_run", crash)
     body = batch(1)
     headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
     assert post(home, body, headers).status_code == 500
