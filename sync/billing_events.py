@@ -38,6 +38,10 @@ def _fee_assessed(cfg, origin, data, now):
     patron = Patron.get_or_none(institution=cfg.institution, home_id=data["patron"]["id"])
     if patron is None:
         raise EventRejected("patron_unknown", "No such patron here.")
+    # One fee per loan and reason (a unique index): another id for the same would
+    # fail every resend of the batch and hold up the peer's whole queue.
+    if Fee.get_or_none(loan_id=data["loan_id"], reason=data["reason"]):
+        raise EventRejected("fee_conflict", "Another fee for this loan and reason is already posted.")
     item = data.get("item") or {}
     Fee.create(id=data["fee_id"], lender=origin, home=cfg.institution, loan_id=data["loan_id"], patron=patron,
                item_barcode=item.get("barcode", ""), item_title=item.get("title", ""), reason=data["reason"],

@@ -71,6 +71,17 @@ def test_lenders_fee_is_posted_once_and_blocks_at_the_threshold(home):
     assert Fee.select().count() == 2
 
 
+def test_second_fee_for_the_same_loan_and_reason_is_refused_and_does_not_hold_up_the_queue(home):
+    from node.models import Fee
+    from sync.inbox import receive_batch
+    answer = receive_batch(home, "SOUTH", [fee_event(3, "fee-r2", "40.00"), fee_event(4, "fee-f", "2.00",
+                                                                                       reason="fine")], NOW)
+    assert [(r["status"], r["reason"]) for r in answer["results"]] == [("rejected", "fee_conflict"),
+                                                                      ("applied", "")]
+    assert answer["acked_through"] == 4
+    assert Fee.get(loan_id="loan-s-1", reason="replacement").id == "fee-r" and Fee.select().count() == 3
+
+
 def test_credit_below_the_threshold_lifts_the_block(home):
     refund = fee_event(3, "fee-c", "-45.00", reason="refund")
     assert post(home, refund) == ["applied"]
