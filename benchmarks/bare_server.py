@@ -3,16 +3,17 @@
 ``python -m benchmarks.bare_server PORT DB`` serves one endpoint on waitress
 (the node's server, same thread count) that parses a batch of events and
 inserts them with ``INSERT OR IGNORE`` in one transaction, on the node's
-SQLite settings.  No Flask, no signatures, no per-event logic: what is left
-of a drain when the node's work is taken away.
+SQLite settings, reading and writing JSON with the node's library (sync/wire.py).
+No Flask, no signatures, no per-event logic: what is left of a drain when the
+node's work is taken away.
 """
-import json
 import sys
 import threading
 
 from waitress import serve
 
 from node.db import PRAGMAS
+from sync import wire
 
 _local = threading.local()
 
@@ -34,14 +35,14 @@ def make_app(path):
 
     def app(environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        events = json.loads(environ["wsgi.input"].read(length))["events"]
-        rows = [(e["origin"], e["sequence"], e["event_id"], e["type"], json.dumps(e, sort_keys=True))
+        events = wire.loads(environ["wsgi.input"].read(length))["events"]
+        rows = [(e["origin"], e["sequence"], e["event_id"], e["type"], wire.text(e))
                 for e in events]
         db = _db(path)
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?, ?)", rows)
         db.execute("COMMIT")
-        body = json.dumps({"acked_through": max(r[1] for r in rows)}).encode()
+        body = wire.dumps({"acked_through": max(r[1] for r in rows)})
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
     return app

@@ -13,6 +13,7 @@ from peewee import SqliteDatabase
 from benchmarks.history import stamp, uuid7_at
 from node.db import PRAGMAS
 from node.migrations import migrate
+from sync import wire
 
 UTC = datetime.timezone.utc
 
@@ -137,7 +138,7 @@ class BareDrain:
             bodies.append(events)
         began = time.perf_counter()
         for events in bodies:
-            body = json.dumps({"events": events}, separators=(",", ":")).encode()
+            body = wire.dumps({"events": events})
             answer = self.session.post(self.url, data=body, timeout=30,
                                        headers={"Content-Type": "application/json"})
             answer.raise_for_status()

@@ -5,7 +5,6 @@ timeout, reset, truncated or unsigned body, 5xx) is ``PeerUnreachable``: the
 caller keeps its events queued or lends provisionally.
 """
 import functools
-import json
 import logging
 import secrets
 import threading
@@ -15,6 +14,7 @@ import requests
 from node import errors
 from node.clock import utcnow
 from node.keys import private_key
+from sync import wire
 from sync.signing import SignatureError, decode_public_key, sign_request, verify_response
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def peer_request(cfg, peer_code, method, path, payload=None, timeout=None, now=N
     if not peer.public_key:
         raise errors.PeerUnreachable(f"[peer:{peer_code}] has no public_key; cannot verify its answers.")
     url = peer.base_url + path
-    body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+    body = b"" if payload is None else wire.dumps(payload)
     nonce = secrets.token_urlsafe(16)
     headers = sign_request(method, url, body, cfg.institution, private_key(cfg), now=utcnow(), nonce=nonce)
     if payload is not None:
@@ -66,7 +66,7 @@ def peer_request(cfg, peer_code, method, path, payload=None, timeout=None, now=N
         raise errors.PeerUnreachable(
             f"{peer_code} answered {response.status_code} without a valid signature ({exc.reason})") from None
     try:
-        answer = json.loads(content)
+        answer = wire.loads(content)
     except ValueError:
         raise errors.PeerUnreachable(f"{peer_code} answered with a body that is not JSON") from None
     if response.status_code >= 500:

@@ -32,6 +32,7 @@ import time
 
 from node.db import database
 from node.models import InboxRecord, Item, Loan
+from sync import wire
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +72,28 @@ _RECORD = ("INSERT INTO inbox_record (origin, sequence, event_id, type, received
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def receive_batch(cfg, origin, events, now):
-    """Apply EVENTS from ORIGIN in sequence order; return the acknowledgement body."""
+def receive_batch(cfg, origin, events, now, first=None):
+    """Apply EVENTS from ORIGIN in sequence order; return the acknowledgement body.
+
+    FIRST, if given, is called first thing in the first chunk's transaction
+    (the peer API records the request's nonce there: one commit, not two).
+    """
     results = []
     pending = collections.deque(sorted(events, key=lambda e: e["sequence"]))
     while pending and not (results and results[-1]["status"] == "gap"):
-        _receive_chunk(cfg, origin, pending, results, now)
+        _receive_chunk(cfg, origin, pending, results, now, first)
+        first = None
     through = received_through(origin)
     return {"acked_through": through, "expected": through + 1, "results": results}
 
 
-def _receive_chunk(cfg, origin, pending, results, now):
+def _receive_chunk(cfg, origin, pending, results, now, first=None):
     """Apply events from the front of PENDING (consumed) in one transaction, for at most CHUNK_SECONDS."""
     failure = None
     deadline = time.monotonic() + CHUNK_SECONDS
     with database.atomic():
+        if first is not None:
+            first()
         # BEGIN IMMEDIATE serialises concurrent copies of a batch: the later one
         # reads received_through advanced and answers "duplicate".
         row = database.execute_sql(_RECEIVED_THROUGH, (origin,)).fetchone()
@@ -152,7 +160,7 @@ def _record_row(origin, event, result, now):
     """The inbox_record row of an applied or rejected EVENT (its dedup key and first outcome)."""
     return (origin, event["sequence"], InboxRecord.event_id.db_value(event["event_id"]), event["type"],
             stamp(now), result["status"], result["reason"],
-            json.dumps(event, sort_keys=True))
+            wire.text(event))
 
 
 def applied(origin, event, now, extras):

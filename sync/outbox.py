@@ -5,10 +5,9 @@ gaps and keep order.  ``enqueue`` must run inside the caller's write
 transaction (``BEGIN IMMEDIATE``), which is what makes taking the next
 sequence number safe against a concurrent writer.
 """
-import json
-
 from node.db import database
 from node.models import OutboxEvent, new_uuid
+from sync import wire
 
 EVENT_VERSION = 1
 _LAST_SEQUENCE = "SELECT MAX(sequence) FROM outbox_event WHERE destination = ?"  # one seek, end of the index
@@ -21,13 +20,13 @@ def enqueue(destination, event_type, data, now):
     event = OutboxEvent.add(
         destination=destination, sequence=(last or 0) + 1, event_id=new_uuid(),
         type=event_type, created_at=now,
-        payload=json.dumps({"occurred_at": now.isoformat(), "data": data}, sort_keys=True))
+        payload=wire.text({"occurred_at": now.isoformat(), "data": data}))
     return event
 
 
 def envelope(event, origin):
     """The wire form of one outbox row (see docs/protocol.md, "Events")."""
-    payload = json.loads(event.payload)
+    payload = wire.loads(event.payload)
     return {"event_id": event.event_id, "type": event.type, "version": EVENT_VERSION,
             "origin": origin, "destination": event.destination, "sequence": event.sequence,
             "occurred_at": payload["occurred_at"], "data": payload["data"]}

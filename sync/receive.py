@@ -6,10 +6,9 @@ sender can trust an acknowledgement.
 """
 import datetime
 import functools
-import json
 import logging
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, request
 from peewee import IntegrityError
 
 from node import errors
@@ -18,7 +17,7 @@ from node.clock import utcnow
 from node.db import database
 from node.keys import private_key
 from node.models import PeerNonce, Patron
-from sync import inbox
+from sync import inbox, wire
 from sync.signing import SignatureError, decode_public_key, sign_response, target_uri, verify_request
 
 log = logging.getLogger(__name__)
@@ -30,12 +29,28 @@ def _nonce_is_fresh(key_id, nonce, created):
     """Record NONCE; False when this peer used it before (a replay)."""
     try:
         with database.atomic():
-            PeerNonce.add(key_id=key_id, nonce=nonce,
-                          created=datetime.datetime.fromtimestamp(created, datetime.timezone.utc))
+            _record_nonce((key_id, nonce, created))
     except IntegrityError:
         return False
     g.peer_nonce = nonce  # the answer is signed, bound to it (called only once the signature verified)
     return True
+
+
+_NONCE_SEEN = "SELECT 1 FROM peer_nonce WHERE key_id = ? AND nonce = ?"
+
+
+def _nonce_not_seen(key_id, nonce, created):
+    """False when this peer used NONCE before; else it is recorded later, with the batch (``events``)."""
+    if database.execute_sql(_NONCE_SEEN, (key_id, nonce)).fetchone():
+        return False
+    g.unrecorded_nonce = (key_id, nonce, created)
+    return True
+
+
+def _record_nonce(nonce):
+    """Record NONCE (key_id, nonce, created) in the caller's transaction; IntegrityError if used before."""
+    key_id, value, created = nonce
+    PeerNonce.add(key_id=key_id, nonce=value, created=datetime.datetime.fromtimestamp(created, datetime.timezone.utc))
 
 
 def purge_nonces(cfg, now):
@@ -54,7 +69,7 @@ def _resolve_key(cfg):
     return resolve
 
 
-def signed_by_peer(view):
+def signed_by_peer(view, check_nonce=_nonce_is_fresh):
     """Verify the request's signature; the view sees the peer's code as ``g.peer``."""
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
@@ -62,7 +77,7 @@ def signed_by_peer(view):
         url = target_uri(cfg.node["base_url"], request.full_path)
         try:
             g.peer = verify_request(request.method, url, request.headers, request.get_data(cache=True),
-                                    resolve_key=_resolve_key(cfg), check_nonce=_nonce_is_fresh,
+                                    resolve_key=_resolve_key(cfg), check_nonce=check_nonce,
                                     now=utcnow(), max_skew=cfg.sync["clock_skew_seconds"])
         except SignatureError as exc:
             log.warning("refused peer request to %s: %s", request.path, exc.reason)
@@ -83,6 +98,11 @@ def _sign_answer(response):
     return response
 
 
+def _answer(body):
+    """BODY as this API's JSON answer (sync/wire.py: a batch's answer is written in compiled code)."""
+    return current_app.response_class(wire.dumps(body), mimetype="application/json")
+
+
 def _event_list(body):
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list) or not events or len(events) > MAX_EVENTS_PER_BATCH:
@@ -96,16 +116,36 @@ def _event_list(body):
 
 
 @bp.post("/api/v1/sync/events")
-@signed_by_peer
+@functools.partial(signed_by_peer, check_nonce=_nonce_not_seen)
 def events():
-    """Receive a batch of events from the signing peer; answer what was applied."""
+    """Receive a batch of events from the signing peer; answer what was applied.
+
+    The request's nonce is recorded in the transaction of the batch's first
+    chunk: one durable commit less per batch (docs/benchmarks.md).  A request
+    refused or failed before that chunk committed records it on its own, so
+    it is used up all the same.
+    """
     cfg = get_config()
+    nonce = g.pop("unrecorded_nonce")
+
+    def record_nonce():  # inside the first chunk's transaction
+        try:
+            _record_nonce(nonce)
+        except IntegrityError:  # a copy of this request got there first
+            raise errors.BadSignature("Signature refused: replayed_nonce", reason="replayed_nonce") from None
+        g.peer_nonce = nonce[1]
     try:
-        body = json.loads(request.get_data(cache=True))
-    except ValueError:
-        raise errors.BadRequest("The body is not JSON.") from None
-    answer = inbox.receive_batch(cfg, g.peer, _event_list(body), utcnow())
-    return jsonify(answer)
+        try:
+            body = wire.loads(request.get_data(cache=True))
+        except ValueError:
+            raise errors.BadRequest("The body is not JSON.") from None
+        answer = inbox.receive_batch(cfg, g.peer, _event_list(body), utcnow(), first=record_nonce)
+    except BaseException:
+        # Refused, or the first chunk rolled back with the nonce in it.
+        if not database.execute_sql(_NONCE_SEEN, nonce[:2]).fetchone():
+            _nonce_is_fresh(*nonce)
+        raise
+    return _answer(answer)
 
 
 @bp.get("/api/v1/patrons/<path:home_id>/standing")
@@ -128,7 +168,7 @@ def standing(home_id):
             body.update(ok=False, code="patron_limit_reached",
                         reason=f"The patron holds {open_loans} loans in the network (limit {limit}).")
     log.info("standing asked by %s: %s", g.peer, body["code"] or "ok")
-    return jsonify(body)
+    return _answer(body)
 
 
 @bp.post("/api/v1/peer/loans/<loan_id>/renew")
@@ -143,4 +183,4 @@ def renew_for_home(loan_id):
         raise errors.LoanNotFound(f"No loan {loan_id!r} of a patron of {g.peer}.")
     renewed = renew(cfg, loan_id, utcnow(), staff=f"home:{g.peer}")
     log.info("renewal asked by %s: renewed", g.peer)
-    return jsonify({"loan_id": renewed.id, "due_at": renewed.due_at.isoformat(), "renewals": renewed.renewals})
+    return _answer({"loan_id": renewed.id, "due_at": renewed.due_at.isoformat(), "renewals": renewed.renewals})

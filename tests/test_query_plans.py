@@ -8,9 +8,9 @@ import pytest
 
 from node import billing, circulation, models
 from node.db import database, open_database
-from sync import inbox, loan_events, outbox, push
+from sync import inbox, loan_events, outbox, push, receive
 
-GROWING = ("loan", "outbox_event", "inbox_record", "audit_log", "fee", "item", "patron")
+GROWING = ("loan", "outbox_event", "inbox_record", "audit_log", "fee", "item", "patron", "peer_nonce")
 
 # statement: (SQL, parameters, the index search each growing table must be answered with)
 HOT = {
@@ -37,6 +37,9 @@ HOT = {
     "inbox: records of duplicates": (inbox._RECORDS, ("NORTH", "[1, 2]"),
                                      ["inbox_record USING INDEX sqlite_autoindex_inbox_record_1 "
                                       "(origin=? AND sequence=?)"]),
+    "peer API: nonce seen before": (receive._NONCE_SEEN, ("SOUTH", "n"),
+                                    ["peer_nonce USING COVERING INDEX sqlite_autoindex_peer_nonce_1 "
+                                     "(key_id=? AND nonce=?)"]),
     "push: next queued rows": (push._QUEUED_ROWS, ("SOUTH", "pending", 200),
                                ["outbox_event USING INDEX outbox_destination_state (destination=? AND state=?)"]),
     "push: mark delivered": (push._DELIVERED, ("2026-01-01T00:00:00.000000Z", "[1, 2]"),

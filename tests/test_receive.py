@@ -65,6 +65,21 @@ def test_batch_is_applied_once_and_its_replay_refused(home):
     assert InboxRecord.select().count() == 2 and Loan.select().count() == 2
 
 
+def test_nonce_is_recorded_with_the_batch_and_survives_a_rolled_back_first_chunk(home, monkeypatch):
+    from sync import inbox
+    body = batch(1)
+    headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
+    monkeypatch.setattr(inbox, "_recorded", lambda *args: 1 / 0)  # fails inside the first chunk's transaction
+    assert post(home, body, headers).status_code == 500
+    monkeypatch.undo()
+    assert InboxRecord.select().count() == 0 and PeerNonce.select().count() == 1
+    assert refused_as_replay(post(home, body, headers))
+    fresh = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
+    answer = post(home, body, fresh)
+    assert answer.status_code == 200 and "Signature" in answer.headers  # applied, its answer signed
+    assert InboxRecord.select().count() == 1 and PeerNonce.select().count() == 2
+
+
 def test_request_that_fails_still_uses_up_its_nonce(home, monkeypatch):
     from sync import loan_events
 
