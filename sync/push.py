@@ -4,12 +4,19 @@ Only a verified acknowledgement changes an event's state; anything else
 leaves it queued, counts a failure for the peer and backs off exponentially
 with jitter (capped; reset on the first success).  One push at a time per
 process: the scheduler and a ``retry now`` never interleave batches.
+
+Both ends work at once: the next batch is read while the peer applies this
+one, and sent while this one's answer is recorded, but only once the peer
+has acknowledged all of this one, so the peer still sees its batches one
+after the other, in order.  A crash in between leaves both batches queued;
+the peer answers their resend as duplicates.
 """
 import datetime
 import json
 import logging
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -23,6 +30,8 @@ from sync.outbox import envelope
 
 log = logging.getLogger(__name__)
 _push_lock = threading.Lock()
+# One long-lived thread makes the requests (its pooled session keeps the peer's connection open).
+_requests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
 QUEUED = ("pending", "failed")
 
 
@@ -54,18 +63,18 @@ class Queued(NamedTuple):
 
 
 _QUEUED_ROWS = ("SELECT id, destination, sequence, event_id, type, payload FROM outbox_event "
-                "WHERE destination = ? AND state = ? ORDER BY sequence LIMIT ?")
+                "WHERE destination = ? AND state = ? AND sequence > ? ORDER BY sequence LIMIT ?")
 
 
-def next_batch(destination, size):
-    """The SIZE oldest queued events for DESTINATION, in sequence order."""
+def next_batch(destination, size, after=0):
+    """The SIZE oldest queued events for DESTINATION after sequence AFTER, in sequence order."""
     # One index seek per state on (destination, state, sequence): with
     # ``state IN (...)`` SQLite walked the destination's whole history in
     # sequence order to find the first queued event (EXPLAIN QUERY PLAN), so
     # every batch slowed down as delivered events piled up.
     events = []
     for state in QUEUED:
-        events.extend(map(Queued._make, database.execute_sql(_QUEUED_ROWS, (destination, state, size))))
+        events.extend(map(Queued._make, database.execute_sql(_QUEUED_ROWS, (destination, state, after, size))))
     return sorted(events, key=lambda event: event.sequence)[:size]
 
 
@@ -78,31 +87,62 @@ def backoff_seconds(cfg, failures):
 def push_peer(cfg, peer_code, now_fn, progress=None, max_batches=None):
     """Send PEER_CODE's queued events until none are left, a batch fails, or MAX_BATCHES."""
     result = PushResult(peer_code)
+    size = cfg.sync["batch_size"]
     with _push_lock:
-        while max_batches is None or result.batches < max_batches:
-            batch = next_batch(peer_code, cfg.sync["batch_size"])
-            if not batch:
-                break
-            events = [envelope(event, cfg.institution) for event in batch]
-            body = {"events": events}
-            try:
-                status, answer = peer_request(cfg, peer_code, "POST", "/api/v1/sync/events", body)
-                if status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
-                    code = (answer.get("error") or {}).get("code") if isinstance(answer, dict) else None
-                    raise errors.PeerUnreachable(f"{peer_code} refused the batch: HTTP {status} {code or ''}")
-            except errors.PeerUnreachable as exc:
-                _record_failure(cfg, peer_code, batch, exc.message, now_fn())
-                result.error = exc.message
-                break
-            delivered, rejected = _record_answer(peer_code, batch, events, answer, now_fn())
-            result.delivered += delivered
-            result.rejected += rejected
-            result.batches += 1
-            if progress:
-                progress(delivered + rejected)
-            if delivered + rejected == 0:
-                break  # the peer accepted nothing (a gap it wants filled first): try again later
+        flight = _send(cfg, peer_code, next_batch(peer_code, size))
+        try:
+            while flight is not None:
+                batch, events, answer = flight
+                flight = None
+                more = max_batches is None or result.batches + 1 < max_batches
+                following = next_batch(peer_code, size, after=batch[-1].sequence) if more else []
+                following = (following, [envelope(event, cfg.institution) for event in following])
+                try:
+                    answer = answer.result()  # the peer applies the batch meanwhile
+                except errors.PeerUnreachable as exc:
+                    _record_failure(cfg, peer_code, batch, exc.message, now_fn())
+                    result.error = exc.message
+                    break
+                if _acknowledged_all(answer, batch):
+                    flight = _send(cfg, peer_code, *following)  # applied at the peer while this answer is recorded
+                delivered, rejected = _record_answer(peer_code, batch, events, answer, now_fn())
+                result.delivered += delivered
+                result.rejected += rejected
+                result.batches += 1
+                if progress:
+                    progress(delivered + rejected)
+                if delivered + rejected == 0:
+                    break  # the peer accepted nothing (a gap it wants filled first): try again later
+                if flight is None and more:  # a gap or a refusal: on from the oldest event still queued
+                    flight = _send(cfg, peer_code, next_batch(peer_code, size))
+        finally:
+            # A batch sent but not recorded stays queued (its resend is answered as duplicates);
+            # it is waited for all the same: one push at a time per process.
+            if flight is not None and not flight[2].cancel():
+                flight[2].exception()
     return result
+
+
+def _send(cfg, peer_code, batch, events=None):
+    """Start sending BATCH (as EVENTS, if already built): (batch, events, future of the peer's answer)."""
+    if not batch:
+        return None
+    events = events or [envelope(event, cfg.institution) for event in batch]
+    return batch, events, _requests.submit(_deliver, cfg, peer_code, events)
+
+
+def _deliver(cfg, peer_code, events):
+    """POST EVENTS to PEER_CODE; its verified answer, or PeerUnreachable."""
+    status, answer = peer_request(cfg, peer_code, "POST", "/api/v1/sync/events", {"events": events})
+    if status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+        code = (answer.get("error") or {}).get("code") if isinstance(answer, dict) else None
+        raise errors.PeerUnreachable(f"{peer_code} refused the batch: HTTP {status} {code or ''}")
+    return answer
+
+
+def _acknowledged_all(answer, batch):
+    acked = answer.get("acked_through")
+    return isinstance(acked, int) and acked >= batch[-1].sequence
 
 
 def _record_failure(cfg, peer_code, batch, message, now):

@@ -85,3 +85,32 @@ def test_peer_restored_from_a_backup_gets_its_lost_events_again(seeded, monkeypa
     assert (result.delivered, result.batches) == (0, 1) and [e["sequence"] for e in sent[0]] == [3]
     assert [(sequence, state) for sequence, _, state, _, _ in outbox()] == [(1, "pending"), (2, "pending"),
                                                                            (3, "pending")]
+
+
+def test_next_batch_goes_out_only_once_the_last_is_acknowledged_and_a_failed_one_stays_queued(seeded, monkeypatch):
+    from node import errors
+    for n in range(1, 6):
+        lend(seeded, f"N000{n}", f"south-{n}")
+    monkeypatch.setitem(seeded.sync, "batch_size", 2)
+    sent, states_when_sent = [], []
+
+    def request(cfg, peer_code, method, path, payload=None, **kwargs):
+        events = payload["events"]
+        sent.append([e["sequence"] for e in events])
+        states_when_sent.append([e.state for e in OutboxEvent.select().order_by(OutboxEvent.sequence)])
+        if events[-1]["sequence"] == 5:
+            raise errors.PeerUnreachable("SOUTH unreachable: ConnectionError")
+        if events[0]["sequence"] == 1:  # the peer takes event 1 only: 2 must go again, not 3 and 4
+            return 200, {"acked_through": 1, "expected": 2, "results": [
+                {"sequence": 1, "event_id": events[0]["event_id"], "status": "applied"},
+                {"sequence": 2, "event_id": events[1]["event_id"], "status": "gap"}]}
+        return 200, {"acked_through": events[-1]["sequence"], "results": [
+            {"sequence": e["sequence"], "event_id": e["event_id"], "status": "applied"} for e in events]}
+    monkeypatch.setattr(push, "peer_request", request)
+    result = push.push_peer(seeded, "SOUTH", lambda: NOW)
+    assert sent == [[1, 2], [2, 3], [4, 5]]
+    assert (result.delivered, result.batches, result.error) == (3, 2, "SOUTH unreachable: ConnectionError")
+    assert [state for _, _, state, _, _ in outbox()] == ["delivered", "delivered", "delivered", "failed", "failed"]
+    # [2, 3] was sent after [1, 2]'s answer was recorded; [4, 5] may go while [2, 3]'s is
+    assert states_when_sent[1][:2] == ["delivered", "pending"]
+    assert states_when_sent[2][:1] == ["delivered"]

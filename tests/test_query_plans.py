@@ -40,8 +40,8 @@ HOT = {
     "peer API: nonce seen before": (receive._NONCE_SEEN, ("SOUTH", "n"),
                                     ["peer_nonce USING COVERING INDEX sqlite_autoindex_peer_nonce_1 "
                                      "(key_id=? AND nonce=?)"]),
-    "push: next queued rows": (push._QUEUED_ROWS, ("SOUTH", "pending", 200),
-                               ["outbox_event USING INDEX outbox_destination_state (destination=? AND state=?)"]),
+    "push: next queued rows": (push._QUEUED_ROWS, ("SOUTH", "pending", 0, 200),
+                               ["outbox_event USING INDEX outbox_destination_state (destination=? AND state=? AND sequence>?)"]),
     "push: mark delivered": (push._DELIVERED, ("2026-01-01T00:00:00.000000Z", "[1, 2]"),
                              ["outbox_event USING INTEGER PRIMARY KEY (rowid=?)"]),
 }
