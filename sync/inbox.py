@@ -50,7 +50,10 @@ def event_time(text):
     value = datetime.datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError("times carry an offset")
-    return value.astimezone(datetime.timezone.utc)
+    try:
+        return value.astimezone(datetime.timezone.utc)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is in year 0 in UTC
+        raise ValueError("time out of range") from None
 
 
 _RECEIVED_THROUGH = "SELECT received_through FROM peer_state WHERE peer = ?"
@@ -99,7 +102,7 @@ def _receive_chunk(cfg, origin, pending, results, now, first=None):
         row = database.execute_sql(_RECEIVED_THROUGH, (origin,)).fetchone()
         if row is None:
             database.execute_sql(_NEW_PEER_STATE, (origin,))
-        first = through = row[0] if row else 0
+        start = through = row[0] if row else 0
         # Sorted, so the duplicates are the front; later repeats are of events recorded below.
         recorded = _recorded(origin, [e["sequence"] for e in
                                       itertools.takewhile(lambda e: e["sequence"] <= through, pending)])
@@ -130,7 +133,7 @@ def _receive_chunk(cfg, origin, pending, results, now, first=None):
                 break
         if records:
             database.cursor().executemany(_RECORD, records)
-        if through != first:
+        if through != start:
             database.execute_sql(_ADVANCE, (through, origin))
     if failure is not None:
         raise failure

@@ -7,14 +7,14 @@ loans), applies each event in order against those rows kept in memory, and
 writes the outcome with one ``executemany`` per statement: a loan made and
 returned within the run is inserted closed, an item moved several times is
 written once, as it ends.  The effect is that of applying the events one
-after the other, which ``tests/test_inbox.py`` checks run against run of one.
+after the other, which ``tests/test_loan_runs.py`` checks run against runs of one.
 
 Every check of an event comes before anything of it is written, so a
 refused event leaves no trace without a savepoint of its own.  The inbox
 holds the whole run in one savepoint and, if anything unexpected is raised,
 replays it an event at a time (sync/inbox.py).
 """
-import json
+from collections import defaultdict
 
 from node import billing, circulation
 from node.db import database
@@ -24,13 +24,16 @@ from sync.inbox import EventRejected, applied, event_time, refused, savepoint, s
 TYPES = ("loan.created", "loan.returned")
 MAX_RUN = 500  # events a run holds in memory (a run commits within the inbox's chunk time)
 
-_PATRONS = "SELECT * FROM patron WHERE institution = ? AND home_id IN (SELECT value FROM json_each(?))"
+# Keys go in as parameters, never through SQLite's JSON functions, which cut a
+# string at a NUL character; {keys} is a list of ?s padded to a few lengths, so
+# SQLite prepares each statement a few times, not once per run.
+_PATRONS = "SELECT * FROM patron WHERE institution = ? AND home_id IN ({keys})"
 _LOANS = ("SELECT loan.id, loan.lender, loan.status, loan.returned_at, item.id, item.owner "
-          "FROM loan JOIN item ON item.id = loan.item_id WHERE loan.id IN (SELECT value FROM json_each(?))")
+          "FROM loan JOIN item ON item.id = loan.item_id WHERE loan.id IN ({keys})")
 _ITEMS = ("SELECT item.owner, item.barcode, item.id, item.title, loan.id FROM item "
           "LEFT JOIN loan ON loan.item_id = item.id AND loan.status = 'open' "
-          "WHERE (item.owner, item.barcode) IN "
-          "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))")
+          "WHERE item.owner = ? AND item.barcode IN ({keys})")
+_KEY_LISTS = (8, 64, 512)
 _CLOSE = ("UPDATE loan SET status = 'closed', returned_at = ?, returned_at_institution = ?, updated_at = ? "
           "WHERE id = ?")
 # The columns not named take the schema's defaults, which are the model's.
@@ -77,13 +80,23 @@ class _Item:
 
 def _keys(events, key):
     """KEY(data) of each event for which it can be worked out (the others fail in order, later)."""
-    found = []
+    found = {}
     for event in events:
         try:
-            found.append(key(event["type"], event["data"]))
+            found[key(event["type"], event["data"])] = True
         except (KeyError, TypeError, ValueError, AttributeError):
             pass
-    return [value for value in found if value is not None]
+    found.pop(None, None)
+    return list(found)
+
+
+def _statements(sql, fixed, keys):
+    """(text, parameters) of SQL for KEYS after the FIXED parameters, at most 512 keys a statement."""
+    most = _KEY_LISTS[-1]
+    for start in range(0, len(keys), most):
+        chunk = keys[start:start + most]
+        size = next(size for size in _KEY_LISTS if size >= len(chunk))  # padded with NULLs: they match nothing
+        yield sql.format(keys=", ".join("?" * size)), (*fixed, *chunk, *[None] * (size - len(chunk)))
 
 
 def _patron_key(kind, data):
@@ -97,7 +110,8 @@ def _loan_key(kind, data):
 def _item_key(kind, data):
     if kind != "loan.created":
         return None
-    return [Item.owner.db_value(data["item"]["institution"]), Item.barcode.db_value(data["item"]["barcode"])]
+    owner, barcode = Item.owner.db_value(data["item"]["institution"]), Item.barcode.db_value(data["item"]["barcode"])
+    return None if owner is None or barcode is None else (owner, barcode)
 
 
 class _Run:
@@ -105,15 +119,21 @@ class _Run:
 
     def __init__(self, cfg, origin, events, now):
         self.cfg, self.origin, self.now, self.stamp = cfg, origin, now, stamp(now)
-        self.patrons = {patron.home_id: patron for patron in
-                        Patron.all(_PATRONS, cfg.institution, json.dumps(_keys(events, _patron_key)))}
+        self.patrons = {patron.home_id: patron
+                        for text, params in _statements(_PATRONS, (cfg.institution,), _keys(events, _patron_key))
+                        for patron in Patron.all(text, *params)}
         self.standings = {}  # patron id: Standing (nothing in a run changes a patron or their fees)
         self.loans = {row[0]: _Loan(row[1], row[2], Loan.returned_at.python_value(row[3]), row[4], row[5])
-                      for row in database.execute_sql(_LOANS, (json.dumps(_keys(events, _loan_key)),))}
+                      for text, params in _statements(_LOANS, (), _keys(events, _loan_key))
+                      for row in database.execute_sql(text, params)}
+        barcodes = defaultdict(list)  # by owner: a run's items are nearly always its origin's
+        for owner, barcode in _keys(events, _item_key):
+            barcodes[owner].append(barcode)
         self.items, self.items_by_id = {}, {}
-        for owner, barcode, item_id, title, open_loan in database.execute_sql(
-                _ITEMS, (json.dumps(_keys(events, _item_key)),)):
-            self._know_item(owner, barcode, item_id, title, open_loan)
+        for owner, owned in barcodes.items():
+            for text, params in _statements(_ITEMS, (owner,), owned):
+                for row in database.execute_sql(text, params).fetchall():
+                    self._know_item(*row)
         self.new_loans = {}  # loan id: its INSERT row
         self.closes = {}  # loan id already in the table: its _CLOSE row
         self.moves, self.titles = {}, {}  # item id: its new status; its new title
@@ -142,12 +162,15 @@ class _Run:
         checked_out_at = event_time(data["checked_out_at"])
         due_at = event_time(data["due_at"])
         renewals = int(data.get("renewals", 0))
+        if not -2 ** 63 <= renewals < 2 ** 63:  # what SQLite can store
+            raise ValueError("renewals")
         owner, barcode = Item.owner.db_value(item_ref["institution"]), Item.barcode.db_value(item_ref["barcode"])
         item = self.items.get((owner, barcode))
+        described = {name: item_ref.get(name, "") for name in ("title", "call_number", "item_type")}
+        if None in (owner, barcode, described["title"]) or (item is None and None in described.values()):
+            raise ValueError("item")  # null where the item's columns take text
         if item is None:  # the first loan of this item we hear of: our record of the lender's item
-            row = Item.add(owner=owner, barcode=barcode, title=item_ref.get("title", ""),
-                           call_number=item_ref.get("call_number", ""), item_type=item_ref.get("item_type", ""),
-                           status="on_loan", updated_at=self.now)
+            row = Item.add(owner=owner, barcode=barcode, status="on_loan", updated_at=self.now, **described)
             item = self._know_item(owner, barcode, row.id, row.title, None)
         else:
             if item.open_loan is not None:  # lent again: its return event must have been lost in our past

@@ -89,20 +89,21 @@ def push_peer(cfg, peer_code, now_fn, progress=None, max_batches=None):
     result = PushResult(peer_code)
     size = cfg.sync["batch_size"]
     with _push_lock:
-        flight = _send(cfg, peer_code, next_batch(peer_code, size))
+        flight = _send(cfg, peer_code, next_batch(peer_code, size)) if max_batches != 0 else None
         try:
             while flight is not None:
                 batch, events, answer = flight
-                flight = None
                 more = max_batches is None or result.batches + 1 < max_batches
                 following = next_batch(peer_code, size, after=batch[-1].sequence) if more else []
                 following = (following, [envelope(event, cfg.institution) for event in following])
                 try:
                     answer = answer.result()  # the peer applies the batch meanwhile
                 except errors.PeerUnreachable as exc:
+                    flight = None
                     _record_failure(cfg, peer_code, batch, exc.message, now_fn())
                     result.error = exc.message
                     break
+                flight = None
                 if _acknowledged_all(answer, batch):
                     flight = _send(cfg, peer_code, *following)  # applied at the peer while this answer is recorded
                 delivered, rejected = _record_answer(peer_code, batch, events, answer, now_fn())

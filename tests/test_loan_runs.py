@@ -185,3 +185,35 @@ def test_the_statements_of_a_run_do_not_grow_with_its_events(tmp_path, monkeypat
         assert Loan.select().where(Loan.status == "closed", Loan.id.startswith("R")).count() == 106
     finally:
         database.close()
+
+
+def test_keys_with_a_nul_character_are_found_like_any_other(tmp_path):
+    cfg = network_node(tmp_path / "node")
+    with database.atomic():
+        Patron.create(institution="NORTH", home_id="s\x003", name="Three", updated_at=NOW)
+        Item.create(owner="SOUTH", barcode="S\x007", status="available", updated_at=NOW)
+    try:
+        answer = receive_batch(cfg, "SOUTH", [created(1, "L\x001", "S\x007", patron="s\x003"),
+                                              returned(2, "L\x001", "2026-03-03T10:00:00+01:00"),
+                                              created(3, "L\x001", "S2")], NOW)
+        assert [(r["status"], r["reason"]) for r in answer["results"]] == [("applied", "")] * 3
+        assert Loan.get(id="L\x001").status == "closed" and Item.select().where(Item.owner == "SOUTH").count() == 4
+    finally:
+        database.close()
+
+
+@pytest.mark.parametrize("change", [{"item": {"institution": "SOUTH", "barcode": "S9", "title": None}},
+                                    {"item": {"institution": "SOUTH", "barcode": "S1", "title": None}},
+                                    {"item": {"institution": "SOUTH", "barcode": None}},
+                                    {"item": {"institution": "SOUTH", "barcode": "S9", "item_type": None}},
+                                    {"renewals": 2 ** 63},
+                                    {"checked_out_at": "0001-01-01T00:00:00+01:00"}])
+def test_a_value_the_tables_cannot_hold_is_malformed_not_a_stuck_queue(tmp_path, change):
+    cfg = network_node(tmp_path / "node")
+    try:
+        answer = receive_batch(cfg, "SOUTH", [created(1, "L1", "S9", **change), created(2, "L2", "S2")], NOW)
+        assert [(r["status"], r["reason"]) for r in answer["results"]] == [("rejected", "malformed_event"),
+                                                                          ("applied", "")]
+        assert Loan.get_or_none(id="L1") is None and Item.get_or_none(barcode="S9") is None
+    finally:
+        database.close()

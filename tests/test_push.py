@@ -114,3 +114,39 @@ def test_next_batch_goes_out_only_once_the_last_is_acknowledged_and_a_failed_one
     # [2, 3] was sent after [1, 2]'s answer was recorded; [4, 5] may go while [2, 3]'s is
     assert states_when_sent[1][:2] == ["delivered", "pending"]
     assert states_when_sent[2][:1] == ["delivered"]
+
+
+def test_push_returns_only_once_its_request_has_ended_even_when_the_next_batch_cannot_be_built(seeded, monkeypatch):
+    import threading
+    import time
+
+    import pytest
+    for n in range(1, 5):
+        lend(seeded, f"N000{n}", f"south-{n}")
+    monkeypatch.setitem(seeded.sync, "batch_size", 2)
+    ended = threading.Event()
+
+    def request(cfg, peer_code, method, path, payload=None, **kwargs):
+        time.sleep(0.3)
+        ended.set()
+        events = payload["events"]
+        return 200, {"acked_through": events[-1]["sequence"], "results": [
+            {"sequence": e["sequence"], "event_id": e["event_id"], "status": "applied"} for e in events]}
+    monkeypatch.setattr(push, "peer_request", request)
+    real = push.envelope
+
+    def envelope(event, origin):
+        if event.sequence == 3:  # the batch after the one in flight is corrupt
+            raise ValueError("corrupt payload")
+        return real(event, origin)
+    monkeypatch.setattr(push, "envelope", envelope)
+    with pytest.raises(ValueError):
+        push.push_peer(seeded, "SOUTH", lambda: NOW)
+    assert ended.is_set()  # one push at a time: nothing of it is still talking to the peer
+    assert [state for _, _, state, _, _ in outbox()] == ["pending"] * 4  # its answer never recorded: queued
+
+
+def test_no_batch_is_sent_when_none_is_allowed(seeded, monkeypatch):
+    lend(seeded, "N0001", "south-1")
+    sent = peer_answers(monkeypatch, lambda events: {"acked_through": 1, "results": []})
+    assert push.push_peer(seeded, "SOUTH", lambda: NOW, max_batches=0).batches == 0 and sent == []
