@@ -33,7 +33,7 @@ _LOANS = ("SELECT loan.id, loan.lender, loan.status, loan.returned_at, item.id, 
 _ITEMS = ("SELECT item.owner, item.barcode, item.id, item.title, loan.id FROM item "
           "LEFT JOIN loan ON loan.item_id = item.id AND loan.status = 'open' "
           "WHERE item.owner = ? AND item.barcode IN ({keys})")
-_KEY_LISTS = (8, 64, 512)
+_KEY_LISTS = (8, 32, 128, 512)
 _CLOSE = ("UPDATE loan SET status = 'closed', returned_at = ?, returned_at_institution = ?, updated_at = ? "
           "WHERE id = ?")
 # The columns not named take the schema's defaults, which are the model's.
