@@ -141,7 +141,9 @@ def events():
             raise errors.BadRequest("The body is not JSON.") from None
         answer = inbox.receive_batch(cfg, g.peer, _event_list(body), utcnow(), first=record_nonce)
     except BaseException:
-        # Refused, or the first chunk rolled back with the nonce in it.
+        # Refused, or the first chunk rolled back with the nonce in it.  (A copy of
+        # this request waiting for the write lock may record it first and be
+        # applied: the batch then takes effect once, through the copy.)
         if not database.execute_sql(_NONCE_SEEN, nonce[:2]).fetchone():
             _nonce_is_fresh(*nonce)
         raise
