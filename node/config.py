@@ -60,14 +60,16 @@ def _timezone(value):
     return value.strip()
 
 
-def _int_at_least(minimum):
+def _int_at_least(minimum, maximum=None):
+    expected = f"expected a whole number >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+
     def parse(value):
         try:
             number = int(value.strip())
         except ValueError:
-            raise ValueError(f"expected a whole number >= {minimum}")
-        if number < minimum:
-            raise ValueError(f"expected a whole number >= {minimum}")
+            raise ValueError(expected)
+        if number < minimum or (maximum is not None and number > maximum):
+            raise ValueError(expected)
         return number
     return parse
 
@@ -258,7 +260,8 @@ SETTINGS = [
             "SAML attribute holding our patrons' id (name_id: the NameID)."),
     *POLICY_SETTINGS,
     Setting("sync", "interval_seconds", "30", _int_at_least(1), "How often the scheduler pushes the outbox."),
-    Setting("sync", "batch_size", "200", _int_at_least(1), "Events sent per request."),
+    # At most 1,000: a peer takes batches of up to 8 MB (sync/receive.py), 8 KB an event.
+    Setting("sync", "batch_size", "200", _int_at_least(1, 1000), "Events sent per request (1 to 1000)."),
     Setting("sync", "timeout_seconds", "10", _int_at_least(1), "Timeout of one push request."),
     Setting("sync", "standing_timeout_seconds", "3", _int_at_least(1),
             "Timeout of a standing check; past it the lender lends provisionally."),

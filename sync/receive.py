@@ -23,6 +23,15 @@ from sync.signing import SignatureError, decode_public_key, sign_response, targe
 log = logging.getLogger(__name__)
 bp = Blueprint("peer", __name__)
 MAX_EVENTS_PER_BATCH = 5000
+# A batch of [sync] batch_size events (at most 1,000) may be larger than the
+# 2 MB other requests get: refused, it would be refused on every resend.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+@bp.before_request
+def _batch_body_limit():
+    if request.endpoint == "peer.events":
+        request.max_content_length = MAX_BATCH_BYTES
 
 
 def _nonce_is_fresh(key_id, nonce, created):

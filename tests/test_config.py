@@ -42,6 +42,8 @@ BAD_CONFIGS = [
      ["[policy:book] loan_days", "whole number", "'soon'"]),
     ("negative integer", lambda p: _rewrite(p, "max_loans = 5", "max_loans = -1"),
      ["[policy] max_loans", ">= 0"]),
+    ("batch larger than a peer takes", lambda p: _rewrite(p, "[sync]", "[sync]\nbatch_size = 5000"),
+     ["[sync] batch_size", "<= 1000"]),
     ("unknown key", lambda p: _rewrite(p, "timezone =", "colour = blue\ntimezone ="),
      ["[node] colour", "unknown key"]),
     ("unknown key in a policy override", lambda p: _rewrite(p, "loanable = no", "loanable = no\nloan_dayz = 3"),

@@ -96,3 +96,16 @@ def test_request_that_fails_still_uses_up_its_nonce(home, monkeypatch):
     monkeypatch.undo()
     assert refused_as_replay(post(home, body, headers))
     assert InboxRecord.select().count() == 0 and PeerNonce.select().count() == 2
+
+
+def test_a_full_batch_larger_than_other_requests_may_be_is_taken(home):
+    from sync.receive import MAX_BATCH_BYTES
+    events = json.loads(batch(*range(1, 1001)))["events"]
+    for event in events:
+        event["data"]["item"]["title"] = "A long South title " * 150  # about 2.8 KB an event
+    body = json.dumps({"events": events}).encode()
+    assert 2 * 1024 * 1024 < len(body) < MAX_BATCH_BYTES
+    answer = post(home, body)
+    assert answer.status_code == 200 and answer.get_json()["acked_through"] == 1000
+    too_big = json.dumps({"events": events, "padding": "x" * MAX_BATCH_BYTES}).encode()
+    assert post(home, too_big).status_code == 413
