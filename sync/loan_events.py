@@ -34,12 +34,9 @@ _ITEMS = ("SELECT item.owner, item.barcode, item.id, item.title, loan.id FROM it
           "LEFT JOIN loan ON loan.item_id = item.id AND loan.status = 'open' "
           "WHERE item.owner = ? AND item.barcode IN ({keys})")
 _KEY_LISTS = (8, 32, 128, 512)
-_CLOSE = ("UPDATE loan SET status = 'closed', returned_at = ?, returned_at_institution = ?, updated_at = ? "
-          "WHERE id = ?")
 # The columns not named take the schema's defaults, which are the model's.
 _INSERT = ("INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, due_at, renewals, updated_at, "
            "status, returned_at, returned_at_institution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_MOVE = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
 _MOVE_TITLED = "UPDATE item SET status = ?, title = ?, updated_at = ? WHERE id = ?"
 
 
@@ -135,7 +132,7 @@ class _Run:
                 for row in database.execute_sql(text, params).fetchall():
                     self._know_item(*row)
         self.new_loans = {}  # loan id: its INSERT row
-        self.closes = {}  # loan id already in the table: its _CLOSE row
+        self.closes = {}  # loan id already in the table: its CLOSE_LOAN row
         self.moves, self.titles = {}, {}  # item id: its new status; its new title
 
     def _know_item(self, owner, barcode, item_id, title, open_loan):
@@ -245,12 +242,12 @@ class _Run:
         """Write what the events so far did: closes first, so an item's next loan may be open."""
         cursor = database.cursor()
         if self.closes:
-            cursor.executemany(_CLOSE, list(self.closes.values()))
+            cursor.executemany(circulation.CLOSE_LOAN, list(self.closes.values()))
         if self.new_loans:
             cursor.executemany(_INSERT, list(self.new_loans.values()))
         if self.moves:
             cursor.executemany(_MOVE_TITLED, [(status, self.titles[item_id], self.stamp, item_id)
                                               for item_id, status in self.moves.items() if item_id in self.titles])
-            cursor.executemany(_MOVE, [(status, self.stamp, item_id)
+            cursor.executemany(circulation.SET_ITEM_STATUS, [(status, self.stamp, item_id)
                                        for item_id, status in self.moves.items() if item_id not in self.titles])
         self.closes, self.new_loans, self.moves, self.titles = {}, {}, {}, {}
