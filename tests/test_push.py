@@ -124,9 +124,10 @@ def test_push_returns_only_once_its_request_has_ended_even_when_the_next_batch_c
     for n in range(1, 5):
         lend(seeded, f"N000{n}", f"south-{n}")
     monkeypatch.setitem(seeded.sync, "batch_size", 2)
-    ended = threading.Event()
+    started, ended = threading.Event(), threading.Event()
 
     def request(cfg, peer_code, method, path, payload=None, **kwargs):
+        started.set()
         time.sleep(0.3)
         ended.set()
         events = payload["events"]
@@ -142,7 +143,8 @@ def test_push_returns_only_once_its_request_has_ended_even_when_the_next_batch_c
     monkeypatch.setattr(push, "envelope", envelope)
     with pytest.raises(ValueError):
         push.push_peer(seeded, "SOUTH", lambda: NOW)
-    assert ended.is_set()  # one push at a time: nothing of it is still talking to the peer
+    # One push at a time: its request was either never started (cancelled) or has ended.
+    assert started.is_set() == ended.is_set()
     assert [state for _, _, state, _, _ in outbox()] == ["pending"] * 4  # its answer never recorded: queued
 
 
