@@ -64,6 +64,8 @@ def create_app(cfg, test_config=None):
         csrf.exempt(receive.bp)  # peers sign each request instead
     from sync import admin as sync_admin
     sync_admin.init_app(app)  # the admin sync queue: its JSON is CSRF-exempt, its page is not
+    from sync import lookups_admin
+    lookups_admin.init_app(app)  # peers' standing lookups: JSON (CSRF-exempt) and page, for admins
     from node import saml
     saml.init_app(app, csrf)  # patron sign-in: only its assertion consumer is CSRF-exempt
     from node import billing_api

@@ -341,6 +341,25 @@ def queue_resolve(ctx, loan_id, note):
     click.echo(f"loan {loan_id}: dispute resolved")
 
 
+@main.group("standing")
+def standing_group():
+    """Peers' standing questions about this node's patrons."""
+
+
+@standing_group.command("lookups")
+@click.option("--peer", "peer_code", metavar="CODE", help="Lookups by this peer only.")
+@click.option("--patron", "home_id", metavar="ID", help="Lookups about this patron of ours only.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@pass_ctx
+@refusals
+def standing_lookups(ctx, peer_code, home_id, limit):
+    """Which peer asked about which of our patrons, when, and the answer (newest first)."""
+    from sync import lookups
+    cfg = ctx.open()
+    rows = lookups.recent(peer=peer_code, home_id=home_id, limit=limit)
+    click.echo("\n".join(lookups.render_text(rows, cfg.tz)))
+
+
 @main.group("pass")
 def pass_group():
     """Network passes for this node's own patrons (docs/identity.md)."""

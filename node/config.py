@@ -216,6 +216,8 @@ BILLING_SETTINGS = [
             "Days after which delivered and received event payloads are trimmed to their dedup record."),
     Setting("privacy", "fee_audit_days", "2555", _int_at_least(1),
             "Days a settled fee keeps its patron (the audit period); then it is anonymised."),
+    Setting("privacy", "standing_lookup_days", "30", _int_at_least(1),
+            "Days the record of a peer's standing question about one of our patrons is kept."),
     Setting("jobs", "daily_at", "02:30", _time_of_day,
             "Local time circnode run starts the daily jobs (notices, overdue, lost, purge); empty: never."),
 ]
@@ -267,6 +269,8 @@ SETTINGS = [
             "Timeout of a standing check; past it the lender lends provisionally."),
     Setting("sync", "standing_cache_seconds", "300", _int_at_least(0),
             "How long a home node's standing answer is reused during a desk visit (0: ask every time)."),
+    Setting("sync", "standing_per_minute", "120", _int_at_least(1),
+            "Standing questions one peer may ask in any minute; more are answered 429 (rate_limited)."),
     Setting("sync", "max_backoff_seconds", "900", _int_at_least(1), "Cap of the per-peer retry delay."),
     Setting("sync", "clock_skew_seconds", "300", _int_at_least(1),
             "Largest accepted difference between a peer's signature time and ours."),

@@ -63,6 +63,8 @@ PeerUnreachable = _refusal("PeerUnreachable", 503, "peer_unreachable", "A peer n
 StaffExists = _refusal("StaffExists", 409, "staff_exists", "A staff account with that name exists already.")
 WeakPassword = _refusal("WeakPassword", 422, "weak_password", "The password is too easy to guess.")
 TooManyAttempts = _refusal("TooManyAttempts", 429, "too_many_attempts", "Too many failed logins; wait and retry.")
+RateLimited = _refusal("RateLimited", 429, "rate_limited",
+                       "The peer asked more often than this node answers; retry after Retry-After seconds.")
 # Billing (issue 5; docs/billing.md)
 FeeNotFound = _refusal("FeeNotFound", 404, "fee_not_found", "No fee with that id here.")
 FeeSettled = _refusal("FeeSettled", 409, "fee_settled", "The fee is already paid or waived.")

@@ -240,6 +240,21 @@ MIGRATIONS = {
         # this index that scanned every loan ever made (docs/benchmarks.md).
         "CREATE INDEX loan_item_returned ON loan (item_id, returned_at)",
     ],
+    7: [
+        # Standing lookups (issue 11, sync/lookups.py): which peer asked about
+        # which of our patrons, when, and the answer's code.  Each index serves
+        # one query: the rate limit and the peer filter, the patron filter,
+        # and the unfiltered list and the purge.
+        """CREATE TABLE standing_lookup (
+            id INTEGER PRIMARY KEY,
+            peer TEXT NOT NULL,
+            home_id TEXT NOT NULL,
+            asked_at DATETIME NOT NULL,
+            code TEXT NOT NULL)""",
+        "CREATE INDEX standing_lookup_peer_asked_at ON standing_lookup (peer, asked_at)",
+        "CREATE INDEX standing_lookup_home_id_asked_at ON standing_lookup (home_id, asked_at)",
+        "CREATE INDEX standing_lookup_asked_at ON standing_lookup (asked_at)",
+    ],
 }
 
 

@@ -520,5 +520,18 @@ class PhoneLink(BaseModel):
         table_name = "phone_link"
 
 
+class StandingLookup(BaseModel):
+    """One standing question a peer asked about one of our patrons, and the code it was answered."""
+
+    peer = CharField()
+    home_id = CharField()  # our own patron's id: shown to our admins, never written to a log
+    asked_at = UTCDateTimeField()
+    code = CharField()  # ok, or the refusal code (patron_unknown, patron_blocked, ...)
+
+    class Meta:
+        table_name = "standing_lookup"
+        indexes = ((("peer", "asked_at"), False), (("home_id", "asked_at"), False), (("asked_at",), False))
+
+
 ALL_MODELS = [InboxRecord, PeerState, PeerNonce, Item, Patron, Loan, OutboxEvent, Staff, ApiToken, StaffSession, LoginFailure, AuditLog,
-              BursarBatch, Fee, FeePayment, Notice, JobRun, SamlRequest, SamlAssertion, PhoneLink]
+              BursarBatch, Fee, FeePayment, Notice, JobRun, SamlRequest, SamlAssertion, PhoneLink, StandingLookup]

@@ -5,7 +5,8 @@ patron link after ``loan_retention_days`` (its notices go, and a visiting
 patron with nothing left here is forgotten); delivered and received event
 payloads are trimmed to their dedup record after ``event_payload_days``;
 dedup records go after ``[sync] dedup_days``; settled fees lose their patron
-after ``fee_audit_days``.  Logs never name patrons or titles: counts only.
+after ``fee_audit_days``; peers' standing lookups after
+``standing_lookup_days``.  Logs never name patrons or titles: counts only.
 """
 import datetime
 import logging
@@ -23,7 +24,7 @@ CHUNK = 500
 # What travels between nodes (docs/protocol.md, docs/billing.md): the page and a test read this table.
 SHARED = [
     ("standing answer", "home → lender", "when a lender asks before lending",
-     "patron institution and id, name, email, ok or refusal code and reason, network loan count and limit"),
+     "ok with the patron's name and email, or a refusal code with a fixed sentence"),
     ("loan.created", "lender → home", "a loan is made",
      "loan id, lender, patron institution and id, item owner, barcode, title, call number and type, "
      "checkout and due time, renewals, provisional"),
@@ -59,6 +60,8 @@ def purge(cfg, now):
         counts["dedup_records_dropped"] = InboxRecord.delete().where(InboxRecord.received_at < horizon).execute()
     counts["mail_files_removed"] = _remove_mail_files(cfg, now - datetime.timedelta(
         days=settings["loan_retention_days"]))
+    from sync import lookups
+    counts["standing_lookups_dropped"] = lookups.purge(cfg, now)  # after standing_lookup_days
     if any(counts.values()):
         log.info("privacy purge: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts

@@ -17,7 +17,7 @@ from node.clock import utcnow
 from node.db import database
 from node.keys import private_key
 from node.models import PeerNonce, Patron
-from sync import inbox, wire
+from sync import inbox, lookups, wire
 from sync.signing import SignatureError, decode_public_key, sign_response, target_uri, verify_request
 
 log = logging.getLogger(__name__)
@@ -159,25 +159,63 @@ def events():
     return _answer(answer)
 
 
-@bp.get("/api/v1/patrons/<path:home_id>/standing")
-@signed_by_peer
-def standing(home_id):
-    """Tell a lender whether our patron may borrow: ok, or a stable refusal code."""
+# A refusal tells the lender the code and this sentence, never the home's own
+# reason (a block's note written by our staff, a fee balance): docs/protocol.md section 5.
+PEER_REASONS = {
+    "patron_unknown": "Not a registered patron of the home library.",
+    "patron_blocked": "Blocked at the home library; the patron should contact it.",
+    "patron_expired": "The registration at the home library has expired.",
+    "patron_limit_reached": "The patron holds as many loans in the network as the home library allows.",
+}
+
+
+def standing_answer(cfg, home_id, now):
+    """What a lender is told about our patron HOME_ID: ok with name and email, or a refusal code."""
     from node.circulation import count_open_loans, own_patron_standing
+    patron = Patron.of(cfg.institution, home_id)  # read once: the standing and the loan count both need it
+    code = own_patron_standing(cfg, home_id, now, patron=patron).code
+    if not code and count_open_loans(patron) >= cfg.policy[""]["max_network_loans"]:
+        code = "patron_limit_reached"
+    if code:
+        return {"ok": False, "code": code, "reason": PEER_REASONS.get(code, PEER_REASONS["patron_blocked"])}
+    # The desk shows the name; the lender's notices (due, overdue, fees) go to the email.
+    return {"ok": True, "code": None, "reason": None, "name": patron.name, "email": patron.email}
+
+
+@bp.get("/api/v1/patrons/<path:home_id>/standing")
+@functools.partial(signed_by_peer, check_nonce=_nonce_not_seen)
+def standing(home_id):
+    """Tell a lender whether our patron may borrow: ok, or a stable refusal code.
+
+    The question is recorded (sync/lookups.py) in the transaction that
+    records the request's nonce, so it costs no commit of its own; past
+    ``[sync] standing_per_minute`` the peer is answered 429 and only the
+    nonce is recorded.
+    """
     cfg = get_config()
     now = utcnow()
-    patron = Patron.of(cfg.institution, home_id)  # read once: the standing and the loan count both need it
-    answer = own_patron_standing(cfg, home_id, now, patron=patron)
-    body = {"ok": answer.ok, "code": answer.code or None, "reason": answer.reason or None,
-            "institution": cfg.institution, "id": home_id}
-    if answer.ok:
-        open_loans = count_open_loans(patron)
-        limit = cfg.policy[""]["max_network_loans"]
-        body.update(name=patron.name, email=patron.email, network_loans=open_loans,
-                    max_network_loans=limit)
-        if open_loans >= limit:
-            body.update(ok=False, code="patron_limit_reached",
-                        reason=f"The patron holds {open_loans} loans in the network (limit {limit}).")
+    nonce = g.pop("unrecorded_nonce")
+    try:
+        body = standing_answer(cfg, home_id, now)  # read before the write lock is taken
+        with database.atomic():
+            _record_nonce(nonce)
+            wait = lookups.admit(cfg, g.peer, home_id, body["code"] or "ok", now)
+    except IntegrityError:  # a copy of this request got there first
+        raise errors.BadSignature("Signature refused: replayed_nonce", reason="replayed_nonce") from None
+    except BaseException:
+        if not database.execute_sql(_NONCE_SEEN, nonce[:2]).fetchone():
+            _nonce_is_fresh(*nonce)  # a failed request uses its nonce up all the same
+        raise
+    g.peer_nonce = nonce[1]  # the answer, refusal or not, is signed and bound to it
+    if wait:
+        log.warning("standing asked by %s: rate limited (more than %d a minute)", g.peer,
+                    cfg.sync["standing_per_minute"])
+        refusal = errors.RateLimited(f"More than {cfg.sync['standing_per_minute']} standing questions a minute; "
+                                     f"retry in {wait} s.", retry_after=wait)
+        response = _answer(refusal.to_dict())
+        response.status_code = refusal.status
+        response.headers["Retry-After"] = str(wait)
+        return response
     log.info("standing asked by %s: %s", g.peer, body["code"] or "ok")
     return _answer(body)
 

@@ -8,9 +8,10 @@ import pytest
 
 from node import billing, circulation, models
 from node.db import database, open_database
-from sync import inbox, loan_events, outbox, push, receive
+from sync import inbox, loan_events, lookups, outbox, push, receive
 
-GROWING = ("loan", "outbox_event", "inbox_record", "audit_log", "fee", "item", "patron", "peer_nonce")
+GROWING = ("loan", "outbox_event", "inbox_record", "audit_log", "fee", "item", "patron", "peer_nonce",
+           "standing_lookup")
 
 # statement: (SQL, parameters, the index search each growing table must be answered with)
 HOT = {
@@ -41,6 +42,9 @@ HOT = {
     "peer API: nonce seen before": (receive._NONCE_SEEN, ("SOUTH", "n"),
                                     ["peer_nonce USING COVERING INDEX sqlite_autoindex_peer_nonce_1 "
                                      "(key_id=? AND nonce=?)"]),
+    "standing: the peer's lookups of the last minute (rate limit)": (
+        lookups._NTH_NEWEST, ("SOUTH", "2026-01-01T00:00:00.000000Z", 119),
+        ["standing_lookup USING COVERING INDEX standing_lookup_peer_asked_at (peer=? AND asked_at>?)"]),
     "push: next queued rows": (push._QUEUED_ROWS, ("SOUTH", "pending", 0, 200),
                                ["outbox_event USING INDEX outbox_destination_state (destination=? AND state=? AND sequence>?)"]),
     "push: mark delivered": (push._DELIVERED, ("2026-01-01T00:00:00.000000Z", "[1, 2]"),
