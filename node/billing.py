@@ -20,6 +20,7 @@ from node.calendar import calendar_of, local_day
 from node.db import database
 from node.models import CENT, AuditLog, Fee, FeePayment, Item, Loan, Patron, cents_to_money, new_uuid
 from sync import outbox
+from sync.catalogue import build
 
 log = logging.getLogger(__name__)
 ZERO = Decimal("0.00")
@@ -78,11 +79,11 @@ def replacement_cost(cfg, item):
 
 def fee_event_data(fee):
     """The ``fee.assessed`` payload: the fee, and the minimum a home node needs to post it."""
-    return {"fee_id": fee.id, "loan_id": fee.loan_id, "lender": fee.lender,
-            "patron": {"institution": fee.patron.institution, "id": fee.patron.home_id},
-            "item": {"barcode": fee.item_barcode, "title": fee.item_title},
-            "amount": str(fee.amount), "currency": fee.currency, "reason": fee.reason,
-            "refund_of": fee.refund_of, "assessed_at": fee.assessed_at.isoformat()}
+    return build("fee.assessed", fee_id=fee.id, loan_id=fee.loan_id, lender=fee.lender,
+                 patron={"institution": fee.patron.institution, "id": fee.patron.home_id},
+                 item={"barcode": fee.item_barcode, "title": fee.item_title},
+                 amount=str(fee.amount), currency=fee.currency, reason=fee.reason,
+                 refund_of=fee.refund_of, assessed_at=fee.assessed_at.isoformat())
 
 
 def _charge(cfg, loan, reason, amount, now, refund_of=None):
@@ -137,8 +138,8 @@ def declare_lost(cfg, loan, now):
     item.save()
     home = loan.patron.institution
     if home != cfg.institution:
-        outbox.enqueue(home, "loan.lost", {"loan_id": loan.id, "lender": loan.lender,
-                                           "lost_at": now.isoformat()}, now)
+        outbox.enqueue(home, "loan.lost", build("loan.lost", loan_id=loan.id, lender=loan.lender,
+                                                lost_at=now.isoformat()), now)
     _audit("declare_lost", loan.id, f"item {item.barcode}", now)
     fees = [_charge(cfg, loan, "fine", fine_amount(cfg, loan, now), now),
             _charge(cfg, loan, "replacement", replacement_cost(cfg, item), now),
@@ -196,9 +197,9 @@ def _home_fee(cfg, fee_id):
 
 
 def settlement_event_data(fee, payment):
-    return {"fee_id": fee.id, "payment_id": payment.id, "kind": payment.kind, "amount": str(payment.amount),
-            "currency": fee.currency, "at": payment.at.isoformat(), "status": fee.status,
-            "paid": str(fee.paid), "note": payment.note}
+    return build(f"fee.{'paid' if payment.kind == 'payment' else 'waived'}", fee_id=fee.id, payment_id=payment.id,
+                 kind=payment.kind, amount=str(payment.amount), currency=fee.currency, at=payment.at.isoformat(),
+                 status=fee.status, paid=str(fee.paid), note=payment.note)
 
 
 def _settle(cfg, fee, kind, amount, now, staff, note):
@@ -220,6 +221,8 @@ def _settle(cfg, fee, kind, amount, now, staff, note):
 def record_payment(cfg, fee_id, amount, now, staff=None, note=""):
     """Record AMOUNT paid on an open fee of one of our patrons (for a credit: paid out)."""
     amount = parse_amount(amount)
+    if not isinstance(note, str) or len(note) > 500 or not note.isprintable():
+        raise errors.InvalidField("'note' is at most 500 printable characters.", field="note")
     with database.atomic():
         fee = _home_fee(cfg, fee_id)
         open_amount = abs(fee.amount - fee.paid)

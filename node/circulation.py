@@ -16,6 +16,7 @@ from node.db import database
 from node.models import AuditLog, Item, Loan, Patron
 from node.policy import due_date, renewal_due_date
 from sync import outbox
+from sync.catalogue import build
 
 # Which item states each move may start from: the declarative transitions table.
 ITEM_TRANSITIONS = {
@@ -196,12 +197,12 @@ _OPEN_HERE = ("SELECT COUNT(*), COALESCE(SUM(provisional), 0) FROM loan "
 def loan_event_data(loan):
     """The minimum a home node needs to know of a loan (no names, no emails)."""
     item = loan.item
-    return {"loan_id": loan.id, "lender": loan.lender,
-            "patron": {"institution": loan.patron.institution, "id": loan.patron.home_id},
-            "item": {"institution": item.owner, "barcode": item.barcode, "title": item.title,
-                     "call_number": item.call_number, "item_type": item.item_type},
-            "checked_out_at": loan.checked_out_at.isoformat(), "due_at": loan.due_at.isoformat(),
-            "renewals": loan.renewals, "provisional": loan.provisional}
+    return build("loan.created", loan_id=loan.id, lender=loan.lender,
+                 patron={"institution": loan.patron.institution, "id": loan.patron.home_id},
+                 item={"institution": item.owner, "barcode": item.barcode, "title": item.title,
+                       "call_number": item.call_number, "item_type": item.item_type},
+                 checked_out_at=loan.checked_out_at.isoformat(), due_at=loan.due_at.isoformat(),
+                 renewals=loan.renewals, provisional=loan.provisional)
 
 
 def renew(cfg, loan_id, now, staff=None):
@@ -227,8 +228,8 @@ def renew(cfg, loan_id, now, staff=None):
         audit(staff, "renew", loan.id, f"renewal {loan.renewals}", now)
         if loan.patron.institution != cfg.institution:
             outbox.enqueue(loan.patron.institution, "loan.renewed",
-                           {"loan_id": loan.id, "lender": loan.lender, "due_at": loan.due_at.isoformat(),
-                            "renewals": loan.renewals}, now)
+                           build("loan.renewed", loan_id=loan.id, lender=loan.lender, due_at=loan.due_at.isoformat(),
+                                 renewals=loan.renewals), now)
     return loan
 
 
@@ -246,8 +247,8 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
                 audit(staff, "receive", item.barcode, "", now)
                 if last and last.returned_at_institution and last.returned_at_institution != cfg.institution:
                     outbox.enqueue(last.returned_at_institution, "item.received",
-                                   {"loan_id": last.id, "owner": item.owner, "barcode": item.barcode,
-                                    "received_at": now.isoformat()}, now)
+                                   build("item.received", loan_id=last.id, owner=item.owner, barcode=item.barcode,
+                                         received_at=now.isoformat()), now)
                 result.loan = last
                 return result
             raise errors.NotOnLoan(f"Item {item.barcode} is not on loan ({item.status.replace('_', ' ')}).",
@@ -288,8 +289,8 @@ def close_loan_row(loan_id, returned_at, where):
 
 
 def return_event_data(loan):
-    return {"loan_id": loan.id, "lender": loan.lender, "returned_at": loan.returned_at.isoformat(),
-            "returned_at_institution": loan.returned_at_institution}
+    return build("loan.returned", loan_id=loan.id, lender=loan.lender, returned_at=loan.returned_at.isoformat(),
+                 returned_at_institution=loan.returned_at_institution)
 
 
 def set_item_status(cfg, barcode, status, now, staff=None):

@@ -23,7 +23,6 @@ one event at a time.
 """
 import collections
 import contextlib
-import datetime
 import functools
 import itertools
 import json
@@ -31,29 +30,17 @@ import logging
 import time
 
 from node.db import database
-from node.models import InboxRecord, Item, Loan
-from sync import wire
+from node.models import InboxRecord
+from sync import catalogue, wire
+from sync.catalogue import EventRejected
+from sync.facts import EventContext
 
 log = logging.getLogger(__name__)
 
 
-class EventRejected(Exception):
-    """The event is well-formed but this node refuses its effect (stable code)."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
 def event_time(text):
     """An event's time (ISO 8601 with an offset) as an aware UTC datetime; ValueError otherwise."""
-    value = datetime.datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError("times carry an offset")
-    try:
-        return value.astimezone(datetime.timezone.utc)
-    except OverflowError:  # "0001-01-01T00:00:00+01:00" is in year 0 in UTC
-        raise ValueError("time out of range") from None
+    return catalogue.TIME.check(text)
 
 
 _RECEIVED_THROUGH = "SELECT received_through FROM peer_state WHERE peer = ?"
@@ -112,7 +99,7 @@ def _receive_chunk(cfg, origin, pending, results, now, first=None):
             try:
                 if run:
                     with savepoint("inbox_run"):
-                        outcomes = loan_events.apply_run(cfg, origin, run, now)
+                        outcomes = _apply_run(cfg, origin, run, now)
                 else:
                     run = [pending.popleft()]
                     outcomes = [_receive_one(cfg, origin, run[0], now, through, recorded)]
@@ -216,64 +203,44 @@ def savepoint(name):
         database.execute_sql(f"RELEASE {name}")
 
 
-HANDLERS = {}
+def _apply_run(cfg, origin, events, now):
+    """Apply EVENTS (consecutive, all new, of loan_events.TYPES); [(result, inbox_record row)] in order.
 
-
-def handles(event_type):
-    def register(function):
-        HANDLERS[event_type] = function
-        return function
-    return register
+    The run answers the authority rules from the rows it holds, as its
+    earlier events left them (sync/loan_events.py).
+    """
+    run = loan_events.Run(cfg, origin, events, now)
+    outcomes = []
+    for event in events:
+        try:
+            spec, data = catalogue.admit(run, origin, event)
+            extras = spec.apply(run, data)
+        except EventRejected as exc:
+            outcomes.append(refused(origin, event, now, exc.code))
+        except (KeyError, TypeError, ValueError):  # a value the tables cannot hold
+            outcomes.append(refused(origin, event, now, "malformed_event"))
+        else:
+            outcomes.append(applied(origin, event, now, extras))
+    run.flush()
+    return outcomes
 
 
 def event_types():
     """Every event type this node applies (the rest are recorded and ignored)."""
-    return sorted(set(HANDLERS) | set(loan_events.TYPES))
+    return sorted(catalogue.EVENTS)
 
 
 def apply_event(cfg, origin, event, now):
-    """Apply one event's effect; unknown types are recorded and otherwise ignored."""
-    handler = HANDLERS.get(event["type"])
-    if handler is None:
+    """Admit one event (sync/catalogue.py), then apply it; unknown types are recorded and otherwise ignored."""
+    context = EventContext(cfg, origin, now)
+    spec, data = catalogue.admit(context, origin, event)
+    if spec is None:
         log.warning("ignoring event type %r from %s (newer peer?)", event["type"], origin)
         return {"note": "unknown_type"}
     try:
-        return handler(cfg, origin, event["data"], now)
-    except (KeyError, TypeError, ValueError) as exc:
+        return spec.apply(context, data)
+    except (KeyError, TypeError, ValueError) as exc:  # a value the tables cannot hold
         raise EventRejected("malformed_event", f"{event['type']}: {exc.__class__.__name__}") from None
 
 
-def lender_loan(data, origin):
-    """The loan named by DATA, which ORIGIN must have lent; else the event is rejected."""
-    loan = Loan.get_or_none(id=data["loan_id"])
-    if loan is None or loan.lender != origin:
-        raise EventRejected("loan_unknown", "No such loan from this lender.")
-    return loan
-
-
-@handles("loan.renewed")
-def _loan_renewed(cfg, origin, data, now):
-    loan = lender_loan(data, origin)
-    if loan.status != "open":
-        return {"note": "loan_closed"}  # a return crossed the renewal: closed wins
-    loan.due_at = event_time(data["due_at"])
-    loan.renewals = max(loan.renewals, int(data["renewals"]))
-    loan.updated_at = now
-    loan.save()
-    return {}
-
-
-@handles("item.received")
-def _item_received(cfg, origin, data, now):
-    """At the returning library: the owner has the item back; transit is over."""
-    item = Item.get_or_none(owner=data["owner"], barcode=data["barcode"])
-    if item is None or item.owner != origin:
-        raise EventRejected("item_unknown", "No such item of that owner here.")
-    if item.status == "in_transit":
-        item.status, item.updated_at = "available", now
-        item.save()
-    return {}
-
-
-from sync import billing_events  # noqa: E402,F401  (registers the fee and lost-loan handlers)
-from sync import loan_events  # noqa: E402  (loan.created and loan.returned, a run at a time)
+from sync import billing_events, loan_events  # noqa: E402,F401  (bind the handlers of the catalogue's events)

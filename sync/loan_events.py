@@ -9,17 +9,25 @@ returned within the run is inserted closed, an item moved several times is
 written once, as it ends.  The effect is that of applying the events one
 after the other, which ``tests/test_loan_runs.py`` checks run against runs of one.
 
-Every check of an event comes before anything of it is written, so a
-refused event leaves no trace without a savepoint of its own.  The inbox
-holds the whole run in one savepoint and, if anything unexpected is raised,
-replays it an event at a time (sync/inbox.py).
+The inbox admits each event (sync/catalogue.py: its payload and its
+sender's authority) before its handler here runs, the run answering the
+authority rules from the rows it holds (``loan``, ``patron``,
+``item_loan``), so a refused event leaves no trace without a savepoint of
+its own.  The inbox holds the whole run in one savepoint and, if anything
+unexpected is raised, replays it an event at a time (sync/inbox.py).
+
+The other loan events (``loan.renewed``, ``item.received``,
+``loan.dispute_resolved``) are rare and applied one at a time, through the
+models, by the handlers at the end.
 """
 from collections import defaultdict
 
 from node import billing, circulation
 from node.db import database
-from node.models import Item, Loan, Patron
-from sync.inbox import EventRejected, applied, event_time, refused, savepoint, stamp
+from node.models import AuditLog, Item, Loan, Patron
+from sync.catalogue import handles
+from sync.facts import LOAN_FACTS, LoanFacts
+from sync.inbox import savepoint, stamp
 
 TYPES = ("loan.created", "loan.returned")
 MAX_RUN = 500  # events a run holds in memory (a run commits within the inbox's chunk time)
@@ -28,9 +36,8 @@ MAX_RUN = 500  # events a run holds in memory (a run commits within the inbox's 
 # string at a NUL character; {keys} is a list of ?s padded to a few lengths, so
 # SQLite prepares each statement a few times, not once per run.
 _PATRONS = "SELECT * FROM patron WHERE institution = ? AND home_id IN ({keys})"
-_LOANS = ("SELECT loan.id, loan.lender, loan.status, loan.returned_at, item.id, item.owner "
-          "FROM loan JOIN item ON item.id = loan.item_id WHERE loan.id IN ({keys})")
-_ITEMS = ("SELECT item.owner, item.barcode, item.id, item.title, loan.id FROM item "
+_LOANS = LOAN_FACTS.format(match="IN ({keys})")
+_ITEMS = ("SELECT item.owner, item.barcode, item.id, item.title, loan.id, loan.lender FROM item "
           "LEFT JOIN loan ON loan.item_id = item.id AND loan.status = 'open' "
           "WHERE item.owner = ? AND item.barcode IN ({keys})")
 _KEY_LISTS = (8, 32, 128, 512)
@@ -40,39 +47,11 @@ _INSERT = ("INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, du
 _MOVE_TITLED = "UPDATE item SET status = ?, title = ?, updated_at = ? WHERE id = ?"
 
 
-def apply_run(cfg, origin, events, now):
-    """Apply EVENTS (consecutive, all new, of TYPES) from ORIGIN; [(result, inbox_record row)] in order."""
-    run = _Run(cfg, origin, events, now)
-    outcomes = []
-    for event in events:
-        try:
-            if event["type"] == "loan.created":
-                extras = run.created(event["data"])
-            else:
-                extras = run.returned(event["data"])
-        except EventRejected as exc:
-            outcomes.append(refused(origin, event, now, exc.code))
-        except (KeyError, TypeError, ValueError):
-            outcomes.append(refused(origin, event, now, "malformed_event"))
-        else:
-            outcomes.append(applied(origin, event, now, extras))
-    run.flush()
-    return outcomes
-
-
-class _Loan:
-    __slots__ = ("lender", "status", "returned_at", "item_id", "owner")
-
-    def __init__(self, lender, status, returned_at, item_id, owner):
-        self.lender, self.status, self.returned_at, self.item_id, self.owner = (
-            lender, status, returned_at, item_id, owner)
-
-
 class _Item:
-    __slots__ = ("id", "title", "open_loan")
+    __slots__ = ("id", "title", "open_loan", "lender")
 
-    def __init__(self, item_id, title, open_loan):
-        self.id, self.title, self.open_loan = item_id, title, open_loan
+    def __init__(self, item_id, title, open_loan, lender):
+        self.id, self.title, self.open_loan, self.lender = item_id, title, open_loan, lender
 
 
 def _keys(events, key):
@@ -111,16 +90,20 @@ def _item_key(kind, data):
     return None if owner is None or barcode is None else (owner, barcode)
 
 
-class _Run:
-    """The rows a run reads, as its events leave them, and the writes still to make."""
+class Run:
+    """The rows a run reads, as its events leave them, and the writes still to make.
+
+    It is also the run's facts for the catalogue's authority rules.
+    """
 
     def __init__(self, cfg, origin, events, now):
         self.cfg, self.origin, self.now, self.stamp = cfg, origin, now, stamp(now)
+        self.institution = cfg.institution
         self.patrons = {patron.home_id: patron
                         for text, params in _statements(_PATRONS, (cfg.institution,), _keys(events, _patron_key))
                         for patron in Patron.all(text, *params)}
         self.standings = {}  # patron id: Standing (nothing in a run changes a patron or their fees)
-        self.loans = {row[0]: _Loan(row[1], row[2], Loan.returned_at.python_value(row[3]), row[4], row[5])
+        self.loans = {row[0]: LoanFacts.from_row(row)
                       for text, params in _statements(_LOANS, (), _keys(events, _loan_key))
                       for row in database.execute_sql(text, params)}
         barcodes = defaultdict(list)  # by owner: a run's items are nearly always its origin's
@@ -135,50 +118,50 @@ class _Run:
         self.closes = {}  # loan id already in the table: its CLOSE_LOAN row
         self.moves, self.titles = {}, {}  # item id: its new status; its new title
 
-    def _know_item(self, owner, barcode, item_id, title, open_loan):
-        item = self.items[owner, barcode] = self.items_by_id[item_id] = _Item(item_id, title, open_loan)
+    def _know_item(self, owner, barcode, item_id, title, open_loan, lender):
+        item = self.items[owner, barcode] = self.items_by_id[item_id] = _Item(item_id, title, open_loan, lender)
         return item
 
+    # --- the facts the catalogue's authority rules read (sync/facts.py) ---
+
+    def loan(self, loan_id):
+        return self.loans.get(loan_id)
+
+    def patron(self, home_id):
+        return self.patrons.get(home_id)
+
+    def item_loan(self, owner, barcode):
+        item = self.items.get((owner, barcode))
+        return item if item is not None and item.open_loan is not None else None
+
+    # --- the handlers -----------------------------------------------------
+
+    @handles("loan.created")
     def created(self, data):
-        """At the home node: put a loan made at the origin on our patron's record."""
-        patron_ref = data["patron"]
-        if patron_ref["institution"] != self.cfg.institution:
-            raise EventRejected("wrong_home", "The patron is not one of ours.")
-        if data["lender"] != self.origin:
-            raise EventRejected("wrong_lender", "Only the lender reports its loans.")
-        # db_value: the same text peewee would compare (an id sent as a number included).
-        patron = self.patrons.get(Patron.home_id.db_value(patron_ref["id"]))
-        if patron is None:
-            raise EventRejected("patron_unknown", "No such patron here.")
-        loan_id = Loan.id.db_value(data["loan_id"])
-        if loan_id is None:  # "id = NULL" finds no loan: a null id would be a new loan every time
-            raise ValueError("loan_id")
+        """At the home node: put a loan made at the origin (admitted: ours to record) on our patron's record."""
+        patron = self.patrons[data["patron"]["id"]]
+        loan_id = data["loan_id"]
         if loan_id in self.loans:
             return {}
         item_ref = data["item"]
-        checked_out_at = event_time(data["checked_out_at"])
-        due_at = event_time(data["due_at"])
-        renewals = int(data.get("renewals", 0))
-        if not -2 ** 63 <= renewals < 2 ** 63:  # what SQLite can store
-            raise ValueError("renewals")
-        owner, barcode = Item.owner.db_value(item_ref["institution"]), Item.barcode.db_value(item_ref["barcode"])
+        checked_out_at, due_at, renewals = data["checked_out_at"], data["due_at"], data["renewals"]
+        owner, barcode = item_ref["institution"], item_ref["barcode"]
         item = self.items.get((owner, barcode))
-        described = {name: item_ref.get(name, "") for name in ("title", "call_number", "item_type")}
-        if None in (owner, barcode, described["title"]) or (item is None and None in described.values()):
-            raise ValueError("item")  # null where the item's columns take text
         if item is None:  # the first loan of this item we hear of: our record of the lender's item
+            described = {name: item_ref[name] for name in ("title", "call_number", "item_type")}
             row = Item.add(owner=owner, barcode=barcode, status="on_loan", updated_at=self.now, **described)
-            item = self._know_item(owner, barcode, row.id, row.title, None)
+            item = self._know_item(owner, barcode, row.id, row.title, None, None)
         else:
             if item.open_loan is not None:  # lent again: its return event must have been lost in our past
                 self._close(item.open_loan, checked_out_at, self.origin)
-            item.title = Item.title.db_value(item_ref.get("title", item.title))
+            item.title = item_ref["title"] or item.title
             self.moves[item.id], self.titles[item.id] = "on_loan", item.title
         self.new_loans[loan_id] = [loan_id, item.id, patron.id, self.origin,
                                    Loan.checked_out_at.db_value(checked_out_at), Loan.due_at.db_value(due_at),
                                    renewals, self.stamp, "open", None, None]
-        self.loans[loan_id] = _Loan(self.origin, "open", None, item.id, owner)
-        item.open_loan = loan_id
+        self.loans[loan_id] = LoanFacts(loan_id, self.origin, "open", None, None, item.id, owner, barcode,
+                                        self.institution, patron.home_id)
+        item.open_loan, item.lender = loan_id, self.origin
         standing = self.standings.get(patron.id)
         if standing is None:
             standing = self.standings[patron.id] = circulation.own_patron_standing(
@@ -186,14 +169,12 @@ class _Run:
         # Recorded all the same (the item is out), but the lender is told we object.
         return {} if standing.ok else {"dispute": standing.code}
 
+    @handles("loan.returned")
     def returned(self, data):
-        """Either side: the other library checked the item in; close our copy of the loan."""
-        loan_id = Loan.id.db_value(data["loan_id"])
-        loan = self.loans.get(loan_id)
-        if loan is None:
-            raise EventRejected("loan_unknown", "No such loan.")
-        returned_at = event_time(data["returned_at"])
-        where = data["returned_at_institution"]
+        """Either side: the other library (admitted: a party of the loan) checked the item in; close our copy."""
+        loan_id = data["loan_id"]
+        loan = self.loans[loan_id]
+        returned_at, where = data["returned_at"], data["returned_at_institution"]
         if loan.status == "closed":
             # A double return: both sides keep the earliest, whatever the arrival order.
             if loan.returned_at is None or returned_at < loan.returned_at:
@@ -217,7 +198,7 @@ class _Run:
             circulation.close_loan(loan, returned_at, where)
             billing.assess_at_return(self.cfg, loan, self.now)
         self.standings.clear()  # fees were written
-        self._closed(loan_id, returned_at)
+        self._closed(loan_id, returned_at, where)
 
     def _close(self, loan_id, returned_at, where):
         """Close LOAN_ID as returned at RETURNED_AT at WHERE (written at the flush)."""
@@ -227,13 +208,13 @@ class _Run:
             row[7:] = [returned, "closed", returned, place]
         else:
             self.closes[loan_id] = (returned, place, returned, loan_id)
-        self._closed(loan_id, returned_at)
+        self._closed(loan_id, returned_at, where)
 
-    def _closed(self, loan_id, returned_at):
+    def _closed(self, loan_id, returned_at, where):
         loan = self.loans.get(loan_id)
         if loan is None:  # an item's open loan no event of the run names
             return
-        loan.status, loan.returned_at = "closed", returned_at
+        loan.status, loan.returned_at, loan.returned_at_institution = "closed", returned_at, where
         item = self.items_by_id.get(loan.item_id)
         if item is not None and item.open_loan == loan_id:
             item.open_loan = None
@@ -251,3 +232,35 @@ class _Run:
             cursor.executemany(circulation.SET_ITEM_STATUS, [(status, self.stamp, item_id)
                                        for item_id, status in self.moves.items() if item_id not in self.titles])
         self.closes, self.new_loans, self.moves, self.titles = {}, {}, {}, {}
+
+
+# --- the rarer loan events, one at a time (the inbox's EventContext: cfg, origin, now) ---
+
+@handles("loan.renewed")
+def renewed(context, data):
+    """At the home node: the lender renewed our patron's loan."""
+    loan = Loan.get_by_id(data["loan_id"])
+    if loan.status != "open":
+        return {"note": "loan_closed"}  # a return crossed the renewal: closed wins
+    loan.due_at = data["due_at"]
+    loan.renewals = max(loan.renewals, data["renewals"])
+    loan.updated_at = context.now
+    loan.save()
+    return {}
+
+
+@handles("item.received")
+def item_received(context, data):
+    """At the returning library: the owner has the item back; transit is over."""
+    item = Loan.get_by_id(data["loan_id"]).item
+    if item.status == "in_transit":
+        circulation.set_item_status_row(item.id, "available", context.now)
+    return {}
+
+
+@handles("loan.dispute_resolved")
+def dispute_resolved(context, data):
+    """At the home node: the lender's staff resolved a loan we had disputed; our audit log keeps it."""
+    AuditLog.add(at=context.now, staff=f"lender:{context.origin}", action="dispute_resolved_by_lender",
+                 target=data["loan_id"], detail=f"reason: {data['reason'] or '-'}; note: {data['note']}")
+    return {}

@@ -7,7 +7,7 @@ sequence number safe against a concurrent writer.
 """
 from node.db import database
 from node.models import OutboxEvent, new_uuid
-from sync import wire
+from sync import catalogue, wire
 
 EVENT_VERSION = 1
 _LAST_SEQUENCE = "SELECT MAX(sequence) FROM outbox_event WHERE destination = ?"  # one seek, end of the index
@@ -16,6 +16,7 @@ _LAST_SEQUENCE = "SELECT MAX(sequence) FROM outbox_event WHERE destination = ?" 
 def enqueue(destination, event_type, data, now):
     """Append one event for DESTINATION; the caller's transaction commits it."""
     assert database.in_transaction(), "outbox events are written inside the change's transaction"
+    assert event_type in catalogue.EVENTS, f"{event_type} is not declared in sync/catalogue.py"
     last, = database.execute_sql(_LAST_SEQUENCE, (destination,)).fetchone()
     event = OutboxEvent.add(
         destination=destination, sequence=(last or 0) + 1, event_id=new_uuid(),

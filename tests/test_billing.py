@@ -81,12 +81,14 @@ def test_config_reads_billing_terms_as_decimal_and_refuses_bad_values(lender, tm
     assert book["fine_per_day"] == Decimal("0.50") and isinstance(book["fine_per_day"], Decimal)
     assert book["max_fine"] == Decimal("5.00") and lender.policy[""]["max_fine"] is None
     assert book["overdue_notice_days"] == [1, 7] and book["refund_on_return"] == "replacement"
-    assert lender.sections["billing"] == {"currency": "CHF", "block_threshold": Decimal("40.00")}
+    assert lender.sections["billing"] == {"currency": "CHF", "block_threshold": Decimal("40.00"),
+                                          "max_fee_amount": Decimal("10000.00")}
     assert datetime.date(2026, 4, 4) in lender.sections["calendar"]["closed_dates"]
     for bad in ("[policy:book]\nfine_per_day = 0.505\n", "[policy:book]\nrefund_on_return = half\n",
                 "[billing]\ncurrency = euro\n", "[calendar]\nclosed_weekdays = mon tue wed thu fri sat sun\n",
                 "[calendar]\nclosed_dates = 2026-04-06..2026-04-03\n", "[smtp]\nport = none\n",
-                "[jobs]\ndaily_at = 25:00\n"):
+                "[jobs]\ndaily_at = 25:00\n", "[billing]\nmax_fee_amount = 0\n",
+                "[billing]\nmax_fee_amount = 1E+30\n", "[billing]\nmax_fee_amount = NaN\n"):
         path = write_config(str(tmp_path / "bad"), extra=bad)
         with pytest.raises(config.ConfigError):
             config.load(path)

@@ -15,13 +15,14 @@ NOW = datetime.datetime(2026, 4, 20, 10, 0, tzinfo=UTC)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def fee_event(sequence, fee_id, amount, reason="replacement", patron="n-100", loan_id="loan-s-1", lender="SOUTH"):
+def fee_event(sequence, fee_id, amount, reason="replacement", patron="n-100", loan_id="loan-s-1", lender="SOUTH",
+              refund_of=None):
     return {"event_id": f"ev-{sequence}", "type": "fee.assessed", "version": 1, "origin": "SOUTH",
             "destination": "NORTH", "sequence": sequence, "occurred_at": "2026-04-15T10:00:00+00:00",
             "data": {"fee_id": fee_id, "loan_id": loan_id, "lender": lender,
                      "patron": {"institution": "NORTH", "id": patron},
                      "item": {"barcode": "S0001", "title": "Southern atlas"}, "amount": amount, "currency": "CHF",
-                     "reason": reason, "refund_of": None, "assessed_at": "2026-04-15T10:00:00+00:00",
+                     "reason": reason, "refund_of": refund_of, "assessed_at": "2026-04-15T10:00:00+00:00",
                      "a_field_from_a_newer_peer": True}}
 
 
@@ -35,9 +36,20 @@ def standing(cfg):
     return own_patron_standing(cfg, "n-100", NOW)
 
 
+def held_loan(cfg, loan_id="loan-s-1", home_id="n-100"):
+    """SOUTH's loan LOAN_ID of its item S0001 to our patron, as an applied loan.created leaves it here."""
+    from node.models import Item, Loan, Patron
+    item = Item.get_or_none(owner="SOUTH", barcode="S0001") or Item.create(
+        owner="SOUTH", barcode="S0001", title="Southern atlas", status="on_loan", updated_at=NOW)
+    Loan.create(id=loan_id, item=item, patron=Patron.get(institution="NORTH", home_id=home_id), lender="SOUTH",
+                checked_out_at=NOW - datetime.timedelta(days=60), due_at=NOW - datetime.timedelta(days=39),
+                updated_at=NOW)
+
+
 @pytest.fixture
 def home(lender):  # noqa: F811
     """NORTH as the home node of n-100, with two of SOUTH's fees posted (45.00 and 10.00 CHF)."""
+    held_loan(lender)
     assert post(lender, fee_event(1, "fee-r", "45.00"), fee_event(2, "fee-p", "10.00", reason="processing")) \
         == ["applied", "applied"]
     return lender
@@ -83,7 +95,7 @@ def test_second_fee_for_the_same_loan_and_reason_is_refused_and_does_not_hold_up
 
 
 def test_credit_below_the_threshold_lifts_the_block(home):
-    refund = fee_event(3, "fee-c", "-45.00", reason="refund")
+    refund = fee_event(3, "fee-c", "-45.00", reason="refund", refund_of="fee-r")
     assert post(home, refund) == ["applied"]
     assert standing(home).ok
 
@@ -185,7 +197,7 @@ def test_bursar_export_writes_each_fee_once_and_reprints_a_batch(home, tmp_path)
     assert b"\r\n" in first.read_bytes()
     again = run_cli(home, "bursar", "export", "--output", str(tmp_path / "b2.csv"))
     assert again.exit_code == 0 and "nothing to export" in again.output and not (tmp_path / "b2.csv").exists()
-    post(home, fee_event(3, "fee-c", "-45.00", reason="refund"))
+    post(home, fee_event(3, "fee-c", "-45.00", reason="refund", refund_of="fee-r"))
     second = run_cli(home, "bursar", "export", "--output", "-")
     assert second.exit_code == 0 and ",LOST_REFUND,-45.00,CHF," in second.output and "fee-r" not in second.output
     reprint = tmp_path / "again.csv"

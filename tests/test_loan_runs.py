@@ -24,8 +24,8 @@ def created(sequence, loan_id, barcode, patron="s-1", **changes):
     return event(sequence, "loan.created", data)
 
 
-def returned(sequence, loan_id, at, where="SOUTH"):
-    return event(sequence, "loan.returned", {"loan_id": loan_id, "lender": "SOUTH", "returned_at": at,
+def returned(sequence, loan_id, at, where="SOUTH", lender="SOUTH"):
+    return event(sequence, "loan.returned", {"loan_id": loan_id, "lender": lender, "returned_at": at,
                                              "returned_at_institution": where})
 
 
@@ -44,12 +44,12 @@ def scenario():
         created(3, "L2", "S1"),  # S1 again, new title
         created(4, "L3", "S2", patron="nobody"),  # rejected, no trace
         created(5, "L4", "S2", due_at="not a time"),  # malformed, no trace
-        returned(6, "OLD", "2026-02-27T10:00:00+01:00", where="NORTH"),  # closed by L1 already: earlier wins
-        returned(7, "NL1", "2026-03-01T15:00:00+01:00"),  # our own loan, overdue: the fine is ours to bill
+        returned(6, "OLD", "2026-02-27T10:00:00+01:00"),  # closed by L1 already: earlier wins
+        returned(7, "NL1", "2026-03-01T15:00:00+01:00", lender="NORTH"),  # our own loan, overdue: the fine is ours to bill
         created(8, "L5", "S2", patron="s-2"),  # blocked patron: recorded, disputed
         event(9, "who.knows", {}),  # unknown type: ends the run
         created(10, "L6", "S9"),  # an item we never heard of
-        returned(11, "L6", "2026-03-04T10:00:00+01:00", where="EAST"),  # in transit
+        returned(11, "L6", "2026-03-04T10:00:00+01:00", where="EAST"),  # not SOUTH's desk: not SOUTH's to say
         created(12, "L2", "S3"),  # a loan id we hold already: no second effect
         returned(13, "L2", "2026-03-05T10:00:00+01:00"),
         returned(14, "L2", "2026-03-06T10:00:00+01:00"),  # double return, later: kept as it was
@@ -115,19 +115,20 @@ def test_a_run_leaves_what_its_events_one_by_one_leave(tmp_path):
     assert [(r["status"], r["reason"] or r.get("dispute") or r.get("note")) for r in together] == [
         ("applied", None), ("applied", None), ("applied", None), ("rejected", "patron_unknown"),
         ("rejected", "malformed_event"), ("applied", "already_closed"), ("applied", None),
-        ("applied", "patron_blocked"), ("applied", "unknown_type"), ("applied", None), ("applied", None),
+        ("applied", "patron_blocked"), ("applied", "unknown_type"), ("applied", None),
+        ("rejected", "not_authoritative"),
         ("applied", None), ("applied", None), ("applied", "already_closed"), ("applied", "patron_blocked"),
-        ("rejected", "loan_unknown"), ("rejected", "wrong_lender"), ("rejected", "wrong_home"),
+        ("rejected", "loan_unknown"), ("rejected", "not_authoritative"), ("rejected", "wrong_home"),
         ("rejected", "malformed_event")]
     loans = {row["id"]: row for row in together_tables["loan"]}
     assert set(loans) == {"OLD", "NL1", "L1", "L2", "L5", "L6", "L7"}
     assert (loans["OLD"]["status"], loans["OLD"]["returned_at"], loans["OLD"]["returned_at_institution"]) == (
-        "closed", "2026-02-27T09:00:00.000000Z", "NORTH")
+        "closed", "2026-02-27T09:00:00.000000Z", "SOUTH")
     assert (loans["L2"]["status"], loans["L2"]["returned_at"]) == ("closed", "2026-03-05T09:00:00.000000Z")
     assert loans["L5"]["status"] == "open" and loans["L7"]["status"] == "open"
     items = {row["barcode"]: row for row in together_tables["item"]}
     assert (items["S1"]["status"], items["S1"]["title"]) == ("available", "Title 3")
-    assert (items["S9"]["status"], items["N1"]["status"], items["S3"]["status"]) == ("in_transit", "in_transit",
+    assert (items["S9"]["status"], items["N1"]["status"], items["S3"]["status"]) == ("on_loan", "in_transit",
                                                                                        "on_loan")
     assert [(fee["loan_id"], fee["reason"], fee["amount"]) for fee in together_tables["fee"]] == [("NL1", "fine", 450)]  # 9 days late
     assert together_tables["outbox"] == [("fee.assessed", 1, "fine")]
@@ -187,7 +188,7 @@ def test_the_statements_of_a_run_do_not_grow_with_its_events(tmp_path, monkeypat
         database.close()
 
 
-def test_keys_with_a_nul_character_are_found_like_any_other(tmp_path):
+def test_ids_with_a_nul_character_are_malformed_and_hold_nothing_up(tmp_path):
     cfg = network_node(tmp_path / "node")
     with database.atomic():
         Patron.create(institution="NORTH", home_id="s\x003", name="Three", updated_at=NOW)
@@ -195,9 +196,10 @@ def test_keys_with_a_nul_character_are_found_like_any_other(tmp_path):
     try:
         answer = receive_batch(cfg, "SOUTH", [created(1, "L\x001", "S\x007", patron="s\x003"),
                                               returned(2, "L\x001", "2026-03-03T10:00:00+01:00"),
-                                              created(3, "L\x001", "S2")], NOW)
-        assert [(r["status"], r["reason"]) for r in answer["results"]] == [("applied", "")] * 3
-        assert Loan.get(id="L\x001").status == "closed" and Item.select().where(Item.owner == "SOUTH").count() == 4
+                                              created(3, "L1", "S\x007"), created(4, "L2", "S2")], NOW)
+        assert [(r["status"], r["reason"]) for r in answer["results"]] == [("rejected", "malformed_event")] * 3 + [
+            ("applied", "")]
+        assert Loan.get_or_none(id="L\x001") is None and Loan.get(id="L2").status == "open" and Item.get(barcode="S\x007").status == "available"
     finally:
         database.close()
 

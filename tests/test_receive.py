@@ -81,7 +81,7 @@ def test_nonce_is_recorded_with_the_batch_and_survives_a_rolled_back_first_chunk
 
 
 def test_request_that_fails_still_uses_up_its_nonce(home, monkeypatch):
-    from sync import loan_events
+    from sync import inbox
 
     def crash(cfg, origin, events, now):
         raise RuntimeError("disk on fire")
@@ -89,7 +89,7 @@ def test_request_that_fails_still_uses_up_its_nonce(home, monkeypatch):
     headers = sign_request("POST", URL, not_json, "SOUTH", SOUTH_KEY)
     assert post(home, not_json, headers).status_code == 400
     assert refused_as_replay(post(home, not_json, headers))
-    monkeypatch.setattr(loan_events, "apply_run", crash)
+    monkeypatch.setattr(inbox, "_apply_run", crash)
     body = batch(1)
     headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
     assert post(home, body, headers).status_code == 500
