@@ -337,7 +337,7 @@ def queue_resolve(ctx, loan_id, note):
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)
         user = str(os.getuid())
-    queue.resolve_dispute(loan_id, note, utcnow(), staff=f"cli:{user}")
+    queue.resolve_dispute(ctx.cfg, loan_id, note, utcnow(), staff=f"cli:{user}")
     click.echo(f"loan {loan_id}: dispute resolved")
 
 

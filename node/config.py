@@ -80,7 +80,11 @@ def _money(value):
         amount = Decimal(value.strip())
     except InvalidOperation:
         raise ValueError("expected an amount such as 12.50")
-    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
+    try:
+        exact = amount.is_finite() and amount == amount.quantize(Decimal("0.01"))
+    except InvalidOperation:  # too large to hold in hundredths ("1E+30")
+        exact = False
+    if not exact or amount < 0 or amount > 10 ** 12:
         raise ValueError("expected a non-negative amount with at most 2 decimals")
     return amount
 
@@ -111,6 +115,13 @@ def _secret(value):
 
 
 # --- billing, calendar, notices, privacy (issue 5; docs/billing.md) ---
+
+def _positive_money(value):
+    amount = _money(value)
+    if amount <= 0:
+        raise ValueError("expected an amount above zero such as 10000.00")
+    return amount
+
 
 def _optional_money(value):
     return None if not value.strip() else _money(value)
@@ -196,6 +207,9 @@ BILLING_SETTINGS = [
     Setting("billing", "currency", "EUR", _currency, "Currency of the fees this library assesses."),
     Setting("billing", "block_threshold", "50.00", _money,
             "At the home node: an open balance (in currency) at or above this blocks the patron network-wide."),
+    Setting("billing", "max_fee_amount", "10000.00", _positive_money,
+            "At the home node: the largest single fee a lender may post on one of our patrons; a larger one "
+            "is rejected (amount_out_of_range)."),
     Setting("calendar", "closed_weekdays", "", _weekdays,
             "Weekdays the library is closed, e.g. sun or sat, sun."),
     Setting("calendar", "closed_dates", "", _closed_dates,

@@ -21,24 +21,11 @@ log = logging.getLogger(__name__)
 bp = Blueprint("privacy", __name__)
 CHUNK = 500
 
-# What travels between nodes (docs/protocol.md, docs/billing.md): the page and a test read this table.
+# What travels between nodes besides events (docs/protocol.md); the events' rows come from
+# their declarations in sync/catalogue.py, so the page cannot miss a field an event carries.
 SHARED = [
     ("standing answer", "home → lender", "when a lender asks before lending",
      "ok with the patron's name and email, or a refusal code with a fixed sentence"),
-    ("loan.created", "lender → home", "a loan is made",
-     "loan id, lender, patron institution and id, item owner, barcode, title, call number and type, "
-     "checkout and due time, renewals, provisional"),
-    ("loan.renewed", "lender → home", "a loan is renewed", "loan id, lender, new due time, renewals"),
-    ("loan.returned", "either way", "the item is checked in", "loan id, lender, return time and library"),
-    ("item.received", "owner → returning library", "the item is back home", "loan id, owner, barcode, time"),
-    ("loan.lost", "lender → home", "the lender declares the item lost", "loan id, lender, time"),
-    ("fee.assessed", "lender → home", "a fee or refund is assessed",
-     "fee id, loan id, lender, patron institution and id, item barcode and title, amount, currency, "
-     "reason, refunded fee, time"),
-    ("fee.paid", "home → lender", "a payment is recorded",
-     "fee id, payment id, amount, currency, time, fee status, total paid"),
-    ("fee.waived", "home → lender", "a fee is waived",
-     "fee id, payment id, amount waived, currency, time, fee status, reason given by staff"),
     ("renewal request", "home → lender", "the patron presses Renew on their account", "loan id"),
 ]
 
@@ -132,5 +119,6 @@ def page():
     """Public: what this node shares with its peers, and how long it keeps patron data."""
     from node.app import get_config
     cfg = get_config()
-    return render_template("privacy.html", shared=SHARED, settings=cfg.sections["privacy"],
+    from sync.catalogue import shared_rows
+    return render_template("privacy.html", shared=shared_rows() + SHARED, settings=cfg.sections["privacy"],
                            dedup_days=cfg.sync["dedup_days"], peers=cfg.peers)

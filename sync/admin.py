@@ -59,7 +59,7 @@ def retry_json():
 def resolve_json(loan_id):
     cfg = get_config()
     now = utcnow()
-    loan = queue.resolve_dispute(loan_id, json_body().get("note"), now, staff=current_staff_name())
+    loan = queue.resolve_dispute(cfg, loan_id, json_body().get("note"), now, staff=current_staff_name())
     from node.circulation import get_loan
     return jsonify(get_loan(loan.id).to_dict(cfg.tz, now))
 
@@ -127,7 +127,8 @@ def retry_page():
 @desk_role("admin")
 def resolve_page(loan_id):
     try:
-        queue.resolve_dispute(loan_id, request.form.get("note", ""), utcnow(), staff=current_staff_name())
+        queue.resolve_dispute(get_config(), loan_id, request.form.get("note", ""), utcnow(),
+                              staff=current_staff_name())
     except errors.CircnodeError as exc:
         flash(exc.message, "error")
     else:

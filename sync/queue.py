@@ -20,6 +20,8 @@ from node import errors
 from node.circulation import audit
 from node.db import database
 from node.models import InboxRecord, Item, Loan, OutboxEvent, Patron, PeerState
+from sync import outbox
+from sync.catalogue import build
 from sync.push import QUEUED, pending_count, push_peer
 
 EVENT_STATES = ("pending", "failed", "delivered", "rejected")
@@ -211,8 +213,16 @@ def retry_peer(cfg, peer, now_fn):
     return result, pending_count(peer)
 
 
-def resolve_dispute(loan_id, note, now, staff=None):
-    """Clear a loan's disputed flag with STAFF's NOTE; the audit log keeps reason and note."""
+# Objections a home node makes to a loan it applied (a rejected loan.created is not on the home's record).
+_HOME_HOLDS = ("patron_blocked", "patron_expired")
+
+
+def resolve_dispute(cfg, loan_id, note, now, staff=None):
+    """Clear a loan's disputed flag with STAFF's NOTE; the audit log keeps reason and note.
+
+    When the home node holds the loan it objected to, it is told, in the same
+    transaction (``loan.dispute_resolved``): its staff see the outcome too.
+    """
     if not isinstance(note, str) or not note.strip() or len(note.strip()) > NOTE_MAX:
         raise errors.InvalidField(f"'note' must say how the dispute was resolved "
                                   f"(1 to {NOTE_MAX} characters).", field="note")
@@ -227,6 +237,11 @@ def resolve_dispute(loan_id, note, now, staff=None):
         loan.disputed, loan.dispute_reason, loan.updated_at = False, "", now
         loan.save()
         audit(staff, "resolve_dispute", loan.id, f"reason: {reason or '-'}; note: {note}", now)
+        home = loan.patron.institution if loan.patron_id else None
+        if loan.lender == cfg.institution and home in cfg.peers and reason in _HOME_HOLDS:
+            outbox.enqueue(home, "loan.dispute_resolved", build(
+                "loan.dispute_resolved", loan_id=loan.id, lender=loan.lender, reason=reason,
+                resolved_at=now.isoformat(), note=note), now)
     return loan
 
 

@@ -313,3 +313,42 @@ def test_queue_shows_failure_then_delivery_between_real_nodes(network):
     resolved = net.api("NORTH", "POST", f"/api/v1/loans/{unknown}/resolve", {"note": "patron registered late"})
     assert resolved.status_code == 200 and resolved.json()["disputed"] is False
     assert net.api("NORTH", "GET", "/api/v1/sync/queue").json()["loans"] == []
+
+
+def test_resolving_a_dispute_the_home_holds_tells_the_home_node(client, admin_token, south_loan, tmp_path):
+    from sync.outbox import envelope
+    Loan.update(disputed=True, dispute_reason="patron_blocked").where(Loan.id == south_loan.id).execute()
+    done = client.post(f"/api/v1/loans/{south_loan.id}/resolve", json={"note": "Paid at South's cashier"},
+                       headers=bearer(admin_token))
+    assert done.status_code == 200
+    sent = OutboxEvent.select().where(OutboxEvent.type == "loan.dispute_resolved").get()
+    event = envelope(sent, "NORTH")
+    assert (sent.destination, event["data"]["loan_id"], event["data"]["reason"], event["data"]["note"]) == (
+        "SOUTH", south_loan.id, "patron_blocked", "Paid at South's cashier")
+    # A dispute over a loan the home refused (not on its record) stays local.
+    other = lend_to_south(client.application.extensions["circnode"], barcode="N0002")
+    Loan.update(disputed=True, dispute_reason="patron_unknown").where(Loan.id == other.id).execute()
+    assert client.post(f"/api/v1/loans/{other.id}/resolve", json={"note": "Wrong patron"},
+                       headers=bearer(admin_token)).status_code == 200
+    assert OutboxEvent.select().where(OutboxEvent.type == "loan.dispute_resolved").count() == 1
+
+
+def test_the_home_node_records_a_lenders_resolution_of_its_loan_only(tmp_path):
+    from tests.test_inbox import created
+    from tests.test_loan_runs import network_node
+    from sync.inbox import receive_batch
+    cfg = network_node(tmp_path / "home")  # NORTH, home of s-1, receiving from SOUTH
+    try:
+        def resolved(sequence, loan_id, lender="SOUTH"):
+            return {"event_id": f"ev-{sequence}", "type": "loan.dispute_resolved", "version": 1, "origin": "SOUTH",
+                    "sequence": sequence, "occurred_at": "2026-03-03T10:00:00+00:00",
+                    "data": {"loan_id": loan_id, "lender": lender, "reason": "patron_blocked",
+                             "resolved_at": "2026-03-03T10:00:00+00:00", "note": "Paid"}}
+        answer = receive_batch(cfg, "SOUTH", [created(1, "L1"), resolved(2, "L1"), resolved(3, "NL1"),
+                                              resolved(4, "L1", lender="NORTH")], FIXED)
+        assert [(r["status"], r["reason"]) for r in answer["results"]] == [
+            ("applied", ""), ("applied", ""), ("rejected", "not_authoritative"), ("rejected", "not_authoritative")]
+        row = AuditLog.get(AuditLog.action == "dispute_resolved_by_lender")
+        assert (row.staff, row.target, row.detail) == ("lender:SOUTH", "L1", "reason: patron_blocked; note: Paid")
+    finally:
+        database.close()
