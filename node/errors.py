@@ -60,6 +60,13 @@ OfflineLimitReached = _refusal("OfflineLimitReached", 422, "offline_limit_reache
 UnknownInstitution = _refusal("UnknownInstitution", 422, "unknown_institution",
                               "The institution is neither this node nor a configured peer.")
 PeerUnreachable = _refusal("PeerUnreachable", 503, "peer_unreachable", "A peer node could not be reached.")
+# A peer that answers and says no (any 4xx), or whose answer fails our signature check, is not
+# offline: nothing is lent provisionally on it (docs/protocol.md section 1).
+PeerRefused = _refusal("PeerRefused", 502, "peer_refused",
+                       "A peer node refused this node's signed request, or its answer failed our signature check.")
+HomeRefused = _refusal("HomeRefused", 502, "home_refused",
+                       "The patron's home node refused this node's standing check (keys, clocks or configuration "
+                       "between the two nodes); nothing is lent.")
 StaffExists = _refusal("StaffExists", 409, "staff_exists", "A staff account with that name exists already.")
 WeakPassword = _refusal("WeakPassword", 422, "weak_password", "The password is too easy to guess.")
 TooManyAttempts = _refusal("TooManyAttempts", 429, "too_many_attempts", "Too many failed logins; wait and retry.")

@@ -4,6 +4,9 @@ A visiting patron's standing is asked of the home node (signed, short
 timeout).  The answer is reused for the rest of a desk visit, at most
 ``[sync] standing_cache_seconds``.  When the home node cannot be reached the
 lender still lends under its offline policy: the answer is "provisional".
+A home node that answers and refuses (a 4xx, or an answer that fails our
+signature check) is not offline: nothing is lent (``home_refused``), and the
+refusal is kept for the admin queue.
 """
 import collections
 import logging
@@ -19,7 +22,10 @@ _lock = threading.Lock()
 
 
 def standing_for(cfg, institution, home_id, now, use_cache=True):
-    """The patron's standing as of NOW; provisional when the home node is unreachable."""
+    """The patron's standing as of NOW; provisional when the home node is unreachable.
+
+    Raises HomeRefused when the home node refuses the question itself.
+    """
     if institution == cfg.institution:
         return own_patron_standing(cfg, home_id, now)
     if institution not in cfg.peers:
@@ -31,9 +37,16 @@ def standing_for(cfg, institution, home_id, now, use_cache=True):
             hit = _cache.get(key)
         if hit and 0 <= (now - hit[0]).total_seconds() < ttl:
             return hit[1]
-    from sync.client import ask_standing
+    from sync.client import ask_standing, record_refusal
     try:
         answer = ask_standing(cfg, institution, home_id, now)
+    except errors.PeerRefused as exc:
+        log.warning("standing check refused by %s: %s", institution, exc.details["cause"])
+        record_refusal(exc, "standing check", now)
+        raise errors.HomeRefused(
+            f"{cfg.library_name(institution)} refused this library's standing check: {exc.details['cause']}. "
+            "Nothing is lent; the two libraries' keys, clocks or settings need fixing (admin sync queue).",
+            institution=institution, cause=exc.details["cause"]) from None
     except errors.PeerUnreachable as exc:
         log.warning("standing check with %s failed (%s); lending provisionally", institution, exc.message)
         return Standing(True, provisional=True, reason="home node unreachable")

@@ -2,7 +2,10 @@
 
 Only a verified acknowledgement changes an event's state; anything else
 leaves it queued, counts a failure for the peer and backs off exponentially
-with jitter (capped; reset on the first success).  One push at a time per
+with jitter (capped; reset on the first success).  A peer that refuses the
+batch (a 4xx, or an answer that fails our signature check) is told apart
+from one that is offline: its cause is the error shown, and is kept for the
+admin queue's "Refused by peers".  One push at a time per
 process: the scheduler and a ``retry now`` never interleave batches.
 
 Both ends work at once: the next batch is read while the peer applies this
@@ -25,7 +28,7 @@ from peewee import fn
 from node import errors
 from node.db import database
 from node.models import Loan, OutboxEvent, PeerState
-from sync.client import peer_request
+from sync.client import error_code, peer_request, record_refusal, refusal
 from sync.outbox import envelope
 
 log = logging.getLogger(__name__)
@@ -98,10 +101,9 @@ def push_peer(cfg, peer_code, now_fn, progress=None, max_batches=None):
                 following = (following, [envelope(event, cfg.institution) for event in following])
                 try:
                     answer = answer.result()  # the peer applies the batch meanwhile
-                except errors.PeerUnreachable as exc:
+                except (errors.PeerUnreachable, errors.PeerRefused) as exc:
                     flight = None
-                    _record_failure(cfg, peer_code, batch, exc.message, now_fn())
-                    result.error = exc.message
+                    result.error = _record_failure(cfg, peer_code, batch, exc, now_fn())
                     break
                 flight = None
                 if _acknowledged_all(answer, batch):
@@ -133,11 +135,10 @@ def _send(cfg, peer_code, batch, events=None):
 
 
 def _deliver(cfg, peer_code, events):
-    """POST EVENTS to PEER_CODE; its verified answer, or PeerUnreachable."""
+    """POST EVENTS to PEER_CODE; its verified answer, or PeerUnreachable, or PeerRefused."""
     status, answer = peer_request(cfg, peer_code, "POST", "/api/v1/sync/events", {"events": events})
     if status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
-        code = (answer.get("error") or {}).get("code") if isinstance(answer, dict) else None
-        raise errors.PeerUnreachable(f"{peer_code} refused the batch: HTTP {status} {code or ''}")
+        raise refusal(peer_code, status, f"HTTP {status} {error_code(answer) or 'without results'}")
     return answer
 
 
@@ -146,10 +147,20 @@ def _acknowledged_all(answer, batch):
     return isinstance(acked, int) and acked >= batch[-1].sequence
 
 
-def _record_failure(cfg, peer_code, batch, message, now):
+def _record_failure(cfg, peer_code, batch, exc, now):
+    """Keep BATCH queued after EXC and back off; return the error shown.
+
+    A refusal is also kept for the admin queue, once per cause in a row.
+    """
+    message = exc.message
+    if isinstance(exc, errors.PeerRefused):
+        message = f"{peer_code} refused the batch: {exc.details['cause']}"
     log.warning("push to %s failed: %s", peer_code, message)
     with database.atomic():
         state, _ = PeerState.get_or_create(peer=peer_code)
+        if isinstance(exc, errors.PeerRefused) and state.last_error != message[:500]:
+            # Each resend meets the same refusal: one record per cause in a row, not one per back-off.
+            record_refusal(exc, "event batch", now)
         state.failures += 1
         state.last_error, state.last_error_at = message[:500], now
         state.next_attempt_at = now + datetime.timedelta(seconds=backoff_seconds(cfg, state.failures))
@@ -157,6 +168,7 @@ def _record_failure(cfg, peer_code, batch, message, now):
         ids = [event.id for event in batch]
         (OutboxEvent.update(state="failed", attempts=OutboxEvent.attempts + 1, last_error=message[:500])
          .where(OutboxEvent.id.in_(ids)).execute())
+    return message
 
 
 # json_each: one statement text (prepared once) for any number of ids.

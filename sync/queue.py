@@ -19,14 +19,24 @@ from peewee import JOIN, fn
 from node import errors
 from node.circulation import audit
 from node.db import database
-from node.models import InboxRecord, Item, Loan, OutboxEvent, Patron, PeerState
+from node.models import (
+    AuditLog,
+    InboxRecord,
+    Item,
+    Loan,
+    OutboxEvent,
+    Patron,
+    PeerState,
+)
 from sync import outbox
 from sync.catalogue import build
+from sync.client import REFUSAL_ACTION
 from sync.push import QUEUED, pending_count, push_peer
 
 EVENT_STATES = ("pending", "failed", "delivered", "rejected")
 MAX_LIMIT = 500
 LIST_CAP = 200  # refusals and loans shown at most; newest first
+REFUSAL_WINDOW = 20000  # refusals by peers are looked for among this many newest audit rows
 NOTE_MAX = 500
 
 
@@ -157,6 +167,29 @@ def refused_from_peers(cfg, peer=None, limit=LIST_CAP):
             for r in list(merged)[:limit]]
 
 
+def refused_by_peers(peer=None, limit=LIST_CAP):
+    """Our requests that peers refused (sync/client.py ``record_refusal``), newest first: peer, time, what, cause.
+
+    They live in the audit log (no schema change for them): ``target`` the
+    peer, ``detail`` "what: cause", never a patron.  The audit log has no
+    index on ``action``, so only its REFUSAL_WINDOW newest rows are searched,
+    a range of its primary key, however long it grows.
+    """
+    rows = []
+    for row in refusals_query(AuditLog.select(fn.MAX(AuditLog.id)).scalar() or 0, peer, limit):
+        what, _, cause = row.detail.partition(": ")
+        rows.append({"peer": row.target, "at": row.at, "what": what, "cause": cause or None})
+    return rows
+
+
+def refusals_query(newest, peer=None, limit=LIST_CAP):
+    """The refusals among the REFUSAL_WINDOW audit rows up to id NEWEST (of PEER), newest first."""
+    query = (AuditLog.select(AuditLog.at, AuditLog.target, AuditLog.detail)
+             .where((AuditLog.id > newest - REFUSAL_WINDOW) & (AuditLog.action == REFUSAL_ACTION))
+             .order_by(AuditLog.id.desc()).limit(limit))
+    return query.where(AuditLog.target == peer) if peer else query
+
+
 def attention_loans(peer=None, limit=LIST_CAP):
     """Loans made offline and not yet confirmed, or disputed by the home node; newest first."""
     query = (Loan.select(Loan, Item, Patron).join(Item).switch(Loan).join(Patron, JOIN.LEFT_OUTER)
@@ -188,7 +221,7 @@ def queue_view(cfg, now, peer=None, state=None, limit=50, offset=0, oldest_first
     return {"institution": cfg.institution, "generated_at": now, "peer": peer, "state": state,
             "peers": peer_summaries(cfg, now, peer), "events": events, "limit": limit, "offset": offset,
             "order": "oldest" if oldest_first else "newest", "next_offset": next_offset, "refused_from_peers": refused_from_peers(cfg, peer),
-            "loans": attention_loans(peer)}
+            "refused_by_peers": refused_by_peers(peer), "loans": attention_loans(peer)}
 
 
 def jsonable(value, tz):
@@ -275,6 +308,9 @@ def render_text(view, tz):
     lines += ["", "refused from peers:"]
     lines += [f"  {r['origin']} #{r['sequence']} {r['type']} at {local(r['received_at'])}: {r['reason'] or '-'}"
               for r in view["refused_from_peers"]] or ["  none"]
+    lines += ["", "refused by peers (requests of this node they refused: keys, clocks or settings to fix):"]
+    lines += [f"  {r['peer']} at {local(r['at'])}: {r['what']}: {r['cause'] or '-'}"
+              for r in view["refused_by_peers"]] or ["  none"]
     lines += ["", "loans to watch (made offline, provisional or disputed):"]
     for loan in view["loans"]:
         flags = " ".join(flag for flag in ("made_offline", "provisional", "disputed") if loan[flag])

@@ -18,7 +18,7 @@ from node.db import database
 from node.keys import private_key
 from node.models import PeerNonce, Patron
 from sync import inbox, lookups, wire
-from sync.signing import SignatureError, decode_public_key, sign_response, target_uri, verify_request
+from sync.signing import SignatureError, decode_public_key, request_target, sign_response, target_uri, verify_request
 
 log = logging.getLogger(__name__)
 bp = Blueprint("peer", __name__)
@@ -83,7 +83,7 @@ def signed_by_peer(view, check_nonce=_nonce_is_fresh):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         cfg = get_config()
-        url = target_uri(cfg.node["base_url"], request.full_path)
+        url = target_uri(cfg.node["base_url"], request_target(request.environ))  # as signed: %2F is not /
         try:
             g.peer = verify_request(request.method, url, request.headers, request.get_data(cache=True),
                                     resolve_key=_resolve_key(cfg), check_nonce=check_nonce,

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import http_sf
 from cryptography.exceptions import InvalidSignature
@@ -90,10 +90,48 @@ def _normalize_url(url: str) -> str:
 def target_uri(base_url: str, full_path: str) -> str:
     """Join the node's public base URL and a request path+query into the signed @target-uri.
 
-    ``full_path`` is e.g. Flask's ``request.full_path`` (a trailing ``?`` for an
-    empty query is dropped); exactly one slash joins the two parts.
+    ``full_path`` is the raw request target (``request_target(environ)``; a
+    trailing ``?`` for an empty query is dropped); exactly one slash joins
+    the two parts.
     """
     return _normalize_url(base_url.strip().rstrip("/") + "/" + full_path.lstrip("/"))
+
+
+def request_target(environ: Mapping[str, object]) -> str:
+    """The path and query of a WSGI request as its sender wrote them, for ``target_uri``.
+
+    The signed ``@target-uri`` carries the sender's percent-encoding (a patron
+    id ``a/b`` travels as ``a%2Fb``), but ``PATH_INFO`` is already decoded, so
+    re-encoding it cannot tell ``%2F`` from ``/`` or ``%27`` from ``'``.  The
+    raw request target comes from ``RAW_URI`` (Werkzeug, gunicorn) or
+    ``REQUEST_URI`` (waitress, Werkzeug, uWSGI, mod_wsgi); an absolute-form
+    target keeps only its path and query, and the part ``SCRIPT_NAME`` takes
+    is dropped (the configured base URL holds it).  A server that passes
+    neither gets the decoded path, re-encoded: ids with reserved characters
+    then fail to verify there.
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not isinstance(raw, str) or not raw:
+        query = _wsgi_text(environ.get("QUERY_STRING") or "")
+        return _wsgi_text(environ.get("PATH_INFO") or "/") + ("?" + query if query else "")
+    if "://" in raw.split("?", 1)[0]:  # absolute-form (RFC 9112 section 3.2.2)
+        parts = urlsplit(raw)
+        raw = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    script = _wsgi_text(environ.get("SCRIPT_NAME") or "").rstrip("/")
+    if script:
+        segments = raw.split("/")
+        depth = script.count("/") + 1
+        if unquote("/".join(segments[:depth])) == script:
+            raw = "/" + "/".join(segments[depth:])
+    return _wsgi_text(raw)
+
+
+def _wsgi_text(value: str) -> str:
+    # WSGI passes the request line's bytes as latin-1 text; senders write UTF-8.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def content_digest(body: bytes) -> str:

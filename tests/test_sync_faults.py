@@ -226,7 +226,7 @@ def test_week_long_partition_drains_thousands_in_order(network):
     assert times == sorted(times), "applied in sequence order"
 
 
-def test_clock_skew_within_window_syncs_beyond_it_waits(network):
+def test_clock_skew_within_window_syncs_beyond_it_is_refused_and_waits(network):
     net = network(proxied=True, overrides=FAST)
     net.start("SOUTH")
     net.start("NORTH", env={"CIRCNODE_CLOCK_OFFSET_SECONDS": "200"})  # inside the 300 s window
@@ -235,12 +235,16 @@ def test_clock_skew_within_window_syncs_beyond_it_waits(network):
     drained(net, "NORTH")
     net.stop("NORTH")
     net.start("NORTH", env={"CIRCNODE_CLOCK_OFFSET_SECONDS": "900"})  # beyond it
-    acked.append(checkout(net, "NORTH", "N00002", "SOUTH", "south-5"))
-    assert acked[-1]["provisional"], "SOUTH refused the skewed standing request"
+    r = net.api("NORTH", "POST", "/api/v1/checkouts",
+                {"item_barcode": "N00002", "patron": {"institution": "SOUTH", "id": "south-5"}})
+    # SOUTH answers, and refuses the skewed request: a refusal, not an outage, so nothing is lent.
+    assert (r.status_code, r.json()["error"]["code"]) == (502, "home_refused"), r.text
+    give_back(net, "NORTH", "N00001")  # its loan.returned is refused the same way, and waits
     wait_until(lambda: db_rows(net, "NORTH", "SELECT attempts FROM outbox_event WHERE sequence=2")[0][0] >= 1,
                message="a refused push")
     assert pending(net, "NORTH") == 1
-    assert db_rows(net, "SOUTH", "SELECT COUNT(*) FROM loan")[0][0] == 1
+    assert "refused the batch" in db_rows(net, "NORTH", "SELECT last_error FROM outbox_event WHERE sequence=2")[0][0]
+    assert db_rows(net, "SOUTH", "SELECT status FROM loan") == [("open",)]
     net.stop("NORTH")
     net.start("NORTH")
     drained(net, "NORTH")
