@@ -10,6 +10,7 @@ import logging
 
 from flask import Blueprint, current_app, g, request
 from peewee import IntegrityError
+from werkzeug.routing import PathConverter
 
 from node import errors
 from node.app import get_config
@@ -22,6 +23,16 @@ from sync.signing import SignatureError, decode_public_key, request_target, sign
 
 log = logging.getLogger(__name__)
 bp = Blueprint("peer", __name__)
+
+
+class PatronIdConverter(PathConverter):
+    """Any patron id in a path, slashes included, even leading or doubled ones (sent as %2F)."""
+
+    regex = r".+?"
+    part_isolating = False  # Werkzeug would infer True: the pattern names no "/"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("patron_id", PatronIdConverter))
 MAX_EVENTS_PER_BATCH = 5000
 # A batch of [sync] batch_size events (at most 1,000) may be larger than the
 # 2 MB other requests get: refused, it would be refused on every resend.
@@ -182,7 +193,7 @@ def standing_answer(cfg, home_id, now):
     return {"ok": True, "code": None, "reason": None, "name": patron.name, "email": patron.email}
 
 
-@bp.get("/api/v1/patrons/<path:home_id>/standing")
+@bp.get("/api/v1/patrons/<patron_id:home_id>/standing", merge_slashes=False)
 @functools.partial(signed_by_peer, check_nonce=_nonce_not_seen)
 def standing(home_id):
     """Tell a lender whether our patron may borrow: ok, or a stable refusal code.

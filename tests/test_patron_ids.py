@@ -26,7 +26,7 @@ NODES = [("NORTH", "North University"), ("SOUTH", "South College"), ("EAST", "Ea
 # Printable, no spaces, at most 64 characters: whatever the home institution uses.  (Not yet an id
 # that begins with "/": the standing route cannot match it, docs/protocol.md section 5.)
 ODD_IDS = ["o'brien", "x+y", "a/b", "50%", "a?b#c", "semi;colon&amp=1", "~tilde.dot-", "ünïcode-ß",
-           "%2F", "a%20b", "x" * 64, "a//b", "x/", ".", "..", "a/../b"]
+           "%2F", "a%20b", "x" * 64, "a//b", "x/", ".", "..", "a/../b", "/lead", "//x", "trail/"]
 
 
 def _set_peer_key(config_path, peer, key):
