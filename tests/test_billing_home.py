@@ -15,11 +15,11 @@ NOW = datetime.datetime(2026, 4, 20, 10, 0, tzinfo=UTC)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def fee_event(sequence, fee_id, amount, reason="replacement", patron="n-100", loan_id="loan-s-1", lender="SOUTH",
+def fee_event(sequence, fee_id, amount, reason="replacement", patron="n-100", loan_id="loan-s-1", by="SOUTH",
               refund_of=None):
     return {"event_id": f"ev-{sequence}", "type": "fee.assessed", "version": 1, "origin": "SOUTH",
             "destination": "NORTH", "sequence": sequence, "occurred_at": "2026-04-15T10:00:00+00:00",
-            "data": {"fee_id": fee_id, "loan_id": loan_id, "lender": lender,
+            "data": {"fee_id": fee_id, "loan_id": loan_id, "lender": by,
                      "patron": {"institution": "NORTH", "id": patron},
                      "item": {"barcode": "S0001", "title": "Southern atlas"}, "amount": amount, "currency": "CHF",
                      "reason": reason, "refund_of": refund_of, "assessed_at": "2026-04-15T10:00:00+00:00",
@@ -79,7 +79,7 @@ def test_lenders_fee_is_posted_once_and_blocks_at_the_threshold(home):
     result = standing(home)
     assert (result.ok, result.code) == (False, "patron_blocked") and "55.00 CHF" in result.reason
     assert post(home, fee_event(3, "fee-x", "5.00", patron="nobody")) == ["rejected"]
-    assert post(home, fee_event(4, "fee-y", "5.00", lender="EAST")) == ["rejected"]  # only the lender bills
+    assert post(home, fee_event(4, "fee-y", "5.00", by="EAST")) == ["rejected"]  # only the lender bills
     assert Fee.select().count() == 2
 
 

@@ -68,7 +68,7 @@ def test_failed_push_shows_attempts_error_and_next_attempt(client, admin_token, 
     assert event["error"] and event["reason"] is None
     assert queue(client, admin_token, state="pending")["events"] == []
     # The offline loan is listed for the admin, marked as made offline.
-    assert [(l["id"], l["provisional"], l["made_offline"]) for l in after["loans"]] == [(south_loan.id, True, True)]
+    assert [(loan["id"], loan["provisional"], loan["made_offline"]) for loan in after["loans"]] == [(south_loan.id, True, True)]
 
 
 def test_retry_clears_the_backoff_before_pushing(client, admin_token, south_loan):
@@ -306,7 +306,7 @@ def test_queue_shows_failure_then_delivery_between_real_nodes(network):
     assert states == {known: ("delivered", None), unknown: ("rejected", "patron_unknown")}
     assert view["peers"][0]["queued"] == 0 and view["peers"][0]["last_success_at"]
     # The accepted loan is no longer provisional; the refused one waits for the admin as disputed.
-    assert [(l["id"], l["provisional"], l["disputed"]) for l in view["loans"]] == [(unknown, False, True)]
+    assert [(loan["id"], loan["provisional"], loan["disputed"]) for loan in view["loans"]] == [(unknown, False, True)]
     refused = net.api("SOUTH", "GET", "/api/v1/sync/queue").json()["refused_from_peers"]
     assert [(r["origin"], r["reason"]) for r in refused] == [("NORTH", "patron_unknown")]
 

@@ -11,7 +11,7 @@ def test_loan_at_lender_shows_on_home_record_after_sync(network):
     sync = net.cli("NORTH", "sync")
     assert sync.returncode == 0, sync.stderr
     home = net.api("SOUTH", "GET", "/api/v1/loans?patron_institution=SOUTH&patron_id=south-1").json()["loans"]
-    assert [(l["id"], l["lender"], l["status"]) for l in home] == [(loan_id, "NORTH", "open")]
+    assert [(loan["id"], loan["lender"], loan["status"]) for loan in home] == [(loan_id, "NORTH", "open")]
 
 
 import json  # noqa: E402
@@ -62,7 +62,7 @@ def test_offline_loan_for_unknown_patron_becomes_disputed(network):
     net.proxy["SOUTH"].mode = "pass"
     drained(net, "NORTH")
     after = loans_of(net, "NORTH", lender="NORTH")
-    assert {(l["disputed"], l["dispute_reason"], l["provisional"]) for l in after.values()} == {
+    assert {(loan["disputed"], loan["dispute_reason"], loan["provisional"]) for loan in after.values()} == {
         (True, "patron_unknown", False)}
     assert db_rows(net, "SOUTH", "SELECT COUNT(*) FROM loan")[0][0] == 0
     states = db_rows(net, "NORTH", "SELECT DISTINCT state, last_error FROM outbox_event")
