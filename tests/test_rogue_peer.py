@@ -132,6 +132,7 @@ def world(tmp_path_factory):
         w.lend("NS", "NORTH", "N00020", "SOUTH", "south-1")  # NORTH's open loan of a SOUTH patron
         w.lend("N23", "NORTH", "N00023", "SOUTH", "south-3")  # to be returned at SOUTH: in transit to NORTH
         w.lend("NN", "NORTH", "N00005", "NORTH", "north-6")  # NORTH's local loan
+        w.lend("NE", "NORTH", "N00024", "EAST", "east-3")  # NORTH's loan of an EAST patron: EAST may return it
         w.lend("SS", "SOUTH", "S00005", "SOUTH", "south-6")  # SOUTH's local loan
         w.lend("ES", "EAST", "E00003", "SOUTH", "south-5")  # EAST's genuine loans, no fees
         w.lend("EN", "EAST", "E00004", "NORTH", "north-5")
@@ -240,6 +241,8 @@ RETURNS = [
            lambda w, r: returned(w, "SS", "SOUTH"), "not_authoritative"),
     *cases(NORTH, "return of NORTH's own local loan", "loan.returned",
            lambda w, r: returned(w, "NN", "NORTH"), "not_authoritative"),
+    *cases(NORTH, "return of NORTH's loan of an EAST patron, claiming EAST lent it", "loan.returned",
+           lambda w, r: returned(w, "NE", "EAST"), "not_authoritative"),
     *cases(BOTH, "return of a loan nobody made", "loan.returned",
            lambda w, r: returned(w, new_id(), "EAST"), "loan_unknown"),
     *cases(SOUTH, "return of EAST's loan at a time that is no time", "loan.returned",
@@ -418,7 +421,8 @@ def test_honest_events_of_every_type_are_applied(world):
                 ("item.received", received(w, "ER", "EAST", "E00005")),
                 ("fee.waived", settled(w, w.fee("SOUTH", "SE_lost", "fine"), "waiver", amount="10.00",
                                        status="waived"))]
-    to_north = [("fee.paid", settled(w, w.fee("NORTH", "NE_lost", "fine"), amount="4.00", paid="4.00"))]
+    to_north = [("fee.paid", settled(w, w.fee("NORTH", "NE_lost", "fine"), amount="4.00", paid="4.00")),
+                ("loan.returned", returned(w, "NE", "NORTH"))]  # returned at EAST, its patron's home
     for receiver, typed in (("SOUTH", to_south), ("NORTH", to_north)):
         start = east.received_through(receiver)
         response = east.post(receiver, east.number(receiver, typed))
@@ -432,6 +436,9 @@ def test_honest_events_of_every_type_are_applied(world):
         ("available",)]
     assert db_rows(w.net, "SOUTH", "SELECT reason, amount FROM fee WHERE loan_id = ? ORDER BY reason",
                    (loan,)) == [("fine", 500), ("refund", -500)]
+    assert db_rows(w.net, "NORTH", "SELECT loan.status, returned_at_institution, item.status FROM loan "
+                                   "JOIN item ON item.id = loan.item_id WHERE loan.id = ?", (w.loan["NE"],)) == [
+        ("closed", "EAST", "in_transit")]
     assert db_rows(w.net, "NORTH", "SELECT status, paid FROM fee WHERE id = ?",
                    (w.fee("NORTH", "NE_lost", "fine").id,)) == [("open", 400)]
     assert db_rows(w.net, "SOUTH", "SELECT status, paid FROM fee WHERE id = ?",
