@@ -173,18 +173,14 @@ def _validator(fields):
             raise ValueError("object")
         out = {}
         for name, check, required, default in checks:
-            value = data.get(name, _MISSING)
-            if value is _MISSING:
-                if required:
-                    raise ValueError(f"{name} missing")
+            try:
+                out[name] = check(data[name])
+            except KeyError:
+                if required or name in data:  # a KeyError raised by the check itself
+                    raise ValueError(f"{name} missing") from None
                 out[name] = default
-            else:
-                out[name] = check(value)
         return out
     return validate
-
-
-_MISSING = object()
 
 
 @dataclass
