@@ -2,12 +2,11 @@
 
 An export takes every fee posted on our patrons' accounts that no batch holds
 yet, records a numbered batch, and writes a CSV whose columns are
-documented in docs/billing.md ("Bursar file").  The file is written inside
+documented in docs/billing.md ("Bursar file"), each cell made safe to open in
+a spreadsheet (node/spreadsheet.py).  The file is written inside
 the batch's transaction: if it cannot be written, no fee is marked exported.
 A past batch can be printed again, byte for byte the same.
 """
-import csv
-import io
 import os
 import tempfile
 
@@ -16,6 +15,7 @@ from peewee import JOIN
 from node import errors
 from node.db import database
 from node.models import BursarBatch, Fee, Patron
+from node.spreadsheet import csv_text
 
 # (column, meaning): the contract with the student-account system.
 COLUMNS = [
@@ -57,13 +57,8 @@ def _rows(cfg, batch_id):
 
 
 def render_csv(cfg, batch_id):
-    """The CSV text of batch BATCH_ID (UTF-8, comma separated, CRLF line ends, header row)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[name for name, _ in COLUMNS])
-    writer.writeheader()
-    for row in _rows(cfg, batch_id):
-        writer.writerow(row)
-    return out.getvalue()
+    """The CSV text of batch BATCH_ID (UTF-8, comma separated, CRLF line ends, header row, formulas defused)."""
+    return csv_text([name for name, _ in COLUMNS], _rows(cfg, batch_id))
 
 
 def _totals(fees):
