@@ -15,6 +15,7 @@ from node.auth import check_login, current_staff, desk_role, end_session, start_
 from node.clock import utcnow
 from node.models import Loan, Patron
 from node.patron_pass import standing_for_visit
+from node.redirects import local_path
 from node.standing import standing_for
 
 bp = Blueprint("desk", __name__)
@@ -59,10 +60,8 @@ def _field(name):
 
 
 def _safe_target(target):
-    """TARGET when it is a path on this site, else the checkout page (no open redirect)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("desk.checkout")
-    return target
+    """TARGET when it is a path on this node, else the checkout page (no open redirect)."""
+    return local_path(target) or url_for("desk.checkout")
 
 
 @bp.route("/login", methods=["GET", "POST"])
