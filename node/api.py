@@ -1,5 +1,6 @@
 """JSON API v1 for desks and scripts (docs/api.md).  Thin: parse, call the domain, answer."""
 import json
+from decimal import Decimal
 
 from flask import Blueprint, jsonify, request
 
@@ -13,15 +14,65 @@ bp = Blueprint("api", __name__)
 
 
 
+# Limits of a request body's JSON (docs/api.md): no field of the API nests deeper than a few levels, and
+# no number it takes is beyond I-JSON's exact integers (RFC 7493: +-2**53).
+MAX_DEPTH = 32
+MAX_NUMBER = 2 ** 53
+
+
+class _OutOfRange(Exception):
+    """Raised from inside the parser: a number beyond MAX_NUMBER (not a ValueError, so it is told apart)."""
+
+
+def _int(text):
+    if len(text) > 17 or abs(int(text)) > MAX_NUMBER:  # length first: int() of 4301 digits is a ValueError
+        raise _OutOfRange(text[:20])
+    return int(text)
+
+
+def _decimal(text):
+    if len(text) > 40:  # "1e999999" is short, but "0.000...1" with a million zeros is not
+        raise _OutOfRange(text[:20])
+    value = Decimal(text)
+    if abs(value) > MAX_NUMBER:
+        raise _OutOfRange(text[:20])
+    return value
+
+
+def _constant(name):
+    raise ValueError(f"{name} is not JSON")  # Python's parser takes NaN and Infinity unless told not to
+
+
+def _depth(value):
+    """How deeply VALUE nests lists and dicts (a scalar is 0), without recursion."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        level.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def json_body():
-    """The request's JSON object, or a 400 that names what is wrong."""
+    """The request's JSON object, numbers as int or Decimal (never float), or a 400 that names what is wrong."""
     if not request.is_json:
         raise errors.BadRequest("Send a JSON object with Content-Type: application/json.")
     raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH this raises the 413
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
+        body = json.loads(raw, parse_float=_decimal, parse_int=_int, parse_constant=_constant)
+    except RecursionError:  # "[[[[..." nested deeper than the parser goes
+        raise errors.BodyTooDeep(f"The body nests deeper than {MAX_DEPTH} levels.", limit=MAX_DEPTH) from None
+    except _OutOfRange:
+        raise errors.NumberOutOfRange(f"A number in the body is beyond +-{MAX_NUMBER}.", limit=MAX_NUMBER) from None
+    except ValueError:  # UnicodeDecodeError included: JSON is UTF-8
         raise errors.BadRequest("The body is not valid JSON.") from None
+    if _depth(body) > MAX_DEPTH:
+        raise errors.BodyTooDeep(f"The body nests deeper than {MAX_DEPTH} levels.", limit=MAX_DEPTH)
     if not isinstance(body, dict):
         raise errors.BadRequest("The body is not a JSON object.")
     return body
@@ -86,11 +137,15 @@ def checkout():
 def _pass_patron(cfg, body, now):
     """(institution, home id, standing) from a network pass, verified offline (docs/identity.md)."""
     from node import patron_pass
-    npass = patron_pass.verify(cfg, text_field(body, "pass", max_length=patron_pass.MAX_TEXT), now)
+    text_field(body, "pass", max_length=patron_pass.MAX_TEXT)
+    npass = patron_pass.verify(cfg, body["pass"], now)  # as sent: a pass has one spelling, spaces included
     patron = body.get("patron")
-    if isinstance(patron, dict) and ((patron.get("institution") or "").upper(), patron.get("id")) != (
-            npass.institution, npass.home_id):
-        raise errors.InvalidField("'patron' does not match the network pass.", field="patron")
+    if patron is not None:
+        if not isinstance(patron, dict):
+            raise errors.InvalidField("'patron' must be an object {institution, id}.", field="patron")
+        claimed = (text_field(patron, "institution", max_length=32).upper(), text_field(patron, "id"))
+        if claimed != (npass.institution, npass.home_id):
+            raise errors.InvalidField("'patron' does not match the network pass.", field="patron")
     return npass.institution, npass.home_id, patron_pass.standing_from_pass(cfg, npass, now)
 
 

@@ -11,11 +11,11 @@ lender as ``fee.paid`` / ``fee.waived``.  Money is ``Decimal``, never float.
 """
 import datetime
 import logging
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from peewee import JOIN, Case, fn
 
-from node import errors
+from node import errors, money
 from node.calendar import calendar_of, local_day
 from node.db import database
 from node.models import CENT, AuditLog, Fee, FeePayment, Item, Loan, Patron, cents_to_money, new_uuid
@@ -24,7 +24,6 @@ from sync.catalogue import build
 
 log = logging.getLogger(__name__)
 ZERO = Decimal("0.00")
-MAX_AMOUNT = Decimal("1000000.00")
 REFUNDED = {"none": (), "replacement": ("replacement",), "all": ("replacement", "processing")}
 
 
@@ -32,18 +31,14 @@ def currency(cfg):
     return cfg.sections["billing"]["currency"]
 
 
-def parse_amount(raw, field="amount"):
-    """A positive amount of at most 2 decimals from JSON, a form or the CLI, as Decimal."""
-    if isinstance(raw, (bool, float)) or raw is None:
-        # JSON numbers reach here as Decimal (parsed with parse_float=Decimal); a float means a caller bug.
-        raise errors.InvalidField(f"'{field}' must be an amount such as \"12.50\".", field=field)
+def parse_amount(raw, field="amount", currency=None):
+    """A positive amount in CURRENCY's minor units (hundredths when not given), at most money.CEILING, as Decimal."""
+    # JSON numbers reach here as Decimal (parsed with parse_float=Decimal); a float means a caller bug.
     try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise errors.InvalidField(f"'{field}' must be an amount such as \"12.50\".", field=field) from None
-    if not value.is_finite() or value <= 0 or value != value.quantize(CENT) or value > MAX_AMOUNT:
-        raise errors.InvalidField(f"'{field}' must be a positive amount with at most 2 decimals.", field=field)
-    return value.quantize(CENT)
+        return money.parse(raw, currency, minimum=ZERO, allow_minimum=False)
+    except money.AmountError as exc:
+        raise errors.InvalidField(f"'{field}' must be a positive amount such as \"12.50\" ({exc}).",
+                                  field=field) from None
 
 
 def _audit(action, target, detail, now, staff="system"):
@@ -225,6 +220,7 @@ def record_payment(cfg, fee_id, amount, now, staff=None, note=""):
         raise errors.InvalidField("'note' is at most 500 printable characters.", field="note")
     with database.atomic():
         fee = _home_fee(cfg, fee_id)
+        parse_amount(amount, currency=fee.currency)  # no cents of a currency that has none
         open_amount = abs(fee.amount - fee.paid)
         if amount > open_amount:
             raise errors.AmountTooLarge(f"Only {open_amount} {fee.currency} is open on this fee.",

@@ -2,15 +2,12 @@
 
 Thin: parse, call node.billing / node.bursar, answer.  Amounts are strings
 ("12.50") in answers; in requests a string or a JSON number is accepted and
-read as Decimal, never as float.
+read as Decimal, never as float (node.api.json_body).
 """
-import json
-from decimal import Decimal
-
 from flask import Blueprint, Response, jsonify, request
 
 from node import billing, bursar, errors
-from node.api import int_arg
+from node.api import int_arg, json_body
 from node.app import get_config
 from node.auth import api_role, current_staff_name
 from node.clock import utcnow
@@ -28,20 +25,6 @@ def init_app(app):
     app.register_blueprint(billing_ui.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(privacy.bp)
-
-
-def _body():
-    """The request's JSON object with numbers read as Decimal."""
-    if not request.is_json:
-        raise errors.BadRequest("Send a JSON object with Content-Type: application/json.")
-    try:
-        body = json.loads(request.get_data(cache=True) or b"null", parse_float=Decimal)
-    except ValueError:
-        raise errors.BadRequest("The body is not JSON.") from None
-    if not isinstance(body, dict):
-        raise errors.BadRequest("The body is not a JSON object.")
-    return body
-
 
 
 def account_summary(cfg, patron):
@@ -98,7 +81,7 @@ def fee(fee_id):
 def pay(fee_id):
     """Record a payment {"amount": A[, "note": N]} on an open fee of one of our patrons."""
     cfg = get_config()
-    body = _body()
+    body = json_body()
     note = body.get("note") or ""
     if not isinstance(note, str) or len(note) > 200:
         raise errors.InvalidField("'note' is a string of at most 200 characters.", field="note")
@@ -111,7 +94,7 @@ def pay(fee_id):
 def waive(fee_id):
     """Waive what is open on a fee of one of our patrons: {"reason": R}."""
     cfg = get_config()
-    waived = billing.record_waiver(cfg, fee_id, _body().get("reason"), utcnow(), staff=current_staff_name())
+    waived = billing.record_waiver(cfg, fee_id, json_body().get("reason"), utcnow(), staff=current_staff_name())
     return jsonify(waived.to_dict(cfg.tz))
 
 

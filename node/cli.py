@@ -1,5 +1,6 @@
 """The ``circnode`` command: thin wrappers over the same domain functions as the web."""
 import datetime
+import functools
 import logging
 import os
 import sys
@@ -157,7 +158,9 @@ def _run_import(ctx, kind, path, skip_bad):
 
     from node import imports
     cfg = ctx.open()
-    importer = imports.import_items if kind == "items" else imports.import_patrons
+    importer = imports.import_patrons
+    if kind == "items":
+        importer = functools.partial(imports.import_items, currency=cfg.sections["billing"]["currency"])
     bar = tqdm(unit=" rows", desc=f"importing {kind}", disable=None, file=sys.stderr)
     try:
         report = importer(path, cfg.institution, utcnow(), skip_bad=skip_bad, progress=bar.update)

@@ -75,18 +75,11 @@ def _int_at_least(minimum, maximum=None):
 
 
 def _money(value):
-    from decimal import Decimal, InvalidOperation
-    try:
-        amount = Decimal(value.strip())
-    except InvalidOperation:
-        raise ValueError("expected an amount such as 12.50")
-    try:
-        exact = amount.is_finite() and amount == amount.quantize(Decimal("0.01"))
-    except InvalidOperation:  # too large to hold in hundredths ("1E+30")
-        exact = False
-    if not exact or amount < 0 or amount > 10 ** 12:
-        raise ValueError("expected a non-negative amount with at most 2 decimals")
-    return amount
+    from node.money import AmountError, parse
+    try:  # finite, non-negative, in hundredths and at most money.CEILING
+        return parse(value)
+    except AmountError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _bool(value):

@@ -29,6 +29,11 @@ def _refusal(name, status, code, doc):
 
 BadRequest = _refusal("BadRequest", 400, "bad_request", "The request is malformed.")
 InvalidField = _refusal("InvalidField", 400, "invalid_field", "A field is missing or of the wrong form.")
+# Subclasses of BadRequest: a body the JSON parser must not be asked to hold (docs/api.md, "Errors").
+BodyTooDeep = type("BodyTooDeep", (BadRequest,), {"code": "body_too_deep",
+                                                  "__doc__": "The JSON body nests arrays or objects too deeply."})
+NumberOutOfRange = type("NumberOutOfRange", (BadRequest,), {
+    "code": "number_out_of_range", "__doc__": "A JSON number in the body is beyond what any field takes."})
 Unauthorized = _refusal("Unauthorized", 401, "unauthorized", "No valid credentials.")
 BadSignature = _refusal("BadSignature", 401, "bad_signature", "A peer request's signature was refused.")
 Forbidden = _refusal("Forbidden", 403, "forbidden", "Credentials valid but the role may not do this.")

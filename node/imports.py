@@ -6,8 +6,9 @@ when any row is bad unless the caller asks to skip bad rows.
 import csv
 import datetime
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+import functools
 
+from node import money
 from node.db import database
 from node.models import Item, Patron
 
@@ -52,7 +53,7 @@ def _read(path, required, optional=()):
             raise ImportFileError(f"{path}: line {reader.line_num}: {exc}") from None
 
 
-def _item_row(row):
+def _item_row(row, currency=None):
     if None in row:
         raise ValueError("more columns than the header")
     barcode = (row.get("barcode") or "").strip()
@@ -67,11 +68,9 @@ def _item_row(row):
     cost = None
     if cost_text:
         try:
-            cost = Decimal(cost_text)
-        except InvalidOperation:
-            raise ValueError(f"replacement_cost {cost_text!r} is not an amount") from None
-        if cost < 0 or cost != cost.quantize(Decimal("0.01")):
-            raise ValueError("replacement_cost must be non-negative with at most 2 decimals")
+            cost = money.parse(cost_text, currency)
+        except money.AmountError as exc:
+            raise ValueError(f"replacement_cost {cost_text[:40]!r}: {exc}") from None
     return {"barcode": barcode, "title": title, "call_number": (row.get("call_number") or "").strip(),
             "item_type": (row.get("item_type") or "").strip(), "replacement_cost": cost}
 
@@ -115,9 +114,9 @@ def _check(rows, parse, key):
     return good, bad
 
 
-def import_items(path, owner, now, skip_bad=False, progress=None):
-    """Add or update this library's items from a CSV file (status is never changed)."""
-    good, bad = _check(_read(path, ITEM_COLUMNS), _item_row, "barcode")
+def import_items(path, owner, now, skip_bad=False, progress=None, currency=None):
+    """Add or update this library's items from a CSV file (status is never changed); costs in CURRENCY."""
+    good, bad = _check(_read(path, ITEM_COLUMNS), functools.partial(_item_row, currency=currency), "barcode")
     report = ImportReport(rows=len(good) + len(bad), bad=bad)
     if bad and not skip_bad:
         return report

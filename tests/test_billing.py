@@ -88,7 +88,9 @@ def test_config_reads_billing_terms_as_decimal_and_refuses_bad_values(lender, tm
                 "[billing]\ncurrency = euro\n", "[calendar]\nclosed_weekdays = mon tue wed thu fri sat sun\n",
                 "[calendar]\nclosed_dates = 2026-04-06..2026-04-03\n", "[smtp]\nport = none\n",
                 "[jobs]\ndaily_at = 25:00\n", "[billing]\nmax_fee_amount = 0\n",
-                "[billing]\nmax_fee_amount = 1E+30\n", "[billing]\nmax_fee_amount = NaN\n"):
+                "[billing]\nmax_fee_amount = 1E+30\n", "[billing]\nmax_fee_amount = NaN\n",
+                "[billing]\nmax_fee_amount = 1e999999\n", "[billing]\nblock_threshold = 1000000000.01\n",
+                "[policy]\nprocessing_fee = -1E+30\n"):
         path = write_config(str(tmp_path / "bad"), extra=bad)
         with pytest.raises(config.ConfigError):
             config.load(path)

@@ -114,13 +114,40 @@ def test_fees_api_lists_the_account_with_balance_and_block(api):
 
 @pytest.mark.parametrize("amount, code", [("abc", "invalid_field"), (-1, "invalid_field"), ("0", "invalid_field"),
                                           ("1.234", "invalid_field"), (True, "invalid_field"),
-                                          (None, "invalid_field"), ("45.01", "amount_too_large")])
+                                          (None, "invalid_field"), ("45.01", "amount_too_large"),
+                                          # issue 12: each was a 500 (quantize raised InvalidOperation)
+                                          ("1E+30", "invalid_field"), ("1e999999", "invalid_field"),
+                                          ("-1E+30", "invalid_field"), ("1e-999999", "invalid_field"),
+                                          ("NaN", "invalid_field"), ("Infinity", "invalid_field"),
+                                          ("1000000000.01", "invalid_field"), ({"a": 1}, "invalid_field"),
+                                          (["1"], "invalid_field")])
 def test_bad_payments_are_refused_and_change_nothing(api, amount, code):
     from node.models import Fee, FeePayment, OutboxEvent
     r = api("POST", "/api/v1/fees/fee-r/pay", json={"amount": amount})
     assert r.get_json()["error"]["code"] == code, r.get_json()
     assert FeePayment.select().count() == 0 and Fee.get_by_id("fee-r").paid == 0
     assert OutboxEvent.select().count() == 0
+
+
+@pytest.mark.parametrize("body, code", [
+    ('{"amount": 1E+30}', "number_out_of_range"), ('{"amount": 1e999999}', "number_out_of_range"),
+    ('{"amount": ' + "1" * 5000 + "}", "number_out_of_range"), ('{"amount": NaN}', "bad_request"),
+    ('{"amount": ' * 100000, "body_too_deep"), ("[" * 100000 + "]" * 100000, "body_too_deep"),
+    ('{"amount": ' * 40 + '"1.00"' + "}" * 40, "body_too_deep"), ('"45.00"', "bad_request")])
+def test_malformed_payment_bodies_are_a_400_with_a_stable_code(api, body, code):
+    from node.models import Fee, FeePayment
+    r = api("POST", "/api/v1/fees/fee-r/pay", data=body, content_type="application/json")
+    assert (r.status_code, r.get_json()["error"]["code"]) == (400, code)
+    assert FeePayment.select().count() == 0 and Fee.get_by_id("fee-r").paid == 0
+
+
+def test_a_payment_in_a_currency_without_minor_units_is_whole(api, home):
+    from node.models import Fee, FeePayment
+    Fee.update(currency="JPY").where(Fee.id == "fee-r").execute()
+    r = api("POST", "/api/v1/fees/fee-r/pay", json={"amount": "10.50"})
+    assert (r.status_code, r.get_json()["error"]["code"]) == (400, "invalid_field")
+    assert FeePayment.select().count() == 0
+    assert api("POST", "/api/v1/fees/fee-r/pay", json={"amount": "10.00"}).status_code == 200
 
 
 def test_payments_and_waivers_settle_at_home_and_go_back_to_the_lender(api, home):

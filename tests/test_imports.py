@@ -87,6 +87,17 @@ def test_items_import_skip_bad_imports_the_good_rows(ini, tmp_path):
     assert rows("SELECT barcode FROM item ORDER BY barcode", ini) == [("G1",), ("G6",)]
 
 
+@pytest.mark.parametrize("cost", ["1E+30", "1e999999", "-1E+30", "NaN", "Infinity", "1000000000.01", "1e-999999"])
+def test_items_import_refuses_an_absurd_replacement_cost_without_a_traceback(ini, tmp_path, cost):
+    path = write(tmp_path, "costs.csv", ITEM_HEADER + f"B1,Atlas,,book,{cost}\n")
+    result = circnode("--config", ini, "items", "import", path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in result.stderr.splitlines() if ": line " in line] == [
+        line for line in result.stderr.splitlines() if "replacement_cost" in line]
+    assert "nothing imported" in result.stderr.splitlines()[-1]
+    assert rows("SELECT COUNT(*) FROM item", ini) == [(0,)]
+
+
 @pytest.mark.parametrize("content, encoding, fragments", [
     ("code,title\nB1,x\n", "utf-8", ["line 1", "header must be barcode,title", "missing barcode"]),
     (ITEM_HEADER.replace("title", "titel") + "B1,x,,,\n", "utf-8", ["missing title", "unknown titel"]),
