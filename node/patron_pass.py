@@ -19,6 +19,7 @@ import base64
 import datetime
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -32,6 +33,7 @@ PREFIX = "CNP1"
 MAX_TEXT = 2000
 FUTURE_SKEW = datetime.timedelta(minutes=5)
 UTC = datetime.timezone.utc
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @dataclass
@@ -49,7 +51,19 @@ def _b64(data):
 
 
 def _unb64(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of TEXT, which must be the one canonical unpadded base64url spelling of them.
+
+    Python's decoder forgives: it drops characters outside the alphabet
+    ("!!!!", "~~~~", spaces) and ignores the unused low bits of the last
+    character.  A pass must have one text only (docs/identity.md), so
+    anything that does not encode back to itself is a ValueError.
+    """
+    if not _BASE64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical base64url of its bytes")
+    return data
 
 
 def key_id(public_key):
@@ -113,8 +127,12 @@ def _payload(text):
 
 
 def verify(cfg, text, now):
-    """The NetworkPass in TEXT, checked offline; refuse invalid, foreign, expired or revoked passes."""
-    text = (text or "").strip()
+    """The NetworkPass in TEXT, checked offline; refuse invalid, foreign, expired or revoked passes.
+
+    TEXT is taken as given: a pass with spaces or a newline around it is another spelling, not the pass.
+    """
+    if not isinstance(text, str):
+        raise errors.PassInvalid("This is not a circnode network pass.")
     payload, signed, signature = _payload(text)
     public_key = _issuer_key(cfg, payload["iss"])
     if payload["kid"] != key_id(public_key):

@@ -182,7 +182,7 @@ def desk_pass():
     cfg = get_config()
     now = utcnow()
     try:
-        npass = verify(cfg, request.form.get("pass", "")[:2000], now)
+        npass = verify(cfg, request.form.get("pass", ""), now)  # verify bounds the length
     except errors.CircnodeError as exc:
         flash(f"Network pass refused: {exc.message} [{exc.code}]", "error")
         return redirect(url_for("desk.checkout"))

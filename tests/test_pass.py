@@ -195,3 +195,62 @@ def test_pass_issue_command_prints_a_pass_the_lender_verifies(tmp_path, keys):
         assert npass.expires_at - datetime.datetime.now(UTC) < datetime.timedelta(days=3)  # capped at expiry
     finally:
         database.close()
+
+
+def test_pass_with_a_patron_object_of_the_wrong_types_is_a_400_not_a_crash(north, keys, headers):
+    from node.models import Loan
+    cfg, client = north
+    for patron in ({"institution": 5}, {"institution": "SOUTH", "id": 7}, {"institution": ["SOUTH"]}, "SOUTH"):
+        answer = checkout(client, headers, "N0001", south_pass(keys), patron=patron)
+        assert answer.status_code == 400 and code_of(answer) == "invalid_field", patron
+    assert Loan.select().count() == 0
+
+
+def _respelled(npass):
+    """Other spellings of NPASS that a forgiving base64 decoder reads as the same bytes."""
+    import base64
+    prefix, body, signature = npass.split(".")
+    last = signature[-1]
+    # The last character of an unpadded 86-character signature carries 2 unused low bits: flip one.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other_bits = alphabet[alphabet.index(last) ^ 1]
+    assert base64.urlsafe_b64decode(signature[:-1] + other_bits + "==") == \
+        base64.urlsafe_b64decode(signature + "==")  # the decoder alone does not tell them apart
+    return {
+        "!!!! appended": npass + "!!!!",
+        "~~~~ inside the signature": f"{prefix}.{body}.{signature[:10]}~~~~{signature[10:]}",
+        "a changed padding bit": f"{prefix}.{body}.{signature[:-1]}{other_bits}",
+        "padding added": f"{prefix}.{body}.{signature}==",
+        "padded payload": f"{prefix}.{body}{'=' * (-len(body) % 4) or '===='}.{signature}",
+        "standard alphabet": f"{prefix}.{body}.{signature.replace('-', '+').replace('_', '/')}"
+        if "-" in signature or "_" in signature else f"{prefix}.{body}.{signature}+",
+        "space inside": f"{prefix}.{body[:5]} {body[5:]}.{signature}",
+        "newline after": npass + "\n",
+        "space before": " " + npass,
+    }
+
+
+def test_a_pass_has_one_spelling_every_other_is_pass_invalid(north, keys, headers):
+    from node.models import Loan
+    cfg, client = north
+    npass = south_pass(keys)
+    for case, text in _respelled(npass).items():
+        answer = checkout(client, headers, "N0001", text)
+        assert (answer.status_code, code_of(answer)) == (401, "pass_invalid"), case
+    assert Loan.select().count() == 0
+    assert checkout(client, headers, "N0001", npass).status_code == 201  # the genuine pass still lends
+
+
+def test_the_desk_refuses_a_respelled_pass_and_takes_the_genuine_one(north, keys):
+    from node.auth import add_staff
+    from tests.test_desk import banners, post_form, sign_in
+    cfg, client = north
+    add_staff("desk1", "desk", "desk-password-1", datetime.datetime.now(UTC))
+    assert sign_in(client).status_code == 302
+    npass = south_pass(keys)
+    for case, text in _respelled(npass).items():
+        answer = post_form(client, "/patron/pass", {"pass": text}, from_page="/checkout")
+        assert answer.headers["Location"].endswith("/checkout"), case
+        assert any("[pass_invalid]" in text for kind, text in banners(client.get("/checkout"))), case
+    answer = post_form(client, "/patron/pass", {"pass": npass}, from_page="/checkout")
+    assert answer.headers["Location"].endswith("/checkout/scan")
