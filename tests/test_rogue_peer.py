@@ -6,9 +6,10 @@ peer's item at the patron's home.  Then EAST turns rogue: signed with EAST's
 real private key and numbered as EAST's next events, it sends SOUTH (a home
 node) and NORTH (a lender) forged facts about loans, items and fees that are
 not EAST's, one per batch, each followed by an honest EAST event.  Every
-forgery must be ``rejected`` with its stable reason, change nothing at the
-receiver (loans, items, fees, payments, patrons, outbox, each own patron's
-standing), and not hold up the honest event behind it.
+forgery must be ``rejected`` with its stable reason (shown to the receiver's
+admins under "refused from peers"), change nothing at the receiver (loans,
+items, fees, payments, patrons, outbox, each own patron's standing), and not
+hold up the honest event behind it.
 """
 import datetime
 from collections.abc import Callable
@@ -477,5 +478,8 @@ def test_forged_event_is_rejected_changes_nothing_and_does_not_hold_up_the_next(
         problems.append(f"acked_through {answer['acked_through']}, expected {start + 2} (the queue stalled)")
     elif not db_rows(w.net, receiver, "SELECT 1 FROM loan WHERE id = ?", (honest["loan_id"],)):
         problems.append("the honest loan is not on the receiver's record")
+    refused = w.net.api(receiver, "GET", "/api/v1/sync/queue?peer=EAST").json().get("refused_from_peers", [])
+    if not any((r["sequence"], r["reason"]) == (start + 1, case.reason) for r in refused):
+        problems.append(f"the admin queue's refused from peers does not show it: {refused[:2]}")
     if problems:
         pytest.fail(f"{case.name}:\n  " + "\n  ".join(problems) + f"\n  forged data: {forged}", pytrace=False)
