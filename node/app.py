@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from node import config as config_module
 from node import errors
 from node.db import connection, open_database
+from node.logs import route
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -121,7 +122,7 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def _crash(exc):
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception("unexpected error on %s %s", request.method, route(request))  # a path may hold a patron id
         refusal = errors.CircnodeError("Something went wrong on this node; it was logged.")
         refusal.status, refusal.code = 500, "internal_error"
         if wants_json():

@@ -52,8 +52,8 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def main(ctx, config_path, verbose):
     """circnode: lend to visiting patrons and put every loan on their home record."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from node.logs import configure
+    configure(verbose)
     ctx.obj = Context(config_path)
 
 
@@ -93,6 +93,18 @@ def keys_show(ctx):
         fail(f"{key_path(cfg)}: not an unencrypted Ed25519 private key in PEM form")
     click.echo(f"# {cfg.institution} node key; peers put it in [peer:{cfg.institution}] public_key")
     click.echo(text)
+
+
+@main.command("log-hash")
+@click.argument("patron_id")
+@pass_ctx
+def log_hash(ctx, patron_id):
+    """Print the hash that stands for PATRON_ID in this node's log (README, Logs)."""
+    from node.logs import patron_hash
+    try:
+        click.echo(patron_hash(ctx.cfg, patron_id))
+    except FileNotFoundError as exc:
+        fail(str(exc))
 
 
 @main.command()

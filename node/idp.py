@@ -206,7 +206,7 @@ def create_app(settings):
                                        error="Wrong name or password."), 401
             state["pending"].pop(key, None)
             xml = authn_response(server(), settings, user, pending["resp_args"])
-        log.info("signed in %s for %s", username, pending["sp"])
+        log.info("signed in a patron for %s", pending["sp"])  # never who: the log holds no patron data
         return render_template("idp_post.html", idp=settings, action=pending["resp_args"]["destination"],
                                saml_response=base64.b64encode(xml.encode()).decode(), relay=pending["relay"])
 

@@ -17,6 +17,7 @@ from node.app import get_config
 from node.clock import utcnow
 from node.db import database
 from node.keys import private_key
+from node.logs import patron_hash, route
 from node.models import PeerNonce, Patron
 from sync import inbox, lookups, wire
 from sync.signing import SignatureError, decode_public_key, request_target, sign_response, target_uri, verify_request
@@ -100,7 +101,9 @@ def signed_by_peer(view, check_nonce=_nonce_is_fresh):
                                     resolve_key=_resolve_key(cfg), check_nonce=check_nonce,
                                     now=utcnow(), max_skew=cfg.sync["clock_skew_seconds"])
         except SignatureError as exc:
-            log.warning("refused peer request to %s: %s", request.path, exc.reason)
+            # The rule, not the path (it may hold a patron id); the patron as a keyed hash (node/logs.py).
+            patron = f" (patron {patron_hash(cfg, kwargs['home_id'])})" if "home_id" in kwargs else ""
+            log.warning("refused peer request to %s%s: %s", route(request), patron, exc.reason)
             raise errors.BadSignature(f"Signature refused: {exc.reason}", reason=exc.reason) from None
         return view(*args, **kwargs)
     return wrapped

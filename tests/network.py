@@ -12,7 +12,7 @@ import sys
 
 import requests
 
-from node.demo import DEMO_NODES, make_network, start_node, wait_healthy
+from node.demo import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
 from tests.faultproxy import FaultProxy
 
 
@@ -24,8 +24,11 @@ def free_port():
 
 class Network:
     def __init__(self, base_dir, nodes=DEMO_NODES[:2], items=50, patrons=10, extra_config="", proxied=False,
-                 overrides=None):
-        """With PROXIED, each node's base_url is a FaultProxy in front of it (``net.proxy[CODE]``)."""
+                 overrides=None, idps=False):
+        """With PROXIED, each node's base_url is a FaultProxy in front of it (``net.proxy[CODE]``).
+
+        With IDPS each institution also has a demo identity provider (``net.start_idp(CODE)``).
+        """
         self.base_dir = str(base_dir)
         self.proxy = {}
         listen = [free_port() for _ in nodes]
@@ -37,7 +40,7 @@ class Network:
             ports = listen
         self.infos = {info.code: info for info in make_network(
             self.base_dir, nodes=nodes, items=items, patrons=patrons, extra_config=extra_config, ports=ports,
-            overrides=overrides)}
+            overrides=overrides, idps=idps)}
         for info, port in zip(self.infos.values(), listen):
             info.listen_port = port
         self.processes = {}
@@ -50,6 +53,14 @@ class Network:
         process = start_node(info, env=env)
         self.processes[code] = process
         wait_healthy(info, process=process)
+        return process
+
+    def start_idp(self, code):
+        """Start CODE's demo identity provider (``python -m node.idp``); stopped with the nodes."""
+        info = self.infos[code]
+        process = start_idp(info)
+        self.processes[f"{code}-idp"] = process
+        wait_idp(info, process=process)
         return process
 
     def start_all(self):
