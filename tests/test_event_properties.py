@@ -38,6 +38,7 @@ EXAMPLES = int(os.environ.get("CIRCNODE_FUZZ_EXAMPLES", "300"))
 BOUNDED = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                    phases=[Phase.explicit, Phase.generate],
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+ORACLE = settings(BOUNDED, max_examples=EXAMPLES * 2 // 3)  # one field's values: fewer examples cover them
 TYPES = ("loan.created", "loan.renewed", "loan.returned", "item.received", "loan.lost", "fee.assessed",
          "fee.paid", "fee.waived")
 
@@ -87,6 +88,7 @@ def south(tmp_path_factory):
 
         billed_north = lend("NORTH", "N00002", "SOUTH", "south-2")["id"]  # NORTH's, to be billed as lost
         billed_east = lend("SOUTH", "S00002", "EAST", "east-1")["id"]  # SOUTH's, of an EAST patron
+        paid_in_parts = lend("SOUTH", "S00003", "EAST", "east-2")["id"]  # its fees: what the payment test pays
         day = datetime.date.fromisoformat(
             net.api("NORTH", "GET", f"/api/v1/loans/{billed_north}").json()["due_at"][:10]) + datetime.timedelta(31)
         for code in ("NORTH", "SOUTH"):
@@ -97,6 +99,7 @@ def south(tmp_path_factory):
         r.ids["north_fee"] = fee_id(net, billed_north, "replacement")
         r.ids["paid_fee"] = fee_id(net, billed_east, "replacement")  # SOUTH's, collected by EAST: 45.00
         r.ids["waived_fee"] = fee_id(net, billed_east, "fine")
+        r.ids["open_fee"] = fee_id(net, paid_in_parts, "replacement")  # 45.00, paid by no other test
         returned = loan_created("EAST", ("SOUTH", "south-4"), ("EAST", "E00001"))
         _, answer = r.send([("loan.created", returned)])
         assert answer.status_code == 200 and answer.json()["results"][0]["status"] == "applied", answer.text
@@ -261,7 +264,7 @@ def test_mutated_events_are_answered_and_never_stall_the_queue(south, data):
         check_answer(events, r.rogue.post("SOUTH", events), first_outcomes=outcomes)
 
 
-@BOUNDED
+@ORACLE
 @given(st.lists(st.tuples(st.sampled_from(["", "patron", "item"]), st.text(min_size=1, max_size=12), values),
                 min_size=1, max_size=4))
 def test_fields_a_receiver_does_not_know_are_ignored(south, extra):
@@ -285,16 +288,22 @@ def test_fields_a_receiver_does_not_know_are_ignored(south, extra):
 # text, since Python's Decimal also reads " 5", "1_0" and other scripts' digits, which the contract leaves open.
 amount_texts = st.one_of(
     st.builds(lambda sign, whole, fraction, exponent: f"{sign}{whole}{fraction}{exponent}",
-              st.sampled_from(["", "-", "+"]), st.from_regex(r"[0-9]{1,7}", fullmatch=True),
+              st.sampled_from(["", "-", "+"]),
+              st.integers(0, 12).map(str) | st.from_regex(r"[0-9]{1,7}", fullmatch=True),
               st.sampled_from(["", "."]) | st.from_regex(r"\.[0-9]{1,4}", fullmatch=True),
               st.sampled_from([""] * 3) | st.from_regex(r"[eE][+-]?[0-9]{1,3}", fullmatch=True)),
     st.sampled_from(["NaN", "-NaN", "sNaN", "Infinity", "-Infinity", "inf", "1E+30", "1e400", "10000.00",
-                     "10000.01", "9999.99", "0.01", "0.009", "0.010", "1E-2", "1E-3", "", ".", "1.2.3", "five",
+                     "10000.01", "9999.99", "0.01", "0.009", "0.010", "1E-2", "1E-3", "-0.01", "-10.00", "-10.01",
+                     "-5.00", "-1E+1", "-100E-2", "-0.001", "", ".", "1.2.3", "five",
                      "1,00", "0x10", "\x005.00"]))
 
 
-def expected_for_fine(amount):
-    """What the contract says of a fine of AMOUNT on a loan EAST genuinely made: (status, reason)."""
+amounts = st.one_of(amount_texts, st.none(), st.booleans(), st.integers(),
+                    st.floats(allow_nan=False, allow_infinity=False))
+
+
+def expected(amount, low, high):
+    """What the contract says of AMOUNT where LOW < amount <= HIGH in cents is allowed: (status, reason)."""
     if type(amount) is not str:
         return "rejected", "malformed_event"
     try:
@@ -304,27 +313,64 @@ def expected_for_fine(amount):
     if not value.is_finite():
         return "rejected", "malformed_event"
     with decimal.localcontext(prec=2000):
-        whole_cents = value == value.quantize(Decimal("0.01"))
-    if not whole_cents or not 0 < value <= 10000:
+        in_cents = value == value.quantize(Decimal("0.01"))
+    if not in_cents or not low < value <= high:
         return "rejected", "amount_out_of_range"
     return "applied", ""
 
 
-@BOUNDED
-@given(st.one_of(amount_texts, st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False,
-                                                                                 allow_infinity=False)))
-def test_a_fine_is_applied_exactly_when_its_amount_is_in_range(south, amount):
-    """A finite decimal above zero, at most [billing] max_fee_amount (10000) and in cents; else its reason."""
-    r = south
+# Around a refund's bounds (a 10.00 fine refunded): in cents or finer, with exponents too.
+refund_amounts = st.one_of(amounts, st.decimals(-12, 1, places=2).map(str), st.decimals(-12, 1, places=3).map(str),
+                           st.decimals(-12, 1, places=2).map(lambda d: f"{d:E}"))
+
+
+@ORACLE
+@given(st.booleans().flatmap(lambda refund: st.tuples(st.just(refund), refund_amounts if refund else amounts)))
+def test_a_fee_is_applied_exactly_when_its_amount_is_in_range(south, refund_and_amount):
+    """A fee: in cents, above zero, at most [billing] max_fee_amount (10000); a refund: below zero, at most
+    its fee (a 10.00 fine here); else ``amount_out_of_range``, and ``malformed_event`` when it is no number."""
+    r, (refund, amount) = south, refund_and_amount
     loan = loan_created("EAST", ("SOUTH", "south-5"), ("EAST", r.east_barcode()))
     fine = templates(r, loan)["fee.assessed"]
-    fine["amount"] = amount
-    typed = [("loan.created", loan), ("fee.assessed", fine),
+    typed = [("loan.created", loan)]
+    if refund:
+        fine["amount"] = "10.00"
+        typed.append(("fee.assessed", fine))
+        fee = dict(templates(r, loan)["fee.assessed"], reason="refund", refund_of=fine["fee_id"], amount=amount)
+        want = expected(amount, Decimal("-10.00") - Decimal("0.01"), Decimal("-0.01"))
+    else:
+        fee = dict(fine, amount=amount)
+        want = expected(amount, Decimal(0), Decimal(10000))
+    typed += [("fee.assessed", fee),
+              ("loan.created", loan_created("EAST", ("SOUTH", "south-6"), ("EAST", r.east_barcode())))]
+    events, response = r.send(typed)
+    outcomes = check_answer(events, response)
+    event(f"{'refund' if refund else 'fee'}: {' '.join(outcomes[-2])}".strip())
+    assert outcomes[-2] == want, f"{'refund' if refund else 'fee'} of {amount!r}: answered {outcomes[-2]}"
+
+
+@ORACLE
+@given(amounts)
+def test_a_payment_is_applied_exactly_when_within_what_is_open(south, amount):
+    """fee.paid from the fee's home (EAST) to its lender (SOUTH): in cents, above zero, at most what is open."""
+    r = south
+    fee, total, paid = db_rows(r.net, "SOUTH", "SELECT id, amount, paid FROM fee WHERE id = ?",
+                               (r.ids["open_fee"],))[0]
+    total, paid = Decimal(total) / 100, Decimal(paid) / 100
+    try:
+        after = str(paid + Decimal(amount)) if type(amount) is str else "0.00"
+    except decimal.InvalidOperation:
+        after = "0.00"
+    payment = dict(templates(r, loan_created("EAST", ("SOUTH", "south-5"), ("EAST", "E1")))["fee.paid"],
+                   fee_id=fee, amount=amount, paid=after, status="paid" if after == str(total) else "open")
+    typed = [("loan.created", loan_created("EAST", ("SOUTH", "south-5"), ("EAST", r.east_barcode()))),
+             ("fee.paid", payment),
              ("loan.created", loan_created("EAST", ("SOUTH", "south-6"), ("EAST", r.east_barcode())))]
     events, response = r.send(typed)
     outcomes = check_answer(events, response)
     event(" ".join(outcomes[1]).strip())
-    assert outcomes[1] == expected_for_fine(amount), f"fine of {amount!r}: answered {outcomes[1]}"
+    assert outcomes[1] == expected(amount, Decimal(0), total - paid), (
+        f"payment of {amount!r} with {total - paid} open: answered {outcomes[1]}")
 
 
 def test_the_receiver_logged_no_crash(south):
