@@ -78,6 +78,8 @@ def _config_text(node, peers, extra="", overrides=None):
 
 
 def _sample_files(folder, code, items, patrons):
+    # Input for our own importers, not a file handed out: written as is (a quote from node/spreadsheet.py
+    # would become part of the imported data), and every cell is our fixed sample text.
     item_path, patron_path = os.path.join(folder, "items.csv"), os.path.join(folder, "patrons.csv")
     prefix = code[0]
     with open(item_path, "w", newline="") as handle:
