@@ -101,6 +101,22 @@ def _int_list(value):
     return numbers
 
 
+def _optional_url(value):
+    return _url(value) if value.strip() else ""
+
+
+def _contact(value):
+    """'Name <address>' or an address: (name, address); empty: None."""
+    value = value.strip()
+    if not value:
+        return None
+    found = re.match(r"^(?:(.*?)\s*<([^<>\s]+)>|([^<>\s]+))$", value)
+    address = found and (found.group(2) or found.group(3))
+    if not address or not re.match(r"^(mailto:)?[^@\s]+@[^@\s]+\.[^@\s]+$", address):
+        raise ValueError("expected an e-mail address, or 'Name <address@example.org>'")
+    return ((found.group(1) or "").strip(), address.removeprefix("mailto:"))
+
+
 def _secret(value):
     if len(value.strip()) < 16:
         raise ValueError("expected a random secret of at least 16 characters")
@@ -243,6 +259,27 @@ IDENTITY_SETTINGS = [
             "How often identity provider metadata given as a URL is fetched again."),
     Setting("saml", "xmlsec_binary", "", _optional_text,
             "Path of xmlsec1; empty: found on PATH."),
+    # Algorithms and the published metadata (issue 16; docs/identity.md, "Metadata").
+    Setting("saml", "allow_sha1", "no", _bool,
+            "yes: also accept RSA-SHA1 signatures and SHA-1 digests from identity providers (MD5: never)."),
+    Setting("saml", "metadata_valid_days", "14", _int_at_least(0, 3650),
+            "validUntil of the SP metadata, in days from when it is served or written (0: none)."),
+    Setting("saml", "metadata_cache_hours", "6", _int_at_least(0, 720),
+            "cacheDuration of the SP metadata: how often IdPs should fetch it again, in hours (0: none)."),
+    Setting("saml", "display_name", "", _optional_text,
+            "Name of this service in the IdP's consent and login screens (mdui:DisplayName); empty: [node] name."),
+    Setting("saml", "description", "", _optional_text,
+            "One sentence on what this service does (mdui:Description); empty: a sentence naming the library."),
+    Setting("saml", "organization_name", "", _optional_text,
+            "Legal name of the organization running this node (Organization); empty: [node] name."),
+    Setting("saml", "organization_url", "", _optional_url,
+            "Web site of that organization (OrganizationURL); empty: [node] base_url."),
+    Setting("saml", "technical_contact", "", _contact,
+            "Who runs this node, as 'Name <address@example.org>' or an address (ContactPerson technical)."),
+    Setting("saml", "support_contact", "", _contact,
+            "Where patrons and IdP admins get help (ContactPerson support)."),
+    Setting("saml", "security_contact", "", _contact,
+            "Who answers security incidents (ContactPerson other, REFEDS security contact type)."),
     Setting("pass", "valid_days", "7", _int_at_least(1),
             "Days a network pass issued by this node stays valid (never past the patron's expiry)."),
 ]

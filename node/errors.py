@@ -113,6 +113,15 @@ SamlWrongInstitution = _saml_refusal("SamlWrongInstitution", "saml_wrong_institu
                                      "The answer comes from another institution than the one chosen.")
 SamlNoPatronId = _saml_refusal("SamlNoPatronId", "saml_no_patron_id",
                                "The identity provider did not release the patron's id.")
+SamlEncryptedForAnotherKey = _saml_refusal("SamlEncryptedForAnotherKey", "saml_encrypted_for_another_key",
+                                           "The assertion was encrypted for a key that is not this node's "
+                                           "encryption key.")
+SamlCannotDecrypt = _saml_refusal("SamlCannotDecrypt", "saml_cannot_decrypt",
+                                  "The encrypted assertion or NameID cannot be decrypted with this node's keys.")
+SamlWeakAlgorithm = _saml_refusal("SamlWeakAlgorithm", "saml_weak_algorithm",
+                                  "The answer is signed, digested or encrypted with an algorithm this node refuses.")
+KeyRolloverRefused = _refusal("KeyRolloverRefused", 409, "key_rollover_refused",
+                              "The SAML key rollover cannot take this step now.")
 LinkUnknown = _refusal("LinkUnknown", 404, "link_unknown", "No such sign-in link.")
 LinkExpired = _refusal("LinkExpired", 410, "link_expired", "The sign-in link has expired.")
 LinkUsed = _refusal("LinkUsed", 410, "link_used", "The sign-in link was used already.")

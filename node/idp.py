@@ -66,6 +66,8 @@ def load_settings(path):
             "sp_metadata": [local(v) for v in section.get("sp_metadata", "").split() if v],
             "lifetime_minutes": int(section.get("lifetime_minutes", "5")),
             "xmlsec_binary": section.get("xmlsec_binary", "") or "/usr/bin/xmlsec1",
+            # yes: encrypt each assertion for the SP's encryption certificate from its metadata
+            "encrypt_assertions": section.get("encrypt_assertions", "no").strip().lower() in ("yes", "true", "1"),
         }
     except KeyError as exc:
         raise SystemExit(f"{path}: [idp] {exc.args[0]} is missing") from None
@@ -132,7 +134,11 @@ def load_users(path):
 
 
 def authn_response(server, settings, user, resp_args, sign_response=True):
-    """A signed SAML Response (XML text) for USER answering the request described by RESP_ARGS."""
+    """A signed SAML Response (XML text) for USER answering the request described by RESP_ARGS.
+
+    With ``encrypt_assertions`` the signed assertion is then encrypted for the
+    SP's encryption certificate (AES-256-GCM, RSA-OAEP), as Shibboleth does.
+    """
     identity = {"uid": [user["uid"]]}
     if user.get("name"):
         identity["displayName"] = [user["name"]]
@@ -140,14 +146,107 @@ def authn_response(server, settings, user, resp_args, sign_response=True):
         identity["mail"] = [user["email"]]
     response = server.create_authn_response(
         identity, userid=user["uid"], sign_assertion=True, sign_response=sign_response,
+        sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,  # pysaml2 would sign with SHA-1, which SPs refuse
         authn={"class_ref": PASSWORDPROTECTEDTRANSPORT, "authn_auth": entity_id(settings)}, **resp_args)
-    return str(response)
+    xml = str(response)
+    if settings.get("encrypt_assertions"):
+        certs = server.metadata.certs(resp_args["sp_entity_id"], "any", "encryption")
+        if not certs:
+            raise ValueError("the SP's metadata has no encryption certificate")
+        xml = encrypt_assertion(xml, certs[0][1], settings["xmlsec_binary"])
+        if sign_response:  # the Response signature covers the assertion as sent: sign it again
+            xml = sign_element(xml, "Response", settings["key_file"], settings["xmlsec_binary"])
+    return xml
+
+
+# --- XML encryption and signing with xmlsec1 (what pysaml2's IdP cannot choose) ---
+
+SAMLP_NS, SAML_NS = "urn:oasis:names:tc:SAML:2.0:protocol", "urn:oasis:names:tc:SAML:2.0:assertion"
+_ENCRYPTED_DATA = (
+    '<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" '
+    'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" Type="http://www.w3.org/2001/04/xmlenc#Element">'
+    '<xenc:EncryptionMethod Algorithm="{data_alg}"/><ds:KeyInfo><xenc:EncryptedKey>'
+    '<xenc:EncryptionMethod Algorithm="{key_alg}"/>{recipient}'
+    '<xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo>'
+    '<xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedData>')
+AES256_GCM = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+RSA_OAEP = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
+
+
+def _xmlsec(xmlsec, args, files):
+    """Run xmlsec1 with ARGS on FILES ({name: text}) in a temporary folder; its output document."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="circnode-idp-") as folder:
+        paths = {}
+        for name, text in files.items():
+            paths[name] = os.path.join(folder, name)
+            with open(paths[name], "w", encoding="utf-8") as handle:
+                handle.write(text)
+        command = [xmlsec, *[paths.get(arg, arg) for arg in args]]
+        done = subprocess.run(command, capture_output=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise ValueError(f"xmlsec1 failed: {done.stderr.decode(errors='replace')[-300:]}")
+        text = done.stdout.decode()
+    return text.split("?>", 1)[1].lstrip() if text.startswith("<?xml") else text
+
+
+def _with_namespaces(element_xml, document):
+    """ELEMENT_XML (cut out of DOCUMENT) with the namespace declarations of DOCUMENT's root added."""
+    import re
+    root_tag = re.search(r"<[^!?][^>]*>", document).group(0)
+    declared = dict(re.findall(r'xmlns(?::([\w.-]+))?="([^"]*)"', root_tag))
+    start = re.match(r"<[^>]*?(?=/?>)", element_xml).group(0)
+    extra = "".join(f' xmlns{":" + p if p else ""}="{u}"' for p, u in declared.items()
+                    if f'xmlns{":" + p if p else ""}=' not in start)
+    return start + extra + element_xml[len(start):]
+
+
+def encrypt_element(element_xml, cert_b64, xmlsec, data_alg=AES256_GCM, key_alg=RSA_OAEP, name_cert=True):
+    """An xenc:EncryptedData (text) holding ELEMENT_XML, for the certificate CERT_B64 (base64 DER)."""
+    import textwrap
+    pem = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap("".join(cert_b64.split()), 64)) + \
+        "\n-----END CERTIFICATE-----\n"
+    recipient = ("<ds:KeyInfo><ds:X509Data><ds:X509Certificate>" + "".join(cert_b64.split())
+                 + "</ds:X509Certificate></ds:X509Data></ds:KeyInfo>") if name_cert else ""
+    session = {"gcm": "aes-256", "aes128": "aes-128", "aes192": "aes-192", "aes256": "aes-256",
+               "tripledes": "des-192"}
+    kind = next(v for k, v in session.items() if k in data_alg.rsplit("#", 1)[-1])
+    if "aes128-gcm" in data_alg:
+        kind = "aes-128"
+    template = _ENCRYPTED_DATA.format(data_alg=data_alg, key_alg=key_alg, recipient=recipient)
+    return _xmlsec(xmlsec, ["--encrypt", "--pubkey-cert-pem", "cert.pem", "--session-key", kind,
+                            "--xml-data", "data.xml", "template.xml"],
+                   {"cert.pem": pem, "data.xml": element_xml, "template.xml": template})
+
+
+def encrypt_assertion(xml, cert_b64, xmlsec, **algorithms):
+    """Response XML with its (signed) Assertion replaced by an EncryptedAssertion for CERT_B64."""
+    import re
+    found = re.search(r"<(\w+:)?Assertion\b.*?</\1?Assertion>", xml, re.S)
+    prefix = found.group(1) or ""
+    encrypted = encrypt_element(_with_namespaces(found.group(0), xml), cert_b64, xmlsec, **algorithms)
+    wrapper = f'<{prefix}EncryptedAssertion xmlns{":" + prefix[:-1] if prefix else ""}="{SAML_NS}">'
+    return xml[:found.start()] + wrapper + encrypted + f"</{prefix}EncryptedAssertion>" + xml[found.end():]
+
+
+def sign_element(xml, element, key_file, xmlsec):
+    """XML with the ds:Signature template of its first ELEMENT (Response or Assertion) signed anew."""
+    import re
+    ns = SAMLP_NS if element == "Response" else SAML_NS
+    node_id = re.search(rf"<(?:\w+:)?{element}\b[^>]*?\sID=\"([^\"]+)\"", xml).group(1)
+    if element == "Response" and f'Reference URI="#{node_id}"' not in xml:
+        raise ValueError("the Response carries no signature template")
+    return _xmlsec(xmlsec, ["--sign", "--privkey-pem", key_file, "--id-attr:ID", f"{ns}:{element}",
+                            "--node-id", node_id, "doc.xml"], {"doc.xml": xml})
 
 
 def create_app(settings):
     """The IdP's web app: metadata, SSO (Redirect and POST bindings), login form."""
+    from node import headers
     from node.app import templates_folder
     app = Flask("node.idp", template_folder=templates_folder())
+    headers.init_app(app, settings["base_url"])
     state = {"server": None, "built": 0.0, "pending": {}, "lock": threading.Lock()}
 
     def server():

@@ -27,7 +27,7 @@ import requests
 from defusedxml import ElementTree as SafeET
 from peewee import IntegrityError
 
-from node import errors
+from node import errors, saml_attributes, saml_crypto, saml_keys
 from node.db import database
 from node.models import SamlAssertion, SamlRequest
 
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("saml2").setLevel(logging.CRITICAL)
 logging.getLogger("xmlschema").setLevel(logging.WARNING)  # chatty at import
 
-SP_KEY_FILE, SP_CERT_FILE = "saml_sp.key", "saml_sp.crt"
+SP_KEY_FILE, SP_CERT_FILE = "saml_sp.key", "saml_sp.crt"  # the current signing pair (node/saml_keys.py)
+make_self_signed = saml_keys.make_self_signed  # the demo IdP and the tests make their keys with it
 MAX_RESPONSE_BYTES = 256 * 1024  # a real response is a few KB; this caps what the ACS reads
 NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
       "ds": "http://www.w3.org/2000/09/xmldsig#"}
@@ -60,7 +61,7 @@ def pysaml2():
             from saml2.config import SPConfig
             from saml2.metadata import entity_descriptor
             from saml2.response import StatusError
-            from saml2.sigver import SignatureError
+            from saml2.sigver import DecryptError, SignatureError
             from saml2.validate import ResponseLifetimeExceed, ToEarly
             from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
@@ -80,7 +81,9 @@ def pysaml2():
                       (ToEarly, errors.SamlExpired, "The sign-in answer is not valid yet (check the clocks)."),
                       (SignatureError, errors.SamlBadSignature,
                        "The signature does not verify with the key in the identity provider's metadata."),
-                      (StatusError, errors.SamlInvalid, "The identity provider did not sign the patron in.")))
+                      (StatusError, errors.SamlInvalid, "The identity provider did not sign the patron in."),
+                      (DecryptError, errors.SamlCannotDecrypt, "The encrypted NameID cannot be decrypted with this "
+                       "library's encryption keys: the identity provider needs this library's current metadata.")))
     return _lib
 
 
@@ -101,40 +104,17 @@ class Identity:
 
 # --- keys, certificate, metadata -------------------------------------------
 
-def make_self_signed(key_path, cert_path, common_name, years=10):
-    """Write a new RSA key (mode 0600) and a self-signed certificate for it; never overwrite."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365 * years)).sign(key, hashes.SHA256()))
-    os.makedirs(os.path.dirname(os.path.abspath(key_path)), exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    with open(cert_path, "wb") as handle:
-        handle.write(cert.public_bytes(serialization.Encoding.PEM))
-
-
 def sp_files(cfg):
-    return os.path.join(cfg.data_dir, SP_KEY_FILE), os.path.join(cfg.data_dir, SP_CERT_FILE)
+    """(key, certificate) paths of the current signing pair."""
+    signing = saml_keys.pair(cfg, saml_keys.SIGNING)
+    return signing.key, signing.cert
 
 
 def ensure_sp_certificate(cfg):
-    """Create the SP key and self-signed certificate if missing; return (cert path, created)."""
-    key_path, cert_path = sp_files(cfg)
-    if os.path.exists(key_path) and os.path.exists(cert_path):
-        return cert_path, False
-    if os.path.exists(key_path):  # a key without its certificate: keep neither half-made
-        os.remove(key_path)
-    make_self_signed(key_path, cert_path, f"circnode {cfg.institution} SAML SP")
-    return cert_path, True
+    """Create the SP signing pair and the encryption pair where missing; return (signing cert path, created)."""
+    signing, created = saml_keys.ensure(cfg, saml_keys.SIGNING)
+    _, encryption_created = saml_keys.ensure(cfg, saml_keys.ENCRYPTION)
+    return signing.cert, created or encryption_created
 
 
 def entity_id(cfg):
@@ -166,9 +146,12 @@ def _sp_config(cfg, idp_xml=None):
     key_path, cert_path = sp_files(cfg)
     if not os.path.exists(cert_path):
         raise errors.SignInUnavailable("This node has no SAML certificate yet: run 'circnode init'.")
+    # Decryption (of an encrypted NameID; node/saml_crypto.py decrypts assertions) tries these in order.
+    encryption = [{"key_file": p.key, "cert_file": p.cert} for p in saml_keys.published(cfg, saml_keys.ENCRYPTION)]
     settings = {
         "entityid": entity_id(cfg),
         "key_file": key_path, "cert_file": cert_path,
+        "encryption_keypairs": encryption or None,
         "xmlsec_binary": xmlsec_binary(cfg),
         "service": {"sp": {
             "name": cfg.node["name"],
@@ -189,10 +172,12 @@ def _sp_config(cfg, idp_xml=None):
     return config
 
 
-def sp_metadata_xml(cfg):
-    """This node's SP metadata (entity id, ACS, signing certificate), as identity providers need it."""
-    with _lock:
-        return str(pysaml2().entity_descriptor(_sp_config(cfg)))
+def sp_metadata_xml(cfg, now=None):
+    """This node's SP metadata as identity providers and federations need it (node/saml_metadata.py)."""
+    from node.saml_metadata import metadata_xml
+    if not os.path.exists(sp_files(cfg)[1]):
+        raise errors.SignInUnavailable("This node has no SAML certificate yet: run 'circnode init'.")
+    return metadata_xml(cfg, now or datetime.datetime.now(datetime.timezone.utc))
 
 
 # --- identity providers of the institutions --------------------------------
@@ -254,9 +239,10 @@ def client_for(cfg, institution):
     """
     source, attribute = idp_settings(cfg, institution)
     key = (cfg.path, institution)
+    keys_version = saml_keys.version(cfg)  # a key rollover (another process) makes older clients stale
     with _lock:
         cached = _clients.get(key)
-        if cached and cached["source"] == source:
+        if cached and cached["source"] == source and cached["keys"] == keys_version:
             text, version = _read_metadata(source, (cached["xml"], cached["version"]),
                                            _settings(cfg)["metadata_refresh_seconds"])
             if version == cached["version"]:
@@ -274,7 +260,8 @@ def client_for(cfg, institution):
         if len(idps) != 1:
             raise errors.SignInUnavailable(
                 f"The metadata of {institution} must describe exactly one identity provider (found {len(idps)}).")
-        _clients[key] = {"source": source, "xml": text, "version": version, "client": client, "idp": idps[0]}
+        _clients[key] = {"source": source, "xml": text, "version": version, "client": client, "idp": idps[0],
+                         "keys": keys_version}
         return client, idps[0], attribute
 
 
@@ -353,19 +340,28 @@ def _time(text):
     return datetime.datetime.strptime(text.strip()[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
 
 
-def _precheck(cfg, root, row, idp, now):
-    """Structural checks on the raw document that name the fault clearly (pysaml2 verifies after)."""
+def _assertion_place(root, decrypted):
+    """The elements an assertion may be a child of: the Response, or (decrypted) its one EncryptedAssertion."""
+    if not decrypted:
+        return [root]
+    return [element for element in root if element.tag == f"{{{NS['saml']}}}EncryptedAssertion"]
+
+
+def _precheck(cfg, root, row, idp, now, decrypted=False):
+    """Structural checks on the raw (or decrypted) document that name the fault clearly (pysaml2 verifies after)."""
     refuse = lambda cls, reason: _refuse(cls, reason, row.id, row.institution)  # noqa: E731
     issuer = root.find("saml:Issuer", NS)
     assertions = root.findall(".//saml:Assertion", NS)
-    if root.findall(".//saml:EncryptedAssertion", NS) or len(assertions) != 1:
+    if (not decrypted and root.findall(".//saml:EncryptedAssertion", NS)) or len(assertions) != 1:
         raise refuse(errors.SamlInvalid, "The sign-in answer must hold exactly one assertion.")
     ids = [element.get("ID") for element in root.iter() if element.get("ID") is not None]
     if len(ids) != len(set(ids)):  # duplicate IDs are the stuff of signature wrapping
         raise refuse(errors.SamlInvalid, "The sign-in answer is malformed (duplicate IDs).")
     assertion = assertions[0]
-    if assertion not in list(root):
+    if not any(assertion in list(parent) for parent in _assertion_place(root, decrypted)):
         raise refuse(errors.SamlInvalid, "The assertion is not where a SAML Response keeps it.")
+    saml_crypto.check_signature_algorithms(root, _settings(cfg)["allow_sha1"], refuse)
+    saml_crypto.check_encrypted_ids(cfg, assertion, refuse)
     a_issuer = assertion.find("saml:Issuer", NS)
     issuers = {(element.text or "").strip() for element in (issuer, a_issuer) if element is not None}
     if issuers != {idp}:
@@ -450,25 +446,27 @@ def _postcheck(cfg, answer, row, idp, now):
 
 
 def _identity(answer, row, attribute, now):
-    ava = {key.lower(): values for key, values in (answer.ava or {}).items()}
+    """The Identity the verified ANSWER vouches for; ATTRIBUTE is matched by any of its names (friendly, OID)."""
+    ava = answer.ava or {}
     if attribute.lower() == "name_id":
-        values = [answer.name_id.text] if answer.name_id is not None and answer.name_id.text else []
+        text = (answer.name_id.text or "").strip() if answer.name_id is not None else ""
+        values = [text] if text else []
     else:
-        values = ava.get(attribute.lower()) or []
-    values = [v.strip() for v in values if isinstance(v, str) and v.strip()]
+        values = saml_attributes.values(ava, attribute)
     if len(values) != 1 or len(values[0]) > 200:
         raise _refuse(errors.SamlNoPatronId, f"Your library did not tell us your patron id ({attribute}). "
                                              "Ask its staff to release it to this library.", row.id, row.institution)
 
     def first(*names):
         for name in names:
-            found = [v for v in ava.get(name.lower(), []) if isinstance(v, str) and v.strip()]
+            found = saml_attributes.values(ava, name)
             if found:
-                return found[0].strip()[:200]
+                return found[0][:200]
         return ""
-    name = first("displayName", "cn") or " ".join(filter(None, [first("givenName"), first("sn", "surname")]))
-    return Identity(institution=row.institution, id=values[0], name=name, email=first("mail", "email"),
-                    verified_at=now.isoformat())
+    name = first(*saml_attributes.NAME_ATTRIBUTES) or " ".join(
+        filter(None, [first(saml_attributes.GIVEN_NAME), first(saml_attributes.SURNAME, "surname")]))
+    return Identity(institution=row.institution, id=values[0], name=name,
+                    email=first(saml_attributes.EMAIL_ATTRIBUTE, "email"), verified_at=now.isoformat())
 
 
 def verify_response(cfg, saml_response, now):
@@ -477,11 +475,16 @@ def verify_response(cfg, saml_response, now):
     The outstanding request is claimed before anything else, so an answer is
     good for one sign-in at most, whatever happens next.
     """
-    _, root = _parse(saml_response)
+    xml, root = _parse(saml_response)
     row = _claim_request(root.get("InResponseTo"), now)
     try:
         client, idp, attribute = client_for(cfg, row.institution)
-        _precheck(cfg, root, row, idp, now)
+        decrypted = saml_crypto.is_encrypted(root)
+        if decrypted:  # every check below then runs on the decrypted assertion; pysaml2 decrypts its own copy
+            xml, root = saml_crypto.decrypt_response(
+                cfg, xmlsec_binary(cfg), xml, root,
+                lambda cls, reason: _refuse(cls, reason, row.id, row.institution))
+        _precheck(cfg, root, row, idp, now, decrypted)
         answer = _pysaml2_verify(cfg, client, saml_response.strip(), row)
         _postcheck(cfg, answer, row, idp, now)
         identity = _identity(answer, row, attribute, now)
