@@ -140,6 +140,8 @@ class SimpleSamlPhpIdp:
             "logging.level": 7,  # SimpleSAML\Logger::DEBUG: the log says why a sign-in failed
             "logging.handler": "file", "logging.logfile": "simplesamlphp.log",
             "enable.saml20-idp": True,
+            # As in Debian's config.php: each SP gets only the attributes its metadata entry lists.
+            "authproc.idp": {50: "core:AttributeLimit"},
             "module.enable": {"exampleauth": True, "core": True, "saml": True, "admin": True},
             "store.type": "phpsession",
             "session.phpsession.savepath": os.path.join(self.data_dir, "sessions"),
@@ -183,24 +185,30 @@ class SimpleSamlPhpIdp:
         """Register (or re-register) an SP from its metadata XML with the admin's options; its entity id.
 
         URI_NAMES sends attributes by their urn:oid: names (NameFormat uri, name2oid);
-        RELEASE lists the attributes it gets (by friendly name); ENCRYPTION_CERTIFICATE
-        (PEM) replaces the encryption keys of the metadata, as an admin who pasted the
-        wrong certificate would.
+        RELEASE lists the attributes the SP gets (None: those the metadata requests);
+        ENCRYPTION_CERTIFICATE (PEM) replaces the encryption keys of the metadata, as
+        an admin who pasted the wrong certificate would.
         """
         parsed = self.parse_sp_metadata(metadata_xml)
         parsed.pop("entityDescriptor", None)  # the XML again, in base64: nothing reads it
         if encryption_certificate:
             body = "".join(line for line in encryption_certificate.strip().splitlines() if "-----" not in line)
-            parsed["keys"] = [key for key in parsed.get("keys", []) if key.get("signing")] + [
-                {"encryption": True, "signing": False, "type": "X509Certificate", "X509Certificate": body}]
-            parsed["keys"] = [{**key, "encryption": False} if key.get("signing") else key for key in parsed["keys"]]
-        options = {"attributes": list(release)}
-        if not sign_assertion:  # the Response alone is signed
-            options.update({"saml20.sign.assertion": False, "saml20.sign.response": True})
+            parsed["keys"] = [{**key, "encryption": False} for key in parsed.get("keys", []) if key.get("signing")]
+            parsed["keys"].append({"encryption": True, "signing": False, "type": "X509Certificate",
+                                   "X509Certificate": body})
+        options = {}
+        if release is not None:
+            options["attributes"] = list(release)
+        names = options.get("attributes", parsed.get("attributes", []))
+        oid_release = any(name.startswith("urn:oid:") for name in names)
         if uri_names:
             options["attributes.NameFormat"] = URI_FORMAT
-            # name2oid renames after the release list (by friendly name) has been applied
-            options["authproc"] = {90: {"class": "core:AttributeMap", 0: "name2oid"}}
+        if uri_names or oid_release:
+            # The accounts' attributes have friendly names: name2oid renames them before the
+            # release list applies (core:AttributeLimit, 50) when it names OIDs, else after.
+            options["authproc"] = {40 if oid_release else 90: {"class": "core:AttributeMap", 0: "name2oid"}}
+        if not sign_assertion:  # the Response alone is signed
+            options.update({"saml20.sign.assertion": False, "saml20.sign.response": True})
         if encrypt_assertion:
             options["assertion.encryption"] = True
         if encrypt_nameid:

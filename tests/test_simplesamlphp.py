@@ -30,8 +30,10 @@ WEAK_ALGORITHM = "saml_weak_algorithm"  # [saml] allow_sha1 = no (the default) r
 # Why an encrypted assertion cannot be read, named plainly: SimpleSAMLphp does not say which key
 # it encrypted for, so NORTH may only find out that none of its keys decrypts it.
 CANNOT_DECRYPT = {"saml_encrypted_for_another_key", "saml_cannot_decrypt"}
-PATRON = {"uid": ["ssp-1"], "displayName": ["Ada Patron"], "mail": ["ada@idp.example"]}
-USERS = {"ada": PATRON, "bob": {"uid": ["ssp-2"], "displayName": ["Bob Patron"], "mail": ["bob@idp.example"]}}
+# telephoneNumber is never released to a library: it shows that the release list applies.
+USERS = {name: {"uid": [uid], "displayName": [display], "mail": [f"{name}@idp.example"],
+                "telephoneNumber": ["+41 00 000 00 00"], "eduPersonAffiliation": ["member", "student"]}
+         for name, uid, display in (("ada", "ssp-1", "Ada Patron"), ("bob", "ssp-2", "Bob Patron"))}
 
 
 def _add_to_section(ini, section, lines):
@@ -134,6 +136,7 @@ def test_patron_signs_in_with_simplesamlphps_default_settings(net):
     browser, xml, acs = sign_in(net)
     assert "<saml:Assertion" in xml and "EncryptedAssertion" not in xml
     assert "rsa-sha256" in xml  # SimpleSAMLphp's default signature algorithm
+    assert "telephoneNumber" not in xml and "eduPersonAffiliation" not in xml  # only the release list
     assert identity(signed_in(net, browser, acs)) == ADA_AT_SOUTH
 
 
@@ -151,6 +154,18 @@ def test_patron_id_attribute_by_friendly_or_oid_name_gives_the_same_patron(net, 
     else:
         assert 'Name="uid"' in xml
     assert identity(signed_in(net, browser, acs)) == expected
+
+
+# --- point 4: metadata SimpleSAMLphp can act on -------------------------------
+
+def test_simplesamlphp_releases_what_the_metadata_requests_without_a_hand_written_list(net):
+    parsed = net.idp.parse_sp_metadata(net.sp_metadata)
+    requested = parsed.get("attributes", [])
+    assert set(requested) & {"uid", UID_OID}, f"the metadata must request the patron id attribute: {parsed}"
+    assert any(key.get("encryption") for key in parsed.get("keys", [])), "the metadata must carry an encryption key"
+    browser, xml, acs = sign_in(net, release=None)
+    assert "telephoneNumber" not in xml and "eduPersonAffiliation" not in xml
+    assert identity(signed_in(net, browser, acs)) == ADA_AT_SOUTH
 
 
 # --- point 1: encryption ----------------------------------------------------
