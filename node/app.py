@@ -51,6 +51,8 @@ def create_app(cfg, test_config=None):
     app.extensions["circnode"] = cfg
     open_database(cfg.database_path)
     csrf.init_app(app)
+    from node import headers
+    headers.init_app(app, cfg.node["base_url"])  # CSP, nosniff, Referrer-Policy; HSTS on https
 
     from node import api, desk
     app.register_blueprint(api.bp)

@@ -306,6 +306,8 @@ def create_app(settings):
             state["pending"].pop(key, None)
             xml = authn_response(server(), settings, user, pending["resp_args"])
         log.info("signed in a patron for %s", pending["sp"])  # never who: the log holds no patron data
+        # The answer's form posts cross-site, to the library's assertion consumer: allow that origin only.
+        headers.allow_form_action(pending["resp_args"]["destination"])
         return render_template("idp_post.html", idp=settings, action=pending["resp_args"]["destination"],
                                saml_response=base64.b64encode(xml.encode()).decode(), relay=pending["relay"])
 

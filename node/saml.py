@@ -73,7 +73,9 @@ def login():
     institution = request.args.get("institution", "").strip().upper()[:32]
     purpose = "desk" if request.args.get("next") == "desk" else "patron"
     if purpose == "desk" and current_staff() is None:
-        return redirect(url_for("desk.login", next=request.full_path))
+        # After the staff sign-in, back to the checkout rather than on to the IdP: the CSP form-action
+        # of the sign-in form ('self') covers its redirects too, so a chain ending at the IdP is blocked.
+        return redirect(url_for("desk.login", next=url_for("desk.checkout")))
     handle = secrets.token_urlsafe(32)
     try:
         location = saml_sp.start_login(cfg, institution, purpose, utcnow(), handle_hash=_hash(handle))

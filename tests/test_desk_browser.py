@@ -24,6 +24,9 @@ def page(chromium):
 
 
 def focused_id(page):
+    """The focused element's id once the page has rendered: Chromium runs autofocus at the first
+    rendering, which with the stylesheet a file (the CSP allows no inline style) may be a frame after load."""
+    page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     return page.evaluate("document.activeElement && document.activeElement.id")
 
 
