@@ -12,8 +12,8 @@ duplicate or gap, the honest events are applied and acked_through passes the
 whole batch: a forged or broken event never stalls a queue.
 
 Bounded for CI: examples are derandomized (the same every run, no example
-database) and capped; ``CIRCNODE_FUZZ_EXAMPLES`` raises the cap for a longer
-local hunt.
+database) and capped; for a longer local hunt, ``CIRCNODE_FUZZ_EXAMPLES=3000``
+raises the cap and ``CIRCNODE_FUZZ_RANDOM=1`` draws new examples each run.
 """
 import copy
 import datetime
@@ -35,7 +35,8 @@ TERMS = {"sync": {"interval_seconds": "3600", "timeout_seconds": "5", "standing_
 EXAMPLES = int(os.environ.get("CIRCNODE_FUZZ_EXAMPLES", "300"))
 # No shrinking: the receiver keeps state between examples, so a shrink can take Hypothesis's full five
 # minutes; the first failing batch is reported whole instead.
-BOUNDED = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+BOUNDED = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("CIRCNODE_FUZZ_RANDOM"),
+                   database=None,
                    phases=[Phase.explicit, Phase.generate],
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 ORACLE = settings(BOUNDED, max_examples=EXAMPLES * 2 // 3)  # one field's values: fewer examples cover them
