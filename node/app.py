@@ -78,6 +78,9 @@ def create_app(cfg, test_config=None):
     def _connect():
         connection()
 
+    from node import proxies
+    proxies.init_app(app, cfg.node["trusted_proxies"])  # the client's address, from trusted proxies only
+
     register_error_handlers(app)
     app.jinja_env.globals["node"] = cfg
     return app

@@ -1,8 +1,10 @@
-"""Staff accounts: passwords, API tokens, login throttling, and the role checks.
+"""Staff accounts: passwords, API tokens, sign-in, sessions, and the role checks.
 
 Passwords are hashed with werkzeug's scrypt (already a Flask dependency);
 API tokens are random and only their SHA-256 is stored, so a copied database
-does not hand out working tokens.
+does not hand out working tokens.  Wrong passwords are throttled per name
+and per client address (node/throttle.py); managing accounts after they are
+made (list, password, disable, tokens) is node/staff.py.
 """
 import datetime
 import functools
@@ -12,13 +14,12 @@ import secrets
 from flask import g, redirect, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from node import errors
+from node import errors, throttle
 from node.db import database
-from node.models import ROLES, ApiToken, LoginFailure, Staff, StaffSession
+from node.models import ROLES, ApiToken, Staff, StaffSession
 
-MAX_FAILURES = 5
-FAILURE_WINDOW = datetime.timedelta(minutes=15)
 SESSION_IDLE = datetime.timedelta(hours=12)
+TOUCH_EVERY = datetime.timedelta(minutes=5)  # how stale a session's or token's "last seen" may get
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,38 +79,44 @@ def _token_hash(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-# Every API request runs this: as plain SQL it costs a fifth of the joined
+# Every API request runs these: as plain SQL they cost a fraction of a joined
 # peewee query, whose SQL building was a sixth of a checkout (docs/benchmarks.md).
-_STAFF_FOR_TOKEN = ("SELECT staff.* FROM api_token JOIN staff ON staff.id = api_token.staff_id "
-                    "WHERE api_token.token_hash = ? LIMIT 1")
+_TOKEN_OF_HASH = "SELECT * FROM api_token WHERE token_hash = ? LIMIT 1"
+_STAFF_OF_ID = "SELECT * FROM staff WHERE id = ?"
 
 
 def staff_for_token(token, now):
-    """The active staff member whose API token this is, else None."""
-    staff = Staff.one(_STAFF_FOR_TOKEN, _token_hash(token))
+    """The active staff member whose API token this is, else None; notes when the token was used."""
+    row = ApiToken.one(_TOKEN_OF_HASH, _token_hash(token))
+    if row is None:
+        return None
+    staff = Staff.one(_STAFF_OF_ID, row.staff_id)
     if staff is None or not staff.active:
         return None
+    # "Last used" to the nearest few minutes: a write on every request would queue readers behind writers.
+    if row.last_used_at is None or row.last_used_at < now - TOUCH_EVERY:
+        ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
     return staff
 
 
-def check_login(name, password, remote, now):
-    """The staff member for NAME/PASSWORD, throttled per name and per address."""
-    keys = [f"name:{name.lower()}", f"addr:{remote}"]
-    since = now - FAILURE_WINDOW
-    for key in keys:
-        recent = LoginFailure.select().where((LoginFailure.key == key) & (LoginFailure.at > since)).count()
-        if recent >= MAX_FAILURES:
-            raise errors.TooManyAttempts("Too many failed sign-ins. Wait 15 minutes and try again.")
+def check_login(name, password, remote, now, limits=None):
+    """The staff member for NAME/PASSWORD, throttled per name and per client address REMOTE.
+
+    LIMITS (a throttle.SignInLimits, default the [sign_in] defaults) say how
+    many wrong passwords each may have.  A throttled name or address is refused
+    before its password is looked at; an unknown or disabled name is a wrong
+    password, counted the same, so no answer tells whether an account exists.
+    """
+    limits = limits or throttle.SignInLimits()
+    throttle.refuse_if_throttled(name, remote, limits, now)
     staff = Staff.get_or_none(name=name)
     valid = check_password_hash(staff.password_hash if staff else _dummy_hash(), password or "")
     if staff is None or not valid or not staff.active:
-        with database.atomic():
-            for key in keys:
-                LoginFailure.create(key=key, at=now)
-            LoginFailure.delete().where(LoginFailure.at < since).execute()
+        throttle.record_failure(name, remote, now)
         raise errors.Unauthorized("Wrong name or password.")
     with database.atomic():
-        LoginFailure.delete().where(LoginFailure.key == keys[0]).execute()
+        throttle.forget_account(name)
+        Staff.update(last_sign_in_at=now).where(Staff.id == staff.id).execute()
     return staff
 
 
@@ -127,7 +134,7 @@ def current_staff():
                .where(StaffSession.id == _token_hash(session["sid"])).first())
         if row and row.last_seen_at > now - SESSION_IDLE:
             staff = row.staff
-            if row.last_seen_at < now - datetime.timedelta(minutes=5):
+            if row.last_seen_at < now - TOUCH_EVERY:
                 StaffSession.update(last_seen_at=now).where(StaffSession.id == row.id).execute()
     g.staff = staff if staff and staff.active else None
     return g.staff

@@ -101,6 +101,18 @@ def _int_list(value):
     return numbers
 
 
+def _networks(value):
+    """Addresses and networks (CIDR), separated by commas or spaces; empty: none."""
+    import ipaddress
+    networks = []
+    for part in value.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"expected IP addresses or networks such as 127.0.0.1, 10.0.0.0/8 ({part!r} is neither)")
+    return tuple(networks)
+
+
 def _optional_url(value):
     return _url(value) if value.strip() else ""
 
@@ -284,6 +296,19 @@ IDENTITY_SETTINGS = [
             "Days a network pass issued by this node stays valid (never past the patron's expiry)."),
 ]
 
+# Staff sign-in throttling (issue 12, point 7; node/throttle.py).
+SIGN_IN_SETTINGS = [
+    Setting("sign_in", "account_failures", "5", _int_at_least(1),
+            "Wrong passwords for one staff name (since its last sign-in, within a day) before the name is locked."),
+    Setting("sign_in", "account_lock_minutes", "15", _int_at_least(1, 1440),
+            "The first lock of a name; each further wrong password after a lock doubles it, up to a day."),
+    Setting("sign_in", "address_failures", "50", _int_at_least(1),
+            "Wrong passwords from one client address, for any names, within address_window_minutes before "
+            "that address may not sign in."),
+    Setting("sign_in", "address_window_minutes", "15", _int_at_least(1, 1440),
+            "The window in which address_failures are counted."),
+]
+
 SETTINGS = [
     Setting("node", "institution", REQUIRED, _institution, "This library's institution code, e.g. NORTH."),
     Setting("node", "name", REQUIRED, _text, "The library's name as patrons and peers see it."),
@@ -304,6 +329,10 @@ SETTINGS = [
             "SAML metadata (file path or URL) of this institution's identity provider, for our own patrons."),
     Setting("node", "patron_id_attribute", "uid", _text,
             "SAML attribute holding our patrons' id (name_id: the NameID)."),
+    # Staff sign-in (issue 12, point 7): who may say who the client is, and the throttle's limits.
+    Setting("node", "trusted_proxies", "", _networks,
+            "Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; empty: none."),
+    *SIGN_IN_SETTINGS,
     *POLICY_SETTINGS,
     Setting("sync", "interval_seconds", "30", _int_at_least(1), "How often the scheduler pushes the outbox."),
     # At most 1,000: a peer takes batches of up to 8 MB (sync/receive.py), 8 KB an event.

@@ -17,6 +17,7 @@ from node.models import Loan, Patron
 from node.patron_pass import standing_for_visit
 from node.redirects import local_path
 from node.standing import standing_for
+from node.throttle import SignInLimits
 
 bp = Blueprint("desk", __name__)
 
@@ -67,13 +68,15 @@ def _safe_target(target):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
-        name = _field("name")[:64]
-        try:
-            staff = check_login(name, request.form.get("password", ""), request.remote_addr or "", utcnow())
+        name, now = _field("name")[:64], utcnow()
+        try:  # request.remote_addr: the client behind a [node] trusted_proxies proxy (node/proxies.py)
+            staff = check_login(name, request.form.get("password", ""), request.remote_addr or "", now,
+                                SignInLimits.from_config(get_config()))
         except (errors.Unauthorized, errors.TooManyAttempts) as exc:
             _banner("error", exc.message)
-            return render_template("login.html", name=name), exc.status
-        start_session(staff, utcnow())
+            retry = exc.details.get("retry_after_seconds")
+            return render_template("login.html", name=name), exc.status, {"Retry-After": str(retry)} if retry else {}
+        start_session(staff, now)
         return redirect(_safe_target(request.args.get("next", "")))
     if current_staff() is not None:
         return redirect(url_for("desk.checkout"))

@@ -255,6 +255,11 @@ MIGRATIONS = {
         "CREATE INDEX standing_lookup_home_id_asked_at ON standing_lookup (home_id, asked_at)",
         "CREATE INDEX standing_lookup_asked_at ON standing_lookup (asked_at)",
     ],
+    8: [
+        # Staff management (issue 12, point 8): `circnode staff list` shows
+        # when each member last signed in at the desk.
+        "ALTER TABLE staff ADD COLUMN last_sign_in_at DATETIME",
+    ],
 }
 
 

@@ -261,6 +261,7 @@ class Staff(BaseModel):
     password_hash = TextField()
     active = BooleanField(default=True)
     created_at = UTCDateTimeField(default=utcnow)
+    last_sign_in_at = UTCDateTimeField(null=True)  # at the desk; API tokens keep their own last use
 
 
 class ApiToken(BaseModel):
