@@ -307,3 +307,45 @@ class SimpleSamlPhpIdp:
         text = re.sub(r"<[^>]+>", " ", page.text)
         text = re.sub(r"\s+", " ", text)[:1500]
         return f"SimpleSAMLphp did not show the {wanted} ({page.status_code} {page.url}): {text}\n{self.tail()}"
+
+
+# --- a federation's signed metadata aggregate ------------------------------------
+
+AGGREGATE_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
+    xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="{id}" Name="{name}" validUntil="{valid_until}">
+<ds:Signature><ds:SignedInfo>
+<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
+<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>
+<ds:Reference URI="#{id}"><ds:Transforms>
+<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>
+<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>
+<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference>
+</ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature>
+{entities}
+</md:EntitiesDescriptor>
+"""
+
+
+def signed_aggregate(path, entity_xmls, key, cert, valid_until, name="urn:example:federation:test"):
+    """Write to PATH a federation aggregate of ENTITY_XMLS (EntityDescriptor documents), signed
+    (RSA-SHA256, enveloped, as federations sign) by KEY with CERT (PEM files), valid until VALID_UNTIL."""
+    entities = "\n".join(re.sub(r"^<\?xml[^>]*\?>\s*", "", xml.strip()) for xml in entity_xmls)
+    template = AGGREGATE_TEMPLATE.format(id="fed-" + secrets.token_hex(8), name=name, entities=entities,
+                                         valid_until=valid_until.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    with open(path + ".tmpl", "w", encoding="utf-8") as handle:
+        handle.write(template)
+    done = subprocess.run(["xmlsec1", "--sign", "--privkey-pem", f"{key},{cert}",
+                           "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:metadata:EntitiesDescriptor",
+                           "--output", path, path + ".tmpl"], capture_output=True, text=True, timeout=30)
+    os.remove(path + ".tmpl")
+    assert done.returncode == 0, f"xmlsec1 could not sign the aggregate: {done.stderr}"
+    assert aggregate_verifies(path, cert), "the aggregate just signed does not verify"
+    return path
+
+
+def aggregate_verifies(path, cert):
+    """True when xmlsec1 verifies the aggregate at PATH with CERT (PEM file)."""
+    return subprocess.run(["xmlsec1", "--verify", "--pubkey-cert-pem", cert,
+                           "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:metadata:EntitiesDescriptor", path],
+                          capture_output=True, timeout=30).returncode == 0
