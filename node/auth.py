@@ -31,8 +31,9 @@ def _dummy_hash():
     return generate_password_hash("circnode-no-such-user")
 
 
-def add_staff(name, role, password, now):
+def add_staff(name, role, password, now, actor="system"):
     """Create a staff account; refuse a taken name, unknown role or weak password."""
+    from node.circulation import audit
     name = (name or "").strip()
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise errors.InvalidField("Staff names use letters, digits, '.', '-' and '_' (at most 64).")
@@ -42,8 +43,10 @@ def add_staff(name, role, password, now):
     with database.atomic():
         if Staff.get_or_none(name=name):
             raise errors.StaffExists(f"Staff member {name!r} exists already; pick another name.")
-        return Staff.create(name=name, role=role, password_hash=generate_password_hash(password),
-                            created_at=now)
+        staff = Staff.create(name=name, role=role, password_hash=generate_password_hash(password),
+                             created_at=now)
+        audit(actor, "staff_added", name, role, now)
+    return staff
 
 
 # The passwords tried first by anyone guessing (lowercased, digits kept).
@@ -64,14 +67,22 @@ def check_password_strength(name, password):
         raise errors.WeakPassword("The password must not contain the staff name.")
 
 
-def new_token(name, now):
-    """Issue a new API token for staff NAME; only its hash is stored."""
+def staff_named(name):
+    """The staff account called NAME; StaffNotFound when there is none."""
     staff = Staff.get_or_none(name=name)
     if staff is None:
-        raise errors.NotFound(f"No staff member {name!r}.")
+        raise errors.StaffNotFound(f"No staff member {name!r} (circnode staff list shows them).")
+    return staff
+
+
+def new_token(name, now, actor="system"):
+    """Issue a new API token for staff NAME; only its hash is stored."""
+    from node.circulation import audit
+    staff = staff_named(name)
     token = "cn_" + secrets.token_urlsafe(32)
     with database.atomic():
-        ApiToken.create(staff=staff, token_hash=_token_hash(token), created_at=now)
+        row = ApiToken.create(staff=staff, token_hash=_token_hash(token), created_at=now)
+        audit(actor, "token_issued", name, f"token {row.id}", now)
     return token
 
 

@@ -131,7 +131,27 @@ def run(ctx, host, port, threads):
 
 @main.group()
 def staff():
-    """Staff accounts."""
+    """Staff accounts: add, list, passwd, disable, enable, token, tokens, revoke (all audited)."""
+
+
+def _cli_actor():
+    """Who ran the command, for the audit log: cli:USER."""
+    import getpass
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return f"cli:{os.getuid()}"
+
+
+def _read_password(password_stdin):
+    """The password from one line of stdin, or from a prompt asked twice."""
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")  # empty: the domain refuses it, naming why
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _local(value, cfg):
+    return value.astimezone(cfg.tz).strftime("%Y-%m-%d %H:%M") if value else "never"
 
 
 @staff.command("add")
@@ -144,12 +164,89 @@ def staff_add(ctx, name, role, password_stdin):
     """Create a staff account (password from a prompt or --password-stdin)."""
     from node.auth import add_staff
     ctx.open()
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    add_staff(name, role, password, utcnow())
+    add_staff(name, role, _read_password(password_stdin), utcnow(), actor=_cli_actor())
     click.echo(f"staff {name} added ({role})")
+
+
+@staff.command("list")
+@pass_ctx
+@refusals
+def staff_list(ctx):
+    """Every staff account: role, state, created, last desk sign-in, API tokens."""
+    from node.staff import list_staff
+    cfg = ctx.open()
+    rows = list_staff()
+    click.echo(f"{'name':24} {'role':6} {'state':9} {'created':16}  {'last sign-in':16}  tokens")
+    for row in rows:
+        click.echo(f"{row.name:24} {row.role:6} {'active' if row.active else 'disabled':9} "
+                   f"{_local(row.created_at, cfg):16}  {_local(row.last_sign_in_at, cfg):16}  {row.tokens}")
+    click.echo(f"{len(rows)} staff")
+
+
+@staff.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@pass_ctx
+@refusals
+def staff_passwd(ctx, name, password_stdin):
+    """Set NAME's password; ends its desk sessions and lifts its sign-in lock (tokens stay)."""
+    from node.auth import staff_named
+    from node.staff import set_password
+    ctx.open()
+    staff_named(name)  # an unknown name is refused before a password is asked for
+    ended = set_password(name, _read_password(password_stdin), utcnow(), _cli_actor())
+    click.echo(f"staff {name}: password set, {ended} desk sessions ended")
+
+
+@staff.command("disable")
+@click.argument("name")
+@pass_ctx
+@refusals
+def staff_disable(ctx, name):
+    """Disable NAME: no sign-in, and its desk sessions and API tokens end at once."""
+    from node.staff import disable_staff
+    ctx.open()
+    sessions, tokens = disable_staff(name, utcnow(), _cli_actor())
+    click.echo(f"staff {name} disabled: {sessions} desk sessions and {tokens} API tokens ended")
+
+
+@staff.command("enable")
+@click.argument("name")
+@pass_ctx
+@refusals
+def staff_enable(ctx, name):
+    """Let a disabled NAME sign in again (old sessions and tokens stay ended)."""
+    from node.staff import enable_staff
+    ctx.open()
+    changed = enable_staff(name, utcnow(), _cli_actor())
+    click.echo(f"staff {name} {'enabled' if changed else 'was enabled already'}")
+
+
+@staff.command("tokens")
+@click.argument("name")
+@pass_ctx
+@refusals
+def staff_tokens(ctx, name):
+    """NAME's API tokens: id, created, last used (the tokens themselves are never stored)."""
+    from node.staff import tokens_of
+    cfg = ctx.open()
+    rows = tokens_of(name)
+    click.echo(f"{'id':>6}  {'created':16}  last used")
+    for row in rows:
+        click.echo(f"{row.id:>6}  {_local(row.created_at, cfg):16}  {_local(row.last_used_at, cfg)}")
+    click.echo(f"{len(rows)} tokens of {name}")
+
+
+@staff.command("revoke")
+@click.argument("token_id")
+@pass_ctx
+@refusals
+def staff_revoke(ctx, token_id):
+    """End the API token TOKEN_ID (from circnode staff tokens NAME); others stay."""
+    from node.staff import revoke_token
+    ctx.open()
+    name = revoke_token(token_id, utcnow(), _cli_actor())
+    click.echo(f"token {token_id} of {name} revoked")
 
 
 @staff.command("token")
@@ -160,7 +257,7 @@ def staff_token(ctx, name):
     """Issue a new API token for NAME (printed as the last line; shown once)."""
     from node.auth import new_token
     ctx.open()
-    token = new_token(name, utcnow())
+    token = new_token(name, utcnow(), actor=_cli_actor())
     click.echo(f"# API token for {name}; send it as 'Authorization: Bearer TOKEN'. It is not stored.")
     click.echo(token)
 

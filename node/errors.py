@@ -73,6 +73,8 @@ HomeRefused = _refusal("HomeRefused", 502, "home_refused",
                        "The patron's home node refused this node's standing check (keys, clocks or configuration "
                        "between the two nodes); nothing is lent.")
 StaffExists = _refusal("StaffExists", 409, "staff_exists", "A staff account with that name exists already.")
+StaffNotFound = _refusal("StaffNotFound", 404, "staff_not_found", "No staff account with that name.")
+TokenNotFound = _refusal("TokenNotFound", 404, "token_not_found", "No API token with that id.")
 WeakPassword = _refusal("WeakPassword", 422, "weak_password", "The password is too easy to guess.")
 TooManyAttempts = _refusal("TooManyAttempts", 429, "too_many_attempts", "Too many failed logins; wait and retry.")
 RateLimited = _refusal("RateLimited", 429, "rate_limited",
