@@ -111,6 +111,13 @@ def healthz():
                     "api_version": 1})
 
 
+@bp.get("/api/v1/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 description of this API (no token needed: it holds no data)."""
+    from node import openapi
+    return jsonify(openapi.document())
+
+
 @bp.post("/api/v1/checkouts")
 @api_role("desk")
 def checkout():

@@ -128,7 +128,12 @@ def export():
     return jsonify({"batch": _batch_json(cfg, batch)}), 201
 
 
-@bp.get("/api/v1/bursar/batches/<int:batch_id>.csv")
+# A batch number in a path is at most SQLite's largest integer: a longer one is no batch (404), not a
+# Python int that SQLite cannot bind (OverflowError, a 500 schemathesis found).
+BATCH_ID = f"int(max={2 ** 63 - 1})"
+
+
+@bp.get(f"/api/v1/bursar/batches/<{BATCH_ID}:batch_id>.csv")
 @api_role("admin")
 def batch_csv(batch_id):
     return batch_csv_response(batch_id)

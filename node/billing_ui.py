@@ -7,7 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from node import billing, bursar, errors, jobs, notices
 from node.app import get_config
-from node.billing_api import batch_csv_response
+from node.billing_api import BATCH_ID, batch_csv_response
 from node.auth import current_staff, desk_role
 from node.clock import utcnow
 from node.models import Patron
@@ -111,7 +111,7 @@ def bursar_page():
                            columns=bursar.COLUMNS, runs=jobs.last_runs(), notice_counts=notices.queue_counts())
 
 
-@bp.get("/billing/bursar/<int:batch_id>.csv")
+@bp.get(f"/billing/bursar/<{BATCH_ID}:batch_id>.csv")
 @desk_role("admin")
 def bursar_csv(batch_id):
     """Download (or print again) one batch."""
