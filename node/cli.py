@@ -66,10 +66,11 @@ def init(ctx):
     path, created = ensure_key(cfg)
     click.echo(f"database: {cfg.database_path}")
     click.echo(f"node key: {path} ({'created' if created else 'kept'})")
-    from node.saml_sp import ensure_sp_certificate
-    cert, cert_created = ensure_sp_certificate(cfg)  # the SAML service provider's key and certificate
-    click.echo(f"SAML certificate: {cert} ({'created' if cert_created else 'kept'}); "
-               f"metadata at {cfg.node['base_url']}/saml/metadata")
+    from node import saml_keys  # the SAML service provider's signing and encryption keys
+    for use, label in ((saml_keys.SIGNING, "SAML certificate"), (saml_keys.ENCRYPTION, "SAML encryption certificate")):
+        keypair, made = saml_keys.ensure(cfg, use)
+        click.echo(f"{label}: {keypair.cert} ({'created' if made else 'kept'})")
+    click.echo(f"SAML metadata: {cfg.node['base_url']}/saml/metadata")
     click.echo(f"public key: {public_key_text(cfg)}")
 
 
@@ -115,8 +116,10 @@ def log_hash(ctx, patron_id):
 def run(ctx, host, port, threads):
     """Serve the node with waitress and run the scheduler in the same process."""
     from node.runner import serve
+    from node.saml_keys import ensure_encryption_on_start
     from node.saml_sp import sign_in_institutions, xmlsec_binary
     cfg = ctx.open()
+    ensure_encryption_on_start(cfg)  # a node initialised before encryption keys existed gets one
     if sign_in_institutions(cfg):  # patron sign-in is configured: it cannot work without xmlsec1
         try:
             xmlsec_binary(cfg)
@@ -504,6 +507,10 @@ from node.billing_cli import COMMANDS as _BILLING_COMMANDS  # noqa: E402  (jobs,
 
 for _command in _BILLING_COMMANDS:
     main.add_command(_command)
+
+from node.cli_saml import saml_group as _saml_group  # noqa: E402  (saml metadata, saml rollover)
+
+main.add_command(_saml_group)
 
 
 def entry():

@@ -17,11 +17,13 @@ data_dir/saml_retired/STAMP/) and the next ones become current.  Nothing here
 knows Flask.
 """
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 
 from node import errors
 
+log = logging.getLogger(__name__)
 SIGNING, ENCRYPTION = "signing", "encryption"
 _STEMS = {SIGNING: "saml_sp", ENCRYPTION: "saml_sp_encryption"}
 RETIRED_DIR = "saml_retired"
@@ -78,6 +80,17 @@ def ensure(cfg, use):
         return keypair, False
     _make(cfg, keypair, use)
     return keypair, True
+
+
+def ensure_encryption_on_start(cfg):
+    """Give a node initialised before encryption keys existed its encryption pair; return it if made now."""
+    if not pair(cfg, SIGNING).exists():
+        return None  # never initialised: 'circnode init' makes both
+    keypair, created = ensure(cfg, ENCRYPTION)
+    if created:
+        log.warning("made the SAML encryption key and certificate %s; identity providers that encrypt need "
+                    "this node's metadata again (BASE_URL/saml/metadata)", keypair.cert)
+    return keypair if created else None
 
 
 def published(cfg, use):
