@@ -27,6 +27,7 @@ import functools
 import itertools
 import json
 import logging
+import re
 import time
 
 from node.db import database
@@ -225,6 +226,9 @@ def _apply_run(cfg, origin, events, now):
     return outcomes
 
 
+_TYPE_NAME = re.compile(r"[a-z][a-z_]{0,30}\.[a-z][a-z_]{0,30}")
+
+
 def event_types():
     """Every event type this node applies (the rest are recorded and ignored)."""
     return sorted(catalogue.EVENTS)
@@ -235,7 +239,9 @@ def apply_event(cfg, origin, event, now):
     context = EventContext(cfg, origin, now)
     spec, data = catalogue.admit(context, origin, event)
     if spec is None:
-        log.warning("ignoring event type %r from %s (newer peer?)", event["type"], origin)
+        # The type is the peer's text: logged only when it looks like one (a rogue could send anything).
+        kind = event["type"] if _TYPE_NAME.fullmatch(event["type"]) else "(not a type name)"
+        log.warning("ignoring event type %s from %s (newer peer?)", kind, origin)
         return {"note": "unknown_type"}
     try:
         return spec.apply(context, data)
