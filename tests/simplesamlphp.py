@@ -237,9 +237,11 @@ class SimpleSamlPhpIdp:
         """Serve SimpleSAMLphp with ``php -S`` on the port; wait until its metadata answers."""
         log = open(os.path.join(self.data_dir, "log", "php-server.log"), "ab")
         env = {**os.environ, "SIMPLESAMLPHP_CONFIG_DIR": self.config_dir}
-        # opcache off: the metadata files change between tests and must be read afresh
+        # opcache off (php -S follows opcache.enable, not enable_cli): it would serve a metadata file
+        # rewritten within the last 2 s (revalidate_freq) from its cache, the previous test's variant.
         self.process = subprocess.Popen(
-            ["php", "-d", "opcache.enable_cli=0", "-d", "display_errors=0", "-d", "log_errors=1",
+            ["php", "-d", "opcache.enable=0", "-d", "opcache.enable_cli=0", "-d", "display_errors=0",
+             "-d", "log_errors=1",
              "-S", f"127.0.0.1:{self.port}", "-t", SSP_WWW],
             cwd=SSP_WWW, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
