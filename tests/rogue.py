@@ -123,7 +123,7 @@ TABLES = {"loan": ("id",), "item": ("owner", "barcode"), "fee": ("id",), "fee_pa
 
 
 def snapshot(net, code, honest_loans=(), honest_items=()):
-    """CODE's loans, items, fees, payments, patrons, outbox and each own patron's standing.
+    """CODE's loans, items, fees, payments, patrons, outbox and what each own patron's standing rests on.
 
     Rows an honest event of the batch made (HONEST_LOANS ids, HONEST_ITEMS
     (owner, barcode)) are left out, so what is left must not change.
@@ -142,21 +142,28 @@ def snapshot(net, code, honest_loans=(), honest_items=()):
                     continue
                 rows[name] = values
             tables[table] = rows
-    tables["standing"] = standing(net, code, tables)
+    tables["standing"] = standing(code, tables)
     return tables
 
 
-def standing(net, code, tables):
-    """{patron: what their home node says of them}: blocks, balance, open loans (JSON API, then the rows)."""
+def standing(code, tables):
+    """{patron: what their home node's standing rests on}: blocks, expiry, open balance, open loans.
+
+    Read from the same rows as the node's standing answer (node/circulation.py
+    ``own_patron_standing``), so a forged fee or loan shows as the standing it moves.
+    """
     result = {}
     for (institution, home_id), patron in tables["patron"].items():
         if institution != code:
             continue
-        open_loans = sum(1 for loan in tables["loan"].values()
-                         if loan["patron_id"] == patron["id"] and loan["status"] == "open")
-        answer = net.api(code, "GET", f"/api/v1/fees?patron_id={home_id}").json()
-        result[(home_id,)] = {"blocked": answer.get("blocked"), "blocks": answer.get("blocks"),
-                              "balance": answer.get("balance"), "open_loans": open_loans}
+        balance = {}
+        for fee in tables["fee"].values():
+            if fee["patron_id"] == patron["id"] and fee["status"] == "open":
+                balance[fee["currency"]] = balance.get(fee["currency"], 0) + fee["amount"] - fee["paid"]
+        result[(home_id,)] = {
+            "blocked": bool(patron["blocked"]), "expires_on": patron["expires_on"], "open_balance_cents": balance,
+            "open_loans": sum(1 for loan in tables["loan"].values()
+                              if loan["patron_id"] == patron["id"] and loan["status"] == "open")}
     return result
 
 
