@@ -483,3 +483,13 @@ def test_forged_event_is_rejected_changes_nothing_and_does_not_hold_up_the_next(
         problems.append(f"the admin queue's refused from peers does not show it: {refused[:2]}")
     if problems:
         pytest.fail(f"{case.name}:\n  " + "\n  ".join(problems) + f"\n  forged data: {forged}", pytrace=False)
+
+
+def test_receivers_logged_no_crash(world):
+    """Run last: whatever EAST forged, neither receiver logged an unhandled exception."""
+    for code in ("SOUTH", "NORTH"):
+        with open(f"{world.net.info(code).folder}/node.log", errors="replace") as handle:
+            log = handle.read()
+        if "Traceback" in log:
+            start = log.rfind("\n", 0, log.rfind("\n", 0, log.index("Traceback"))) + 1
+            pytest.fail(f"{code} logged an unhandled exception:\n{log[start:start + 4000]}", pytrace=False)
