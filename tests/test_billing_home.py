@@ -284,7 +284,7 @@ def test_every_billing_endpoint_and_command_is_documented(api):
     with open(os.path.join(REPO, "docs", "billing.md"), encoding="utf-8") as handle:
         text = handle.read()
     app = api.client.application
-    paths = {re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule.rule) for rule in app.url_map.iter_rules()
+    paths = {re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"<\1>", rule.rule) for rule in app.url_map.iter_rules()
              if rule.endpoint.startswith(("billing_api.", "account.")) or rule.endpoint == "peer.renew_for_home"}
     assert "/api/v1/fees/<fee_id>/pay" in paths
     documented = re.sub(r"<\w+>", "<id>", text)
