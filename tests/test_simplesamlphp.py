@@ -266,6 +266,47 @@ def test_sha1_signed_response_is_refused_by_default(net):
 
 
 
+# --- point 4: key rollover, as an IdP sees it ----------------------------------
+
+def _keys(idp, metadata, use):
+    """The certificates (base64) SimpleSAMLphp takes from METADATA for USE (signing or encryption)."""
+    return [key["X509Certificate"] for key in idp.parse_sp_metadata(metadata).get("keys", []) if key.get(use)]
+
+
+def test_key_rollover_keeps_patrons_signing_in_through_simplesamlphp_at_every_step(net, tmp_path_factory):
+    north = make_north(tmp_path_factory.mktemp("rollover"), {"SOUTH": [f"idp_metadata = {net.idp.metadata_url}"]})
+    processes = start_nodes(north)
+
+    def signs_in(metadata, when):
+        net.idp.register_sp(metadata, encrypt_assertion=True)
+        browser, xml, acs = sign_in_at(north, net.idp, "SOUTH")
+        assert "EncryptedAssertion" in xml
+        assert acs.status_code == 303, f"{when}: {_refusal(acs)}"
+        assert identity(signed_in(north, browser, acs)) == ADA_AT_SOUTH
+
+    def circnode(*args):
+        done = subprocess.run([sys.executable, "-m", "node.cli", "--config", north.config, *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"circnode {' '.join(args)}: {done.stdout} {done.stderr}"
+
+    try:
+        before = sp_metadata(north)
+        signs_in(before, "before the rollover")
+        circnode("saml", "rollover", "start")  # the node keeps running: no sign-in outage
+        during = sp_metadata(north)
+        for use in ("signing", "encryption"):
+            assert set(_keys(net.idp, before, use)) < set(_keys(net.idp, during, use)), use
+        signs_in(before, "during the rollover, at an IdP that still holds the old metadata")
+        signs_in(during, "during the rollover, at an IdP that took the metadata with both keys")
+        circnode("saml", "rollover", "finish")
+        after = sp_metadata(north)
+        for use in ("signing", "encryption"):
+            assert not set(_keys(net.idp, before, use)) & set(_keys(net.idp, after, use)), use
+        signs_in(after, "after the rollover, at an IdP that took the new metadata")
+    finally:
+        stop_nodes(processes)
+
+
 # --- point 5: a federation's signed aggregate ------------------------------------
 
 @pytest.fixture(scope="module")
