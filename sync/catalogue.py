@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from node import money
+
 VERSION = 1
 
 # Every reason an event is rejected with (docs/protocol.md, "Rejections").
@@ -284,14 +286,9 @@ def _may_assess(facts, origin, data):
     _in_minor_units(amount, data["currency"])
 
 
-# ISO 4217 currencies without minor units; the others are kept in hundredths (node/models.py CentsField).
-_WHOLE_UNITS = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV",
-                "XAF", "XOF", "XPF"}
-
-
 def _in_minor_units(amount, currency):
     """AMOUNT (already within its range: quantize cannot overflow) has no more decimals than CURRENCY."""
-    unit = Decimal(1) if currency in _WHOLE_UNITS else Decimal("0.01")
+    unit = money.minor_unit(currency)
     if amount != amount.quantize(unit):
         reject("amount_out_of_range", f"Amounts in {currency} have at most {-unit.as_tuple().exponent} decimals.")
 
