@@ -134,7 +134,7 @@ def _xmlsec_decrypt(xmlsec, xml, key_file):
         with open(path, "wb") as handle:
             handle.write(xml)
         command = [xmlsec, "--decrypt", "--privkey-pem", key_file,
-                   "--enabled-cipher-reference-uris", "empty", "--enabled-retrieval-uris", "empty",
+                   "--enabled-cipher-reference-uris", "empty", "--enabled-retrieval-method-uris", "empty",
                    "--node-xpath", "/*[local-name()='Response']/*[local-name()='EncryptedAssertion']"
                                    "/*[local-name()='EncryptedData']",
                    "--output", os.path.join(folder, "plain.xml"), path]
