@@ -302,6 +302,9 @@ def test_key_rollover_keeps_patrons_signing_in_through_simplesamlphp_at_every_st
         after = sp_metadata(north)
         for use in ("signing", "encryption"):
             assert not set(_keys(net.idp, before, use)) & set(_keys(net.idp, after, use)), use
+        # The point of publishing both: an IdP that took the metadata during the rollover keeps working
+        # after it. SimpleSAMLphp encrypts for the first encryption certificate it finds there.
+        signs_in(during, "after the rollover, at an IdP that took the metadata during it")
         signs_in(after, "after the rollover, at an IdP that took the new metadata")
     finally:
         stop_nodes(processes)
