@@ -198,6 +198,8 @@ def test_simplesamlphp_releases_what_the_metadata_requests_without_a_hand_writte
     parsed = net.idp.parse_sp_metadata(net.sp_metadata)
     requested = parsed.get("attributes", [])
     assert set(requested) & {"uid", UID_OID}, f"the metadata must request the patron id attribute: {parsed}"
+    # SOUTH and EAST name the same attribute two ways: it is requested once.
+    assert len(requested) == len(set(requested)), f"an attribute is requested twice: {requested}"
     assert any(key.get("encryption") for key in parsed.get("keys", [])), "the metadata must carry an encryption key"
     browser, xml, acs = sign_in(net, release=None)
     assert "telephoneNumber" not in xml and "eduPersonAffiliation" not in xml
