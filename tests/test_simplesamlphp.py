@@ -9,6 +9,11 @@ way a university's admin does it; each test sets the admin's options it is
 about (attribute name format, encryption, signature algorithm) and drives a
 whole sign-in with ``requests``: circnode's redirect, SimpleSAMLphp's login
 form, its auto-submitting form back to NORTH's assertion consumer.
+
+Two tests start NORTH nodes of their own: a key rollover (``circnode saml
+rollover``) on a running node, and nodes that know the IdPs only from a
+federation's signed metadata aggregate (a second SimpleSAMLphp is EAST's IdP
+there).  php starts once per module; the file runs in about 15 s.
 """
 import base64
 import os
@@ -367,12 +372,16 @@ def _certificate_body(pem):
     return "".join(line.strip() for line in pem.strip().splitlines() if "-----" not in line)
 
 
-@pytest.mark.parametrize("institution", ["SOUTH", "EAST"])
-def test_patrons_sign_in_at_each_institutions_idp_found_in_the_federation_aggregate(federation, institution):
-    browser, xml, acs = sign_in_at(federation.good, federation.idps[institution], institution)
+@pytest.mark.parametrize("institution, user, expected", [
+    ("SOUTH", "ada", ADA_AT_SOUTH),
+    ("EAST", "bob", {"institution": "EAST", "id": "ssp-2", "name": "Bob Patron", "email": "bob@idp.example",
+                     "via": "saml"}),
+], ids=["SOUTH", "EAST"])
+def test_patrons_sign_in_at_each_institutions_idp_found_in_the_federation_aggregate(federation, institution, user,
+                                                                                      expected):
+    browser, xml, acs = sign_in_at(federation.good, federation.idps[institution], institution, user)
     assert federation.idps[institution].entity_id in xml
-    found = identity(signed_in(federation.good, browser, acs))
-    assert found == {**ADA_AT_SOUTH, "institution": institution}
+    assert identity(signed_in(federation.good, browser, acs)) == expected
 
 
 @pytest.mark.parametrize("institution", ["SOUTH", "EAST"])
