@@ -94,8 +94,14 @@ def ensure_encryption_on_start(cfg):
 
 
 def published(cfg, use):
-    """The pairs of USE the metadata publishes: current first, then next during a rollover."""
-    return [p for p in (pair(cfg, use), pair(cfg, use, "next")) if p.exists()]
+    """The pairs of USE the metadata publishes (and decryption tries), both during a rollover.
+
+    The next encryption certificate comes first: IdPs such as SimpleSAMLphp
+    encrypt for the first one they find, and the next key outlives ``finish``,
+    so an IdP that took the metadata during the rollover keeps working after it.
+    """
+    stages = ("next", "current") if use == ENCRYPTION else ("current", "next")
+    return [p for p in (pair(cfg, use, stage) for stage in stages) if p.exists()]
 
 
 def rolling_over(cfg):

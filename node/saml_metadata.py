@@ -126,8 +126,12 @@ def metadata_xml(cfg, now):
     service = _el(sp, MD, "AttributeConsumingService", index="0", isDefault="true")
     _lang(service, MD, "ServiceName", display_name)
     required = patron_id_attributes(cfg)
-    for name in required + [n for n in NAME_AND_EMAIL if n not in required]:
+    asked = set()  # one attribute configured by two of its names (uid, urn:oid:...) is requested once
+    for name in required + list(NAME_AND_EMAIL):
         attr_name, name_format, friendly = saml_attributes.requested(name)
+        if attr_name.lower() in asked:
+            continue
+        asked.add(attr_name.lower())
         _el(service, MD, "RequestedAttribute", Name=attr_name, NameFormat=name_format,
             FriendlyName=friendly or None, isRequired="true" if name in required else "false")
 

@@ -108,6 +108,14 @@ def test_metadata_requires_the_patron_id_attribute_and_asks_for_name_and_email(t
                          "urn:oid:0.9.2342.19200300.100.1.3": ("mail", uri, "false")}
 
 
+def test_an_attribute_configured_by_two_of_its_names_is_requested_once(tmp_path):
+    cfg = make_node(tmp_path, south_attribute=OID_UID)
+    cfg.node["idp_metadata"] = "north-idp.xml"  # NORTH's own patrons sign in too, their id named uid
+    names = [a.get("Name") for a in
+             metadata(cfg).findall("md:SPSSODescriptor/md:AttributeConsumingService/md:RequestedAttribute", NS)]
+    assert sorted(names) == sorted(set(names)) and names.count(OID_UID) == 1
+
+
 def test_metadata_advertises_only_accepted_algorithms(tmp_path):
     cfg = make_node(tmp_path)
     algorithms = [e.get("Algorithm") for e in metadata(cfg).iter() if e.get("Algorithm")]
@@ -191,7 +199,8 @@ def test_rollover_publishes_old_and_new_keys_then_retires_the_old(tmp_path):
     new = {use: saml_keys.certificate_text(saml_keys.pair(cfg, use, "next").cert) for use in ("signing", "encryption")}
     root = metadata(cfg)
     assert certificates(root, "signing") == [old["signing"], new["signing"]]
-    assert certificates(root, "encryption") == [old["encryption"], new["encryption"]]
+    # The new encryption certificate first: IdPs encrypt for the first, and it outlives the rollover.
+    assert certificates(root, "encryption") == [new["encryption"], old["encryption"]]
     from node.saml_sp import sp_files
     assert saml_keys.certificate_text(sp_files(cfg)[1]) == old["signing"]  # the old key still signs
     ok(circnode("--config", cfg.path, "saml", "rollover", "finish"))
