@@ -12,7 +12,7 @@ import threading
 
 from waitress import serve
 
-from node.db import PRAGMAS
+from node.store.db import PRAGMAS
 from sync import wire
 
 _local = threading.local()

@@ -84,7 +84,7 @@ def desk_week(cfg, home, barcodes, patron_ids, transactions, start, progress, op
     made up (it is set-up); they are back on for the drain.
     """
     from node import circulation
-    from node.db import database
+    from node.store.db import database
     offline = Standing(True, provisional=True, reason="home node unreachable")
     step = datetime.timedelta(days=7) / transactions
     now, open_loans, made = start, [], 0

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import uuid
 
-from node.models import UTCDateTimeField, _uuid7_int
+from node.store.models import UTCDateTimeField, _uuid7_int
 
 UTC = datetime.timezone.utc
 HISTORY_START = datetime.datetime(2020, 1, 6, 8, 0, tzinfo=UTC)

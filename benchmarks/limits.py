@@ -11,8 +11,8 @@ import requests
 from peewee import SqliteDatabase
 
 from benchmarks.history import stamp, uuid7_at
-from node.db import PRAGMAS
-from node.migrations import migrate
+from node.store.db import PRAGMAS
+from node.store.migrations import migrate
 from sync import wire
 
 UTC = datetime.timezone.utc
@@ -23,7 +23,7 @@ class BareCheckout:
 
     Read item, read patron, insert loan, insert outbox row, update item, commit:
     a peewee transaction with ``BEGIN IMMEDIATE`` and ``synchronous=FULL`` as in
-    node/db.py, without HTTP, auth, policy or serialisation.
+    node/store/db.py, without HTTP, auth, policy or serialisation.
     """
 
     def __init__(self, folder, items):

@@ -42,7 +42,7 @@ FULL = Sizes(levels=(10_000, 100_000, 1_000_000), rounds=5, desk_seconds=2.0, ba
 def run(sizes, workdir, progress):
     """Measure everything; return the raw results (see benchmarks/report.py for the figures)."""
     from node import config as config_module
-    from node.db import database, open_database
+    from node.store.db import database, open_database
     from tests.network import Network, free_port
 
     net = Network(os.path.join(workdir, "net"), nodes=[LENDER, HOME], items=20, patrons=5, overrides=OVERRIDES)

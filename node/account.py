@@ -14,8 +14,8 @@ from flask import Blueprint, flash, redirect, url_for
 from node import billing, circulation, errors
 from node.app import get_config
 from node.clock import utcnow
-from node.db import database
-from node.models import Loan, Patron
+from node.store.db import database
+from node.store.models import Loan, Patron
 
 bp = Blueprint("account", __name__)
 

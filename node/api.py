@@ -105,7 +105,7 @@ def loan_json(loan, now=None):
 @bp.get("/healthz")
 def healthz():
     cfg = get_config()
-    from node.db import database
+    from node.store.db import database
     database.execute_sql("SELECT 1")
     return jsonify({"status": "ok", "institution": cfg.institution, "name": cfg.node["name"],
                     "api_version": 1})

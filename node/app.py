@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from node import config as config_module
 from node import errors
-from node.db import connection, open_database
+from node.store.db import connection, open_database
 from node.logs import route
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from flask import g, redirect, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from node import errors, throttle
-from node.db import database
-from node.models import ROLES, ApiToken, Staff, StaffSession
+from node.store.db import database
+from node.store.models import ROLES, ApiToken, Staff, StaffSession
 
 SESSION_IDLE = datetime.timedelta(hours=12)
 TOUCH_EVERY = datetime.timedelta(minutes=5)  # how stale a session's or token's "last seen" may get

@@ -17,8 +17,8 @@ from peewee import JOIN, Case, fn
 
 from node import errors, money
 from node.calendar import calendar_of, local_day
-from node.db import database
-from node.models import CENT, AuditLog, Fee, FeePayment, Item, Loan, Patron, cents_to_money, new_uuid
+from node.store.db import database
+from node.store.models import CENT, AuditLog, Fee, FeePayment, Item, Loan, Patron, cents_to_money, new_uuid
 from sync import outbox
 from sync.catalogue import build
 

@@ -11,7 +11,7 @@ from node.api import int_arg, json_body
 from node.app import get_config
 from node.auth import api_role, current_staff_name
 from node.clock import utcnow
-from node.models import Fee, FeePayment, Patron
+from node.store.models import Fee, FeePayment, Patron
 
 bp = Blueprint("billing_api", __name__)
 

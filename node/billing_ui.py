@@ -10,7 +10,7 @@ from node.app import get_config
 from node.billing_api import BATCH_ID, batch_csv_response
 from node.auth import current_staff, desk_role
 from node.clock import utcnow
-from node.models import Patron
+from node.store.models import Patron
 
 bp = Blueprint("billing", __name__)
 REASONS = {"fine": "Overdue fine", "replacement": "Replacement cost", "processing": "Processing fee",

@@ -13,8 +13,8 @@ import tempfile
 from peewee import JOIN
 
 from node import errors
-from node.db import database
-from node.models import BursarBatch, Fee, Patron
+from node.store.db import database
+from node.store.models import BursarBatch, Fee, Patron
 from node.spreadsheet import csv_text
 
 # (column, meaning): the contract with the student-account system.

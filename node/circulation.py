@@ -12,8 +12,8 @@ from peewee import JOIN, IntegrityError
 
 from node import billing, errors
 from node.calendar import calendar_of
-from node.db import database
-from node.models import AuditLog, Item, Loan, Patron
+from node.store.db import database
+from node.store.models import AuditLog, Item, Loan, Patron
 from node.policy import due_date, renewal_due_date
 from sync import outbox
 from sync.catalogue import build

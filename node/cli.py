@@ -33,7 +33,7 @@ class Context:
 
     def open(self):
         """Load the config and open (and migrate) the database."""
-        from node.db import open_database
+        from node.store.db import open_database
         cfg = self.cfg
         try:
             open_database(cfg.database_path)

@@ -113,7 +113,7 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     from node import config as config_module
     from node import imports
     from node.auth import add_staff, new_token
-    from node.db import database, open_database
+    from node.store.db import database, open_database
     from node.keys import ensure_key, public_key_text
     from node.saml_sp import ensure_sp_certificate
 

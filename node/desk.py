@@ -13,7 +13,7 @@ from node import circulation, errors
 from node.app import get_config
 from node.auth import check_login, current_staff, desk_role, end_session, start_session
 from node.clock import utcnow
-from node.models import Loan, Patron
+from node.store.models import Loan, Patron
 from node.patron_pass import standing_for_visit
 from node.redirects import local_path
 from node.standing import standing_for

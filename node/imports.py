@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import functools
 
 from node import money
-from node.db import database
-from node.models import Item, Patron
+from node.store.db import database
+from node.store.models import Item, Patron
 
 ITEM_COLUMNS = ["barcode", "title", "call_number", "item_type", "replacement_cost"]
 PATRON_COLUMNS = ["id", "name", "email"]

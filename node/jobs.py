@@ -12,8 +12,8 @@ import logging
 
 from node import billing, notices, privacy
 from node.clock import utcnow
-from node.db import database
-from node.models import JobRun
+from node.store.db import database
+from node.store.models import JobRun
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 CEILING = Decimal("1000000000.00")
 CENT = Decimal("0.01")
 
-# ISO 4217 currencies without minor units; every other one is kept in hundredths (node/models.py CentsField).
+# ISO 4217 currencies without minor units; every other one is kept in hundredths (node/store/models.py CentsField).
 # The same list as sync/catalogue.py's, which checks amounts arriving from peers.
 WHOLE_UNITS = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV",
                          "XAF", "XOF", "XPF"})

@@ -20,8 +20,8 @@ from email.utils import format_datetime, formataddr, make_msgid
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from node.calendar import local_day
-from node.db import database
-from node.models import Fee, Item, Loan, Notice, Patron
+from node.store.db import database
+from node.store.models import Fee, Item, Loan, Notice, Patron
 
 log = logging.getLogger(__name__)
 KINDS = ("courtesy", "overdue", "lost")

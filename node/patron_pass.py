@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from node import errors
 from node.circulation import Standing, own_patron_standing, refuse_for_standing
-from node.models import Loan, Patron
+from node.store.models import Loan, Patron
 
 PREFIX = "CNP1"
 MAX_TEXT = 2000

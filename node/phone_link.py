@@ -12,8 +12,8 @@ import json
 import secrets
 
 from node import errors
-from node.db import database
-from node.models import PhoneLink
+from node.store.db import database
+from node.store.models import PhoneLink
 from node.saml_sp import Identity
 
 

@@ -14,8 +14,8 @@ import os
 
 from flask import Blueprint, render_template
 
-from node.db import database
-from node.models import Fee, FeePayment, InboxRecord, Loan, Notice, Patron
+from node.store.db import database
+from node.store.models import Fee, FeePayment, InboxRecord, Loan, Notice, Patron
 
 log = logging.getLogger(__name__)
 bp = Blueprint("privacy", __name__)

@@ -17,7 +17,7 @@ def start_scheduler(cfg):
     The scheduler runs on the machine's real clock; the jobs get ``utcnow``
     (which may be shifted, see node/clock.py) for their business time.
     """
-    from node.db import checkpoint
+    from node.store.db import checkpoint
     from sync.push import push_due
     from sync.receive import purge_nonces
 
@@ -34,7 +34,7 @@ def start_scheduler(cfg):
 
 
 def serve(cfg, host, port, threads=8):
-    from node.db import checkpoints_in_background
+    from node.store.db import checkpoints_in_background
     app = create_app(cfg)
     checkpoints_in_background()  # the scheduler's job, not a desk's commit, writes the WAL back
     scheduler = start_scheduler(cfg)

@@ -28,8 +28,8 @@ from defusedxml import ElementTree as SafeET
 from peewee import IntegrityError
 
 from node import errors, saml_attributes, saml_crypto, saml_keys
-from node.db import database
-from node.models import SamlAssertion, SamlRequest
+from node.store.db import database
+from node.store.models import SamlAssertion, SamlRequest
 
 log = logging.getLogger(__name__)
 # pysaml2 logs whole documents and NameIDs in its messages (even at ERROR);

@@ -14,8 +14,8 @@ from werkzeug.security import generate_password_hash
 from node import errors, throttle
 from node.auth import check_password_strength, staff_named
 from node.circulation import audit
-from node.db import database
-from node.models import ApiToken, Staff, StaffSession
+from node.store.db import database
+from node.store.models import ApiToken, Staff, StaffSession
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 
 from node import errors
-from node.db import database
-from node.models import LoginFailure
+from node.store.db import database
+from node.store.models import LoginFailure
 
 MEMORY = datetime.timedelta(hours=24)  # failures older than this are forgotten; also the longest lock
 

@@ -6,7 +6,7 @@ account, ``loan.lost`` marks our copy of the loan lost.  At the lender:
 lender's ledger.  Each runs inside the inbox's per-event transaction, so a
 duplicate has no second effect; unknown fields are ignored.
 """
-from node.models import Fee, FeePayment, Loan, Patron
+from node.store.models import Fee, FeePayment, Loan, Patron
 from sync.catalogue import EventRejected, handles
 
 

@@ -116,7 +116,7 @@ def _json_or_none(content):
 def record_refusal(exc, what, now):
     """Keep PeerRefused EXC for the admin queue: which peer, when, WHAT it refused and why (never whom)."""
     from node.circulation import audit
-    from node.db import database
+    from node.store.db import database
     with database.atomic():
         audit("system", REFUSAL_ACTION, exc.details["peer"], f"{what}: {exc.details['cause']}"[:500], now)
 

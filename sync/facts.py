@@ -8,8 +8,8 @@ memory (sync/loan_events.py), as its earlier events left them.
 """
 from dataclasses import dataclass
 
-from node.db import database
-from node.models import Fee, FeePayment, Loan, Patron, UTCDateTimeField
+from node.store.db import database
+from node.store.models import Fee, FeePayment, Loan, Patron, UTCDateTimeField
 
 # One loan with the parties a rule checks: its lender, its item's owner and
 # barcode, its patron's home and id (NULL once anonymised), where it was returned.

@@ -30,8 +30,8 @@ import logging
 import re
 import time
 
-from node.db import database
-from node.models import InboxRecord
+from node.store.db import database
+from node.store.models import InboxRecord
 from sync import catalogue, wire
 from sync.catalogue import EventRejected
 from sync.facts import EventContext

@@ -23,8 +23,8 @@ models, by the handlers at the end.
 from collections import defaultdict
 
 from node import billing, circulation
-from node.db import database
-from node.models import AuditLog, Item, Loan, Patron
+from node.store.db import database
+from node.store.models import AuditLog, Item, Loan, Patron
 from sync.catalogue import handles
 from sync.facts import LOAN_FACTS, LoanFacts
 from sync.inbox import savepoint, stamp

@@ -9,7 +9,7 @@ home node's admins list them (``/admin/standing-lookups``, its JSON twin and
 
 The same rows are the rate limit (``[sync] standing_per_minute``).  The count
 is read inside the write transaction that would add the row, and this
-process's writers take turns on one connection (node/db.py) while other
+process's writers take turns on one connection (node/store/db.py) while other
 processes queue on ``BEGIN IMMEDIATE``: two threads cannot both take the last
 place of a minute, and the limit holds across restarts and processes.  An
 in-memory window would need its own lock and forget everything on restart
@@ -24,8 +24,8 @@ import logging
 import math
 
 from node import errors
-from node.db import database
-from node.models import StandingLookup, UTCDateTimeField
+from node.store.db import database
+from node.store.models import StandingLookup, UTCDateTimeField
 
 log = logging.getLogger(__name__)
 WINDOW = datetime.timedelta(minutes=1)

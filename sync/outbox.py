@@ -5,8 +5,8 @@ gaps and keep order.  ``enqueue`` must run inside the caller's write
 transaction (``BEGIN IMMEDIATE``), which is what makes taking the next
 sequence number safe against a concurrent writer.
 """
-from node.db import database
-from node.models import OutboxEvent, new_uuid
+from node.store.db import database
+from node.store.models import OutboxEvent, new_uuid
 from sync import catalogue, wire
 
 EVENT_VERSION = 1

@@ -26,8 +26,8 @@ from typing import NamedTuple
 from peewee import fn
 
 from node import errors
-from node.db import database
-from node.models import Loan, OutboxEvent, PeerState
+from node.store.db import database
+from node.store.models import Loan, OutboxEvent, PeerState
 from sync.client import error_code, peer_request, record_refusal, refusal
 from sync.outbox import envelope
 

@@ -18,8 +18,8 @@ from peewee import JOIN, fn
 
 from node import errors
 from node.circulation import audit
-from node.db import database
-from node.models import (
+from node.store.db import database
+from node.store.models import (
     AuditLog,
     InboxRecord,
     Item,

@@ -15,10 +15,10 @@ from werkzeug.routing import PathConverter
 from node import errors
 from node.app import get_config
 from node.clock import utcnow
-from node.db import database
+from node.store.db import database
 from node.keys import private_key
 from node.logs import patron_hash, route
-from node.models import PeerNonce, Patron
+from node.store.models import PeerNonce, Patron
 from sync import inbox, lookups, wire
 from sync.signing import SignatureError, decode_public_key, request_target, sign_response, target_uri, verify_request
 

@@ -61,7 +61,7 @@ def app(node_config):
     from node.app import create_app
     app = create_app(node_config, {"TESTING": True})
     yield app
-    from node.db import database
+    from node.store.db import database
     database.close()
 
 
@@ -73,7 +73,7 @@ def client(app):
 @pytest.fixture
 def seeded(app, node_config):
     """A few items and one own patron."""
-    from node.models import Item, Patron
+    from node.store.models import Item, Patron
     now = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     for n in range(1, 6):
         Item.create(owner="NORTH", barcode=f"N{n:04d}", title=f"Book {n}", item_type="book",

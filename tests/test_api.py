@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from node.db import database
-from node.models import Item, Loan, OutboxEvent
+from node.store.db import database
+from node.store.models import Item, Loan, OutboxEvent
 
 TABLES = ["item", "patron", "loan", "outbox_event", "audit_log"]
 
@@ -32,7 +32,7 @@ def state(api):
                                                      "patron": {"institution": "NORTH", "id": "n-100"}})
     assert answer.status_code == 201, answer.get_json()
     Item.update(status="missing").where(Item.barcode == "N0003").execute()
-    from node.models import Patron
+    from node.store.models import Patron
     Patron.create(institution="NORTH", home_id="n-blocked", blocked=True, updated_at=datetime.datetime.now(
         datetime.timezone.utc))
     return answer.get_json()["id"]

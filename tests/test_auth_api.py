@@ -3,8 +3,8 @@ import datetime
 
 import pytest
 
-from node.db import database
-from node.models import ApiToken, AuditLog, Item, Staff
+from node.store.db import database
+from node.store.models import ApiToken, AuditLog, Item, Staff
 
 ENDPOINTS = [
     ("POST", "/api/v1/checkouts", {"item_barcode": "N0001", "patron": {"institution": "NORTH", "id": "n-100"}}),

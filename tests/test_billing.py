@@ -35,7 +35,7 @@ closed_dates = 2026-04-03..2026-04-06
 def lender(tmp_path):
     """NORTH with billing terms and a calendar; SOUTH is a peer (never reached in these tests)."""
     yield build_lender(tmp_path)
-    from node.db import database
+    from node.store.db import database
     database.close()
 
 
@@ -43,7 +43,7 @@ def build_lender(tmp_path, extra=""):
     from node import config
     from node.app import create_app
     from node.keys import ensure_key
-    from node.models import Item, Patron
+    from node.store.models import Item, Patron
     path = write_config(str(tmp_path / "north"), peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")],
                         extra=BILLING + extra)
     cfg = config.load(path)
@@ -70,7 +70,7 @@ def local_date(moment):
 
 
 def outbox(kind=None):
-    from node.models import OutboxEvent
+    from node.store.models import OutboxEvent
     rows = OutboxEvent.select().order_by(OutboxEvent.sequence)
     return [(e.destination, e.type, e.data["data"]) for e in rows if kind is None or e.type == kind]
 
@@ -114,7 +114,7 @@ def test_due_date_never_falls_on_a_closed_day(lender):
 ])
 def test_fine_at_return_counts_the_lenders_open_days_and_is_capped(lender, returned, fine):
     from node.circulation import return_item
-    from node.models import Fee
+    from node.store.models import Fee
     loan = lend(lender, "N0001")  # due Monday 16 March
     return_item(lender, "N0001", returned)
     fees = list(Fee.select().where(Fee.loan_id == loan.id))
@@ -124,7 +124,7 @@ def test_fine_at_return_counts_the_lenders_open_days_and_is_capped(lender, retur
 
 def test_no_fine_policy_bills_nothing_and_a_visiting_patrons_fine_goes_home(lender):
     from node.circulation import return_item
-    from node.models import Fee
+    from node.store.models import Fee
     lend(lender, "F0001")  # [policy] has no fines for items without their own terms
     return_item(lender, "F0001", datetime.datetime(2026, 5, 1, 10, 0, tzinfo=UTC))
     assert Fee.select().count() == 0
@@ -143,7 +143,7 @@ def test_no_fine_policy_bills_nothing_and_a_visiting_patrons_fine_goes_home(lend
 
 def test_lost_job_declares_once_and_bills_fine_replacement_and_processing(lender):
     from node.billing import declare_lost_loans
-    from node.models import Fee, Item, Loan
+    from node.store.models import Fee, Item, Loan
     kept = lend(lender, "N0003", "SOUTH", "south-7")   # due 16 March, replacement cost 40.00
     uncosted = lend(lender, "N0005", "SOUTH", "south-7")  # no replacement cost: the default 60.00
     day_29 = datetime.datetime(2026, 4, 14, 10, 0, tzinfo=UTC)
@@ -166,7 +166,7 @@ def test_lost_job_declares_once_and_bills_fine_replacement_and_processing(lender
 def test_lost_item_returned_is_refunded_by_the_lenders_rule(lender, rule, refund):
     from node.billing import declare_lost_loans
     from node.circulation import return_item
-    from node.models import Fee, Item
+    from node.store.models import Fee, Item
     lender.policy["book"]["refund_on_return"] = rule
     loan = lend(lender, "N0003", "SOUTH", "south-7")
     declare_lost_loans(lender, datetime.datetime(2026, 4, 15, 10, 0, tzinfo=UTC))
@@ -192,7 +192,7 @@ def test_renewing_a_lost_item_is_refused(lender):
 
 def test_fine_for_a_return_elsewhere_uses_the_lenders_calendar_at_the_time_returned(lender):
     """The return event from SOUTH (open on Sundays or not) is billed on NORTH's calendar."""
-    from node.models import Fee
+    from node.store.models import Fee
     from sync.inbox import receive_batch
     loan = lend(lender, "N0004", "SOUTH", "south-7")  # due Monday 16 March
     event = {"event_id": "e-1", "type": "loan.returned", "version": 1, "origin": "SOUTH", "destination": "NORTH",

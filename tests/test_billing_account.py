@@ -28,7 +28,7 @@ def south_in_process(network):
     thread.start()
     yield net, cfg, app
     server.shutdown()
-    from node.db import database
+    from node.store.db import database
     database.close()
 
 
@@ -47,7 +47,7 @@ def renew(client, loan_id):
 
 
 def south_loan(loan_id):
-    from node.models import Loan
+    from node.store.models import Loan
     loan = Loan.get_by_id(loan_id)
     return loan.due_at, loan.renewals
 

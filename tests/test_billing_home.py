@@ -38,7 +38,7 @@ def standing(cfg):
 
 def held_loan(cfg, loan_id="loan-s-1", home_id="n-100"):
     """SOUTH's loan LOAN_ID of its item S0001 to our patron, as an applied loan.created leaves it here."""
-    from node.models import Item, Loan, Patron
+    from node.store.models import Item, Loan, Patron
     item = Item.get_or_none(owner="SOUTH", barcode="S0001") or Item.create(
         owner="SOUTH", barcode="S0001", title="Southern atlas", status="on_loan", updated_at=NOW)
     Loan.create(id=loan_id, item=item, patron=Patron.get(institution="NORTH", home_id=home_id), lender="SOUTH",
@@ -73,7 +73,7 @@ def api(home):
 
 
 def test_lenders_fee_is_posted_once_and_blocks_at_the_threshold(home):
-    from node.models import Fee
+    from node.store.models import Fee
     assert Fee.select().count() == 2
     assert post(home, fee_event(1, "fee-r", "45.00")) == ["duplicate"]
     result = standing(home)
@@ -84,7 +84,7 @@ def test_lenders_fee_is_posted_once_and_blocks_at_the_threshold(home):
 
 
 def test_second_fee_for_the_same_loan_and_reason_is_refused_and_does_not_hold_up_the_queue(home):
-    from node.models import Fee
+    from node.store.models import Fee
     from sync.inbox import receive_batch
     answer = receive_batch(home, "SOUTH", [fee_event(3, "fee-r2", "40.00"), fee_event(4, "fee-f", "2.00",
                                                                                        reason="fine")], NOW)
@@ -122,7 +122,7 @@ def test_fees_api_lists_the_account_with_balance_and_block(api):
                                           ("1000000000.01", "invalid_field"), ({"a": 1}, "invalid_field"),
                                           (["1"], "invalid_field")])
 def test_bad_payments_are_refused_and_change_nothing(api, amount, code):
-    from node.models import Fee, FeePayment, OutboxEvent
+    from node.store.models import Fee, FeePayment, OutboxEvent
     r = api("POST", "/api/v1/fees/fee-r/pay", json={"amount": amount})
     assert r.get_json()["error"]["code"] == code, r.get_json()
     assert FeePayment.select().count() == 0 and Fee.get_by_id("fee-r").paid == 0
@@ -135,14 +135,14 @@ def test_bad_payments_are_refused_and_change_nothing(api, amount, code):
     ('{"amount": ' * 100000, "body_too_deep"), ("[" * 100000 + "]" * 100000, "body_too_deep"),
     ('{"amount": ' * 40 + '"1.00"' + "}" * 40, "body_too_deep"), ('"45.00"', "bad_request")])
 def test_malformed_payment_bodies_are_a_400_with_a_stable_code(api, body, code):
-    from node.models import Fee, FeePayment
+    from node.store.models import Fee, FeePayment
     r = api("POST", "/api/v1/fees/fee-r/pay", data=body, content_type="application/json")
     assert (r.status_code, r.get_json()["error"]["code"]) == (400, code)
     assert FeePayment.select().count() == 0 and Fee.get_by_id("fee-r").paid == 0
 
 
 def test_a_payment_in_a_currency_without_minor_units_is_whole(api, home):
-    from node.models import Fee, FeePayment
+    from node.store.models import Fee, FeePayment
     Fee.update(currency="JPY").where(Fee.id == "fee-r").execute()
     r = api("POST", "/api/v1/fees/fee-r/pay", json={"amount": "10.50"})
     assert (r.status_code, r.get_json()["error"]["code"]) == (400, "invalid_field")
@@ -151,7 +151,7 @@ def test_a_payment_in_a_currency_without_minor_units_is_whole(api, home):
 
 
 def test_payments_and_waivers_settle_at_home_and_go_back_to_the_lender(api, home):
-    from node.models import Fee, OutboxEvent
+    from node.store.models import Fee, OutboxEvent
     r = api("POST", "/api/v1/fees/fee-r/pay", data='{"amount": 20.10}', content_type="application/json")
     assert r.status_code == 200 and r.get_json()["paid"] == "20.10" and r.get_json()["status"] == "open"
     r = api("POST", "/api/v1/fees/fee-r/pay", json={"amount": "24.90", "note": "receipt 77"})
@@ -186,7 +186,7 @@ def test_a_fee_is_paid_at_the_patrons_home_not_at_the_lender(api, home):
 
 def test_lender_ledger_shows_what_the_home_node_collected(lender):  # noqa: F811
     from node.circulation import return_item
-    from node.models import Fee
+    from node.store.models import Fee
     from sync.inbox import receive_batch
     lend(lender, "N0002", "SOUTH", "south-7")
     return_item(lender, "N0002", datetime.datetime(2026, 3, 18, 10, 0, tzinfo=UTC))

@@ -14,7 +14,7 @@ def run_cli(cfg, *args):
 
 
 def test_jobs_run_at_a_local_time_declares_lost_and_reports_each_step(lender):  # noqa: F811
-    from node.models import JobRun, Loan
+    from node.store.models import JobRun, Loan
     loan = lend(lender, "N0001", "SOUTH", "south-7")  # due Monday 16 March 2026
     early = run_cli(lender, "jobs", "run", "--at", "2026-04-14T23:30")  # local: 29 days overdue
     assert early.exit_code == 0 and "lost: declared lost 0, fees 0" in early.output
@@ -37,8 +37,8 @@ def test_jobs_run_refuses_a_bad_time_with_one_line(lender):  # noqa: F811
 
 def test_a_failing_step_is_recorded_and_the_others_still_run(lender):  # noqa: F811
     from node import jobs
-    from node.db import database
-    from node.models import JobRun
+    from node.store.db import database
+    from node.store.models import JobRun
     database.execute_sql("DROP TABLE notice")  # a damaged database: the notices step cannot work
     results = jobs.run_daily(lender, datetime.datetime(2026, 4, 15, tzinfo=UTC))
     assert results["notices"] == {"error": "OperationalError: no such table: notice"}

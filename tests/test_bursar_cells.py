@@ -30,7 +30,7 @@ def test_a_cell_a_spreadsheet_would_run_gets_a_quote_and_a_negative_number_stays
 
 def held_loan(loan_id, barcode):
     """SOUTH's loan LOAN_ID of its item BARCODE to our patron n-100, as an applied loan.created leaves it."""
-    from node.models import Item, Loan, Patron
+    from node.store.models import Item, Loan, Patron
     item = Item.create(owner="SOUTH", barcode=barcode, title="Southern atlas", status="on_loan", updated_at=NOW)
     Loan.create(id=loan_id, item=item, patron=Patron.get(institution="NORTH", home_id="n-100"), lender="SOUTH",
                 checked_out_at=NOW - datetime.timedelta(days=60), due_at=NOW - datetime.timedelta(days=39),
@@ -47,8 +47,8 @@ def peer_fee(sequence, fee_id, barcode, reason, amount, loan_id="loan-s-1", refu
 def hostile(lender):  # noqa: F811
     """NORTH's patron n-100 named EVIL_NAME, billed by SOUTH's events and by NORTH's own lost items."""
     from node.billing import declare_lost_loans
-    from node.db import database
-    from node.models import Item, Patron
+    from node.store.db import database
+    from node.store.models import Item, Patron
     Patron.update(name=EVIL_NAME).where(Patron.home_id == "n-100").execute()
     held_loan("loan-s-1", "S0001")
     held_loan("loan-s-2", "S0002")

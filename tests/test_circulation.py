@@ -7,8 +7,8 @@ import pytest
 
 from node import circulation, errors
 from node.circulation import Standing
-from node.db import database, open_database
-from node.models import Item, Loan, OutboxEvent, Patron
+from node.store.db import database, open_database
+from node.store.models import Item, Loan, OutboxEvent, Patron
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in Zurich

@@ -33,7 +33,7 @@ def ini(tmp_path):
 def opened(ini):
     """The node's database opened in this process too (for setting up and checking state)."""
     from node import config
-    from node.db import database, open_database
+    from node.store.db import database, open_database
     cfg = config.load(ini)
     open_database(cfg.database_path)
     yield cfg
@@ -96,7 +96,7 @@ def test_staff_add_from_stdin_then_token_works_on_the_api(ini):
     other = ok(circnode("--config", ini, "staff", "token", "desk-1")).stdout.strip().splitlines()[-1]
     assert token.startswith("cn_") and token != other
     from node.app import create_app
-    from node.db import database
+    from node.store.db import database
     app = create_app(ini, {"TESTING": True})
     try:
         client = app.test_client()
@@ -126,7 +126,7 @@ def test_staff_add_refuses_a_weak_password(ini, opened, password, reason):
     result = circnode("--config", ini, "staff", "add", "carla-admin", "--role", "admin", "--password-stdin",
                       input=password + "\n")
     refused(result, reason)
-    from node.models import Staff
+    from node.store.models import Staff
     assert not Staff.select().where(Staff.name == "carla-admin").exists()
 
 
@@ -136,7 +136,7 @@ def test_staff_add_refuses_a_taken_name_clearly(ini, opened):
     line = refused(circnode("--config", ini, "staff", "add", "dora", "--role", "admin", "--password-stdin",
                             input="second password here\n"), "dora", "exists")
     assert "staff_exists" in line
-    from node.models import Staff
+    from node.store.models import Staff
     assert Staff.get(Staff.name == "dora").role == "desk"
 
 
@@ -160,7 +160,7 @@ def _lend(cfg, barcode, patron, now):
 
 def test_loans_lists_open_and_overdue_loans(ini, opened):
     from node import circulation
-    from node.models import Item, Patron
+    from node.store.models import Item, Patron
     cfg = opened
     long_ago = datetime.datetime(2020, 1, 6, 10, 0, tzinfo=UTC)
     for n in range(1, 4):

@@ -10,8 +10,8 @@ import requests
 
 from node import circulation, errors
 from node.circulation import Standing
-from node.db import database, open_database
-from node.models import Item, Loan, OutboxEvent, Patron
+from node.store.db import database, open_database
+from node.store.models import Item, Loan, OutboxEvent, Patron
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -95,7 +95,7 @@ def test_checkout_and_return_racing_leave_a_consistent_item(cfg):
 
 
 def test_a_thread_closing_mid_transaction_rolls_back_and_others_write_on(cfg):
-    # Write transactions of all threads share one connection (node/db.py): a thread that
+    # Write transactions of all threads share one connection (node/store/db.py): a thread that
     # gives up mid-transaction must end it there, not leave it open for the next writer.
     def abandon():
         database.connect(reuse_if_open=True)
@@ -199,7 +199,7 @@ def test_live_node_answers_health_and_unknown_paths_in_json(live_node):
 
 
 def test_background_checkpoints_leave_the_commit_alone_and_write_the_wal_back_later(tmp_path):
-    from node.db import checkpoint, checkpoints_in_background
+    from node.store.db import checkpoint, checkpoints_in_background
     path = str(tmp_path / "ckpt" / "node.sqlite3")
     open_database(path)
     checkpoints_in_background()

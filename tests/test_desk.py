@@ -12,7 +12,7 @@ import pytest
 from node import circulation
 from node.auth import add_staff
 from node.circulation import Standing
-from node.models import Item, Loan, OutboxEvent, Patron, StaffSession
+from node.store.models import Item, Loan, OutboxEvent, Patron, StaffSession
 
 UTC = datetime.timezone.utc
 PASSWORD = "desk-password-1"
@@ -139,7 +139,7 @@ def test_session_cookie_is_httponly_and_samesite_lax(client, seeded):
 def test_session_cookie_is_secure_when_base_url_is_https(tmp_path):
     from node.app import create_app
     from node.config import load
-    from node.db import database
+    from node.store.db import database
     from tests.conftest import write_config
     path = write_config(str(tmp_path / "https"))
     with open(path) as handle:

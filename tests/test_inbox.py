@@ -1,7 +1,7 @@
 """The inbox applies each peer event once, in order, whatever arrives."""
 import datetime
 
-from node.models import InboxRecord, Loan, Patron, PeerState
+from node.store.models import InboxRecord, Loan, Patron, PeerState
 from sync.inbox import receive_batch
 
 UTC = datetime.timezone.utc
@@ -89,7 +89,7 @@ def statuses(answer):
 
 
 def test_loan_created_and_returned_in_one_batch_ends_closed_with_the_item_back_at_its_owner(app):
-    from node.models import Item
+    from node.store.models import Item
     home_patron()
     answer = receive_batch(app.extensions["circnode"], "SOUTH", [created(1, "L1"), returned(2, "L1")], NOW)
     assert statuses(answer) == [("applied", ""), ("applied", "")]
@@ -109,7 +109,7 @@ def test_loan_created_and_returned_in_one_batch_ends_closed_with_the_item_back_a
 
 
 def test_resent_batch_answers_each_first_outcome_and_changes_nothing(app):
-    from node.models import Item
+    from node.store.models import Item
     home_patron()
     cfg = app.extensions["circnode"]
     batch = [created(1, "L1"), created(2, "L2", patron="nobody"), returned(3, "L1"), returned(4, "L9")]
@@ -127,7 +127,7 @@ def test_resent_batch_answers_each_first_outcome_and_changes_nothing(app):
 
 
 def test_unknown_patron_in_mid_batch_leaves_no_trace_but_its_record(app):
-    from node.models import Item
+    from node.store.models import Item
     home_patron()
     answer = receive_batch(app.extensions["circnode"], "SOUTH",
                            [created(1, "L1"), created(2, "L2", patron="nobody"), created(3, "L3")], NOW)
@@ -139,7 +139,7 @@ def test_unknown_patron_in_mid_batch_leaves_no_trace_but_its_record(app):
 
 
 def test_malformed_event_undoes_what_it_wrote_before_failing(app):
-    from node.models import Item
+    from node.store.models import Item
     home_patron()
     broken = created(1, "L1")
     broken["data"]["due_at"] = "not a time"  # read after the item is already written
@@ -171,7 +171,7 @@ def test_gap_in_mid_batch_applies_the_events_before_it_and_stops(app):
 
 def test_failing_event_commits_the_events_before_it_and_undoes_its_own_writes(app, monkeypatch):
     import pytest
-    from node.models import Item
+    from node.store.models import Item
     from sync import catalogue
     home_patron()
 
@@ -191,7 +191,7 @@ def test_failing_event_commits_the_events_before_it_and_undoes_its_own_writes(ap
 
 
 def test_item_lent_again_closes_the_loan_whose_return_never_came(app):
-    from node.models import Item
+    from node.store.models import Item
     home_patron()
     again = created(2, "L2")
     again["data"].update(item={"institution": "SOUTH", "barcode": "S1", "title": "New title"},
@@ -219,7 +219,7 @@ def test_double_return_keeps_the_earliest_in_either_order(app):
 
 
 def test_a_return_is_reported_only_by_the_library_where_it_was_made(app):
-    from node.models import Item
+    from node.store.models import Item
     home_patron()
     answer = receive_batch(app.extensions["circnode"], "SOUTH", [created(1, "L1"), returned(2, "L1", where="EAST"),
                                                                  returned(3, "L1")], NOW)

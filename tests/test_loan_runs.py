@@ -7,9 +7,9 @@ import pytest
 from tests.conftest import write_config
 from node import circulation, config
 from node.app import create_app
-from node.db import database
+from node.store.db import database
 from node.keys import ensure_key
-from node.models import InboxRecord, Item, Loan, Patron, PeerState
+from node.store.models import InboxRecord, Item, Loan, Patron, PeerState
 from sync.inbox import receive_batch
 
 UTC = datetime.timezone.utc

@@ -6,9 +6,9 @@ import threading
 import pytest
 from peewee import IntegrityError, SqliteDatabase
 
-from node import migrations
-from node.db import PRAGMAS, database, open_database
-from node.models import ALL_MODELS, Item, Loan, Patron
+from node.store import migrations
+from node.store.db import PRAGMAS, database, open_database
+from node.store.models import ALL_MODELS, Item, Loan, Patron
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

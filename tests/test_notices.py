@@ -48,7 +48,7 @@ def mail_config(port, host="127.0.0.1"):
 def lender_with_mail(tmp_path, smtp):
     cfg = build_lender(tmp_path, mail_config(smtp.port))
     yield cfg
-    from node.db import database
+    from node.store.db import database
     database.close()
 
 
@@ -89,7 +89,7 @@ def test_notices_arrive_on_the_right_days_once_each(lender_with_mail, smtp):
 
 def test_catching_up_after_days_without_a_run_sends_the_latest_overdue_notice_only(lender_with_mail, smtp):
     from node.jobs import run_daily
-    from node.models import Notice
+    from node.store.models import Notice
     loan = lend(lender_with_mail, "N0001", "SOUTH", "south-7")
     run_daily(lender_with_mail, morning(datetime.date(2026, 3, 25)))
     assert smtp.kinds() == ["overdue-7"]
@@ -100,7 +100,7 @@ def test_catching_up_after_days_without_a_run_sends_the_latest_overdue_notice_on
 def test_mail_server_down_notice_waits_and_circulation_goes_on(tmp_path):
     from node.circulation import return_item
     from node.jobs import run_daily
-    from node.models import Notice
+    from node.store.models import Notice
     from node.notices import send_due
     port = free_port()  # nothing listens here yet
     cfg = build_lender(tmp_path, mail_config(port))
@@ -127,14 +127,14 @@ def test_mail_server_down_notice_waits_and_circulation_goes_on(tmp_path):
         assert inbox.kinds() == ["overdue-1"]
         assert Notice.get_by_id(notice.id).state == "sent"
     finally:
-        from node.db import database
+        from node.store.db import database
         database.close()
 
 
 def test_a_patron_without_an_email_address_is_skipped_not_retried(lender_with_mail, smtp):
     from node.circulation import Standing, checkout
     from node.jobs import run_daily
-    from node.models import Notice
+    from node.store.models import Notice
     checkout(lender_with_mail, "N0003", "SOUTH", "south-8", Standing(True),
              datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     run_daily(lender_with_mail, morning(datetime.date(2026, 3, 17)))
@@ -154,5 +154,5 @@ def test_without_a_mail_server_notices_are_written_as_files(tmp_path):
             message = email.message_from_bytes(handle.read(), policy=email.policy.default)
         assert message["To"] == "nora@north.test" and message["X-Circnode-Notice"] == "courtesy"
     finally:
-        from node.db import database
+        from node.store.db import database
         database.close()

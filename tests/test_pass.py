@@ -33,9 +33,9 @@ def north(tmp_path, keys):
     """NORTH in-process with SOUTH and EAST as peers (WEST is no peer)."""
     from node import config
     from node.app import create_app
-    from node.db import database
+    from node.store.db import database
     from node.keys import ensure_key
-    from node.models import Item, Patron
+    from node.store.models import Item, Patron
     path = write_config(str(tmp_path / "north"), peers=[
         ("SOUTH", "South College", "http://127.0.0.1:9", keys["SOUTH"][1]),
         ("EAST", "East Institute", "http://127.0.0.1:9", keys["EAST"][1])])
@@ -73,7 +73,7 @@ def code_of(answer):
 
 
 def test_valid_pass_lends_provisionally_without_asking_the_home_node(north, keys, headers):
-    from node.models import OutboxEvent
+    from node.store.models import OutboxEvent
     cfg, client = north
     answer = checkout(client, headers, "N0001", south_pass(keys))
     assert answer.status_code == 201, answer.get_json()
@@ -128,7 +128,7 @@ def test_pass_signed_with_another_nodes_key_or_from_outside_the_network_is_refus
 
 
 def test_pass_of_a_patron_blocked_since_issue_is_refused_as_revoked(north, headers):
-    from node.models import Patron
+    from node.store.models import Patron
     from node.patron_pass import issue
     cfg, client = north
     now = datetime.datetime.now(UTC)
@@ -140,7 +140,7 @@ def test_pass_of_a_patron_blocked_since_issue_is_refused_as_revoked(north, heade
 
 
 def test_a_disputed_loan_since_issue_revokes_a_visitors_pass(north, keys, headers):
-    from node.models import Loan
+    from node.store.models import Loan
     cfg, client = north
     npass = south_pass(keys, issued=datetime.datetime.now(UTC) - datetime.timedelta(hours=1))
     loan_id = checkout(client, headers, "N0001", npass).get_json()["id"]
@@ -158,7 +158,7 @@ def test_pass_and_patron_fields_must_agree(north, keys, headers):
 
 def test_issuing_refuses_a_blocked_patron(north):
     from node import errors
-    from node.models import Patron
+    from node.store.models import Patron
     from node.patron_pass import issue
     cfg, client = north
     Patron.update(blocked=True).where(Patron.home_id == "n-100").execute()
@@ -171,8 +171,8 @@ def test_issuing_refuses_a_blocked_patron(north):
 def test_pass_issue_command_prints_a_pass_the_lender_verifies(tmp_path, keys):
     """'circnode pass issue' at SOUTH (a real subprocess); NORTH verifies the printed pass offline."""
     from node import config
-    from node.db import database, open_database
-    from node.models import Patron
+    from node.store.db import database, open_database
+    from node.store.models import Patron
     from node.patron_pass import verify
     south_ini = write_config(str(tmp_path / "south"), institution="SOUTH", name="South College")
     ok(circnode("--config", south_ini, "init"))
@@ -198,7 +198,7 @@ def test_pass_issue_command_prints_a_pass_the_lender_verifies(tmp_path, keys):
 
 
 def test_pass_with_a_patron_object_of_the_wrong_types_is_a_400_not_a_crash(north, keys, headers):
-    from node.models import Loan
+    from node.store.models import Loan
     cfg, client = north
     for patron in ({"institution": 5}, {"institution": "SOUTH", "id": 7}, {"institution": ["SOUTH"]}, "SOUTH"):
         answer = checkout(client, headers, "N0001", south_pass(keys), patron=patron)
@@ -231,7 +231,7 @@ def _respelled(npass):
 
 
 def test_a_pass_has_one_spelling_every_other_is_pass_invalid(north, keys, headers):
-    from node.models import Loan
+    from node.store.models import Loan
     cfg, client = north
     npass = south_pass(keys)
     for case, text in _respelled(npass).items():

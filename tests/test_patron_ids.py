@@ -178,9 +178,9 @@ def north_home(tmp_path):
     """NORTH in process (Werkzeug's test client), home of ODD_IDS, with SOUTH's public key."""
     from node import config
     from node.app import create_app
-    from node.db import database
+    from node.store.db import database
     from node.keys import ensure_key
-    from node.models import Patron
+    from node.store.models import Patron
     cfg = config.load(write_config(str(tmp_path / "north"), peers=[
         ("SOUTH", "South College", "http://127.0.0.1:9", encode_public_key(SOUTH_KEY.public_key()))]))
     ensure_key(cfg)
@@ -230,7 +230,7 @@ def test_the_signed_target_keeps_the_ids_encoding():
 
 
 def test_refusals_are_read_from_a_range_of_the_audit_logs_key(tmp_path):
-    from node.db import database, open_database
+    from node.store.db import database, open_database
     from sync.queue import refusals_query
     open_database(str(tmp_path / "node.sqlite3"))
     try:

@@ -7,7 +7,7 @@ import datetime
 
 from node import circulation
 from node.circulation import Standing
-from node.models import Loan, OutboxEvent, PeerState, Patron
+from node.store.models import Loan, OutboxEvent, PeerState, Patron
 from sync import push
 
 UTC = datetime.timezone.utc

@@ -6,8 +6,10 @@ slower with every loan it ever made (docs/benchmarks.md, "Growth").
 """
 import pytest
 
-from node import billing, circulation, models
-from node.db import database, open_database
+from node import billing, circulation
+
+from node.store import models
+from node.store.db import database, open_database
 from sync import inbox, loan_events, lookups, outbox, push, receive
 
 GROWING = ("loan", "outbox_event", "inbox_record", "audit_log", "fee", "item", "patron", "peer_nonce",

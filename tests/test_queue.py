@@ -14,8 +14,8 @@ import pytest
 from node import circulation
 from node.auth import add_staff
 from node.circulation import Standing
-from node.db import database
-from node.models import AuditLog, InboxRecord, Loan, OutboxEvent, Patron
+from node.store.db import database
+from node.store.models import AuditLog, InboxRecord, Loan, OutboxEvent, Patron
 
 UTC = datetime.timezone.utc
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +72,7 @@ def test_failed_push_shows_attempts_error_and_next_attempt(client, admin_token, 
 
 
 def test_retry_clears_the_backoff_before_pushing(client, admin_token, south_loan):
-    from node.models import PeerState
+    from node.store.models import PeerState
     far = datetime.datetime.now(UTC) + datetime.timedelta(days=1)
     PeerState.create(peer="SOUTH", failures=5, next_attempt_at=far)
     client.post("/api/v1/sync/queue/retry", json={"peer": "SOUTH"}, headers=bearer(admin_token))

@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.models import InboxRecord, Loan, Patron, PeerNonce
+from node.store.models import InboxRecord, Loan, Patron, PeerNonce
 from sync.signing import encode_public_key, sign_request
 from tests.conftest import write_config
 
@@ -23,7 +23,7 @@ def home(tmp_path):
     """NORTH, home node of patron s-1, with SOUTH's public key."""
     from node import config
     from node.app import create_app
-    from node.db import database
+    from node.store.db import database
     from node.keys import ensure_key
     cfg = config.load(write_config(str(tmp_path / "north"), peers=[
         ("SOUTH", "South College", "http://127.0.0.1:9", encode_public_key(SOUTH_KEY.public_key()))]))

@@ -10,7 +10,7 @@ import pytest
 
 from node import errors
 from node.auth import add_staff, check_login, new_token
-from node.models import ApiToken, AuditLog, LoginFailure, Staff, StaffSession
+from node.store.models import ApiToken, AuditLog, LoginFailure, Staff, StaffSession
 from node.staff import revoke_token, set_password
 from tests.test_cli import circnode, ini, ok, refused  # noqa: F401  (ini is a fixture)
 from tests.test_desk import post_form, sign_in
@@ -24,7 +24,7 @@ NEW_PASSWORD = "a-new-desk-password"
 def node(ini):  # noqa: F811
     """The node's app on the CLI's config and database, with desk1 (a token) and boss (admin)."""
     from node.app import create_app
-    from node.db import database
+    from node.store.db import database
     app = create_app(ini, {"TESTING": True})
     now = datetime.datetime.now(UTC)
     add_staff("desk1", "desk", PASSWORD, now)

@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.clock import utcnow
-from node.db import database
-from node.models import Patron, PeerNonce, StandingLookup
+from node.store.db import database
+from node.store.models import Patron, PeerNonce, StandingLookup
 from sync import lookups
 from sync.signing import encode_public_key, sign_request, verify_response
 from tests.conftest import write_config

@@ -144,7 +144,7 @@ def open_database(path):
         database.close()
     database.init(path, pragmas=PRAGMAS, timeout=10, check_same_thread=False)
     database.connect(reuse_if_open=True)
-    from node.migrations import migrate
+    from node.store.migrations import migrate
     migrate(database)
     # The migration ran on the writer connection; PRAGMAs such as index_list on this
     # thread's connection would show the schema it cached before.

@@ -10,7 +10,7 @@ from decimal import Decimal
 from peewee import (BooleanField, CharField, CompositeKey, DateField, DecimalField, Field, ForeignKeyField,
                     IntegerField, Model, TextField)
 
-from node.db import database
+from node.store.db import database
 
 UTC = datetime.timezone.utc
 
