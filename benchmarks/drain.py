@@ -15,7 +15,7 @@ import time
 
 from benchmarks import history
 from benchmarks.stats import median, rss_mb, spread
-from node.circulation import Standing
+from node.domain.circulation import Standing
 
 UTC = datetime.timezone.utc
 
@@ -83,8 +83,10 @@ def desk_week(cfg, home, barcodes, patron_ids, transactions, start, progress, op
     outbox fills exactly as at a desk.  Fsyncs are skipped while the week is
     made up (it is set-up); they are back on for the drain.
     """
-    from node import circulation
+    import sync
+    from node.domain import circulation
     from node.store.db import database
+    sync.connect()  # the outbox behind circulation's port, as in a running node
     offline = Standing(True, provisional=True, reason="home node unreachable")
     step = datetime.timedelta(days=7) / transactions
     now, open_loans, made = start, [], 0

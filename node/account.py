@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, flash, redirect, url_for
 
-from node import billing, circulation, errors
+from node.domain import billing, circulation, errors
 from node.app import get_config
 from node.clock import utcnow
 from node.store.db import database

@@ -5,10 +5,10 @@ from decimal import Decimal
 from flask import Blueprint, jsonify, request
 
 from node.clock import utcnow
-from node import circulation, errors
+from node.domain import circulation, errors
 from node.app import get_config
 from node.auth import api_role, current_staff_name
-from node.standing import standing_for
+from node.domain.standing import standing_for
 
 bp = Blueprint("api", __name__)
 
@@ -143,7 +143,7 @@ def checkout():
 
 def _pass_patron(cfg, body, now):
     """(institution, home id, standing) from a network pass, verified offline (docs/identity.md)."""
-    from node import patron_pass
+    from node.domain import patron_pass
     text_field(body, "pass", max_length=patron_pass.MAX_TEXT)
     npass = patron_pass.verify(cfg, body["pass"], now)  # as sent: a pass has one spelling, spaces included
     patron = body.get("patron")

@@ -1,31 +1,22 @@
 """The Flask application factory: one node, built from one config."""
 import datetime
 import logging
-import os
 
 from flask import Flask, current_app, jsonify, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+import sync
 from node import config as config_module
-from node import errors
+from node.domain import errors
 from node.store.db import connection, open_database
+from node.domain.notices import templates_folder
 from node.logs import route
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
-
-
-def templates_folder():
-    """Top-level templates/ in a checkout, else the copy installed with the package."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, os.pardir, "templates"),
-                      os.path.join(os.sys.prefix, "share", "circnode", "templates")):
-        if os.path.isdir(candidate):
-            return os.path.abspath(candidate)
-    raise RuntimeError("circnode templates not found")
 
 
 def create_app(cfg, test_config=None):
@@ -50,6 +41,7 @@ def create_app(cfg, test_config=None):
         app.config.update(test_config)
     app.extensions["circnode"] = cfg
     open_database(cfg.database_path)
+    sync.connect()  # the domain's ports: outbox, home node, retention
     csrf.init_app(app)
     from node import headers
     headers.init_app(app, cfg.node["base_url"])  # CSP, nosniff, Referrer-Policy; HSTS on https

@@ -1,12 +1,12 @@
 """JSON API of fees, payments, the bursar export and the settlement report (docs/billing.md).
 
-Thin: parse, call node.billing / node.bursar, answer.  Amounts are strings
+Thin: parse, call node.domain.billing / node.domain.bursar, answer.  Amounts are strings
 ("12.50") in answers; in requests a string or a JSON number is accepted and
 read as Decimal, never as float (node.api.json_body).
 """
 from flask import Blueprint, Response, jsonify, request
 
-from node import billing, bursar, errors
+from node.domain import billing, bursar, errors
 from node.api import int_arg, json_body
 from node.app import get_config
 from node.auth import api_role, current_staff_name
@@ -18,7 +18,8 @@ bp = Blueprint("billing_api", __name__)
 
 def init_app(app):
     """Register the fee API (CSRF-exempt: Bearer tokens only), the staff pages, the patron's renew and /privacy."""
-    from node import account, billing_ui, privacy
+    from node import account, billing_ui
+    from node.domain import privacy
     from node.app import csrf
     app.register_blueprint(bp)
     csrf.exempt(bp)

@@ -1,6 +1,6 @@
 """``circnode jobs``, ``circnode bursar``, ``circnode fees`` and ``circnode settlement``.
 
-Thin wrappers over node.jobs, node.bursar and node.billing, added to the
+Thin wrappers over node.domain.jobs, node.domain.bursar and node.domain.billing, added to the
 main group by node/cli.py.  They take the CLI's Context as ``click.pass_obj``
 (``python -m node.cli`` runs that module as ``__main__``, so its classes
 cannot be imported here by name).
@@ -40,7 +40,7 @@ def jobs():
 @click.pass_obj
 def jobs_run(ctx, at, only):
     """Run the daily jobs now, or as of --at; exit 1 when a step failed."""
-    from node.jobs import run_daily
+    from node.domain.jobs import run_daily
     cfg = ctx.open()
     now = _parse_at(at, cfg.tz) if at else utcnow()
     results = run_daily(cfg, now, only=set(only) or None)
@@ -68,7 +68,7 @@ def bursar():
 @refusals
 def bursar_export(ctx, output, batch_id):
     """Put every fee not yet exported in a new batch and write its CSV (docs/billing.md)."""
-    from node import bursar as bursar_module
+    from node.domain import bursar as bursar_module
     cfg = ctx.open()
     if batch_id is not None:
         batch = bursar_module.get_batch(batch_id)
@@ -104,7 +104,7 @@ def _emit(output, text, default, bursar_module):
 @click.pass_obj
 def bursar_batches(ctx):
     """List past export batches, newest first."""
-    from node import bursar as bursar_module
+    from node.domain import bursar as bursar_module
     cfg = ctx.open()
     for batch in bursar_module.batches():
         click.echo(f"{batch.id:6d}  {batch.created_at.astimezone(cfg.tz):%Y-%m-%d %H:%M}  "
@@ -122,7 +122,7 @@ def fees():
 @click.pass_obj
 def fees_list(ctx, home_id, status):
     """Fees of one of our patrons, or (without --patron) the fees this library assessed."""
-    from node import billing
+    from node.domain import billing
     cfg = ctx.open()
     query = billing.fees_query(cfg, home_id=home_id, lender=None if home_id else cfg.institution, status=status)
     for fee in query.limit(1000):
@@ -138,7 +138,7 @@ def fees_list(ctx, home_id, status):
 @refusals
 def fees_pay(ctx, fee_id, amount, note):
     """Record AMOUNT (e.g. 12.50) paid on fee FEE_ID; the lender is told."""
-    from node import billing
+    from node.domain import billing
     cfg = ctx.open()
     fee = billing.record_payment(cfg, fee_id, amount, utcnow(), staff="cli", note=note)
     click.echo(f"fee {fee.id}: paid {fee.paid} of {fee.amount} {fee.currency} ({fee.status})")
@@ -151,7 +151,7 @@ def fees_pay(ctx, fee_id, amount, note):
 @refusals
 def fees_waive(ctx, fee_id, reason):
     """Waive what is open on fee FEE_ID; the lender is told."""
-    from node import billing
+    from node.domain import billing
     cfg = ctx.open()
     fee = billing.record_waiver(cfg, fee_id, reason, utcnow(), staff="cli")
     click.echo(f"fee {fee.id}: waived ({fee.amount - fee.paid} {fee.currency})")
@@ -162,7 +162,7 @@ def fees_waive(ctx, fee_id, reason):
 @click.pass_obj
 def settlement(ctx, as_json):
     """Per peer: what was collected for each lender and is owed on, and what is still open."""
-    from node import billing
+    from node.domain import billing
     cfg = ctx.open()
     rows = billing.settlement(cfg)
     if as_json:

@@ -5,7 +5,7 @@ Same domain calls as the JSON API and the CLI; refusals become banners.
 """
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from node import billing, bursar, errors, jobs, notices
+from node.domain import billing, bursar, errors, jobs, notices
 from node.app import get_config
 from node.billing_api import BATCH_ID, batch_csv_response
 from node.auth import current_staff, desk_role

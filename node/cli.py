@@ -9,7 +9,7 @@ import click
 
 from node.clock import utcnow
 from node import config as config_module
-from node import errors
+from node.domain import errors
 from node.cli_errors import fail, refusals
 
 UTC = datetime.timezone.utc
@@ -54,6 +54,8 @@ def main(ctx, config_path, verbose):
     """circnode: lend to visiting patrons and put every loan on their home record."""
     from node.logs import configure
     configure(verbose)
+    import sync
+    sync.connect()  # the domain's ports: outbox, home node, retention
     ctx.obj = Context(config_path)
 
 
@@ -165,7 +167,7 @@ def _local(value, cfg):
 @refusals
 def staff_add(ctx, name, role, password_stdin):
     """Create a staff account (password from a prompt or --password-stdin)."""
-    from node.auth import add_staff
+    from node.domain.accounts import add_staff
     ctx.open()
     add_staff(name, role, _read_password(password_stdin), utcnow(), actor=_cli_actor())
     click.echo(f"staff {name} added ({role})")
@@ -176,7 +178,7 @@ def staff_add(ctx, name, role, password_stdin):
 @refusals
 def staff_list(ctx):
     """Every staff account: role, state, created, last desk sign-in, API tokens."""
-    from node.staff import list_staff
+    from node.domain.staff import list_staff
     cfg = ctx.open()
     rows = list_staff()
     click.echo(f"{'name':24} {'role':6} {'state':9} {'created':16}  {'last sign-in':16}  tokens")
@@ -193,8 +195,8 @@ def staff_list(ctx):
 @refusals
 def staff_passwd(ctx, name, password_stdin):
     """Set NAME's password; ends its desk sessions and lifts its sign-in lock (tokens stay)."""
-    from node.auth import staff_named
-    from node.staff import set_password
+    from node.domain.accounts import staff_named
+    from node.domain.staff import set_password
     ctx.open()
     staff_named(name)  # an unknown name is refused before a password is asked for
     ended = set_password(name, _read_password(password_stdin), utcnow(), _cli_actor())
@@ -207,7 +209,7 @@ def staff_passwd(ctx, name, password_stdin):
 @refusals
 def staff_disable(ctx, name):
     """Disable NAME: no sign-in, and its desk sessions and API tokens end at once."""
-    from node.staff import disable_staff
+    from node.domain.staff import disable_staff
     ctx.open()
     sessions, tokens = disable_staff(name, utcnow(), _cli_actor())
     click.echo(f"staff {name} disabled: {sessions} desk sessions and {tokens} API tokens ended")
@@ -219,7 +221,7 @@ def staff_disable(ctx, name):
 @refusals
 def staff_enable(ctx, name):
     """Let a disabled NAME sign in again (old sessions and tokens stay ended)."""
-    from node.staff import enable_staff
+    from node.domain.staff import enable_staff
     ctx.open()
     changed = enable_staff(name, utcnow(), _cli_actor())
     click.echo(f"staff {name} {'enabled' if changed else 'was enabled already'}")
@@ -231,7 +233,7 @@ def staff_enable(ctx, name):
 @refusals
 def staff_tokens(ctx, name):
     """NAME's API tokens: id, created, last used (the tokens themselves are never stored)."""
-    from node.staff import tokens_of
+    from node.domain.staff import tokens_of
     cfg = ctx.open()
     rows = tokens_of(name)
     click.echo(f"{'id':>6}  {'created':16}  last used")
@@ -246,7 +248,7 @@ def staff_tokens(ctx, name):
 @refusals
 def staff_revoke(ctx, token_id):
     """End the API token TOKEN_ID (from circnode staff tokens NAME); others stay."""
-    from node.staff import revoke_token
+    from node.domain.staff import revoke_token
     ctx.open()
     name = revoke_token(token_id, utcnow(), _cli_actor())
     click.echo(f"token {token_id} of {name} revoked")
@@ -258,7 +260,7 @@ def staff_revoke(ctx, token_id):
 @refusals
 def staff_token(ctx, name):
     """Issue a new API token for NAME (printed as the last line; shown once)."""
-    from node.auth import new_token
+    from node.domain.accounts import new_token
     ctx.open()
     token = new_token(name, utcnow(), actor=_cli_actor())
     click.echo(f"# API token for {name}; send it as 'Authorization: Bearer TOKEN'. It is not stored.")
@@ -268,7 +270,7 @@ def staff_token(ctx, name):
 def _run_import(ctx, kind, path, skip_bad):
     from tqdm import tqdm
 
-    from node import imports
+    from node.domain import imports
     cfg = ctx.open()
     importer = imports.import_patrons
     if kind == "items":
@@ -323,7 +325,7 @@ def patrons_import(ctx, path, skip_bad):
 @pass_ctx
 def loans(ctx, only_open, overdue, limit):
     """List loans, newest first."""
-    from node.circulation import loans_query
+    from node.domain.circulation import loans_query
     cfg = ctx.open()
     now = utcnow()
     query = loans_query(status="open" if only_open else None, overdue_at=now if overdue else None)
@@ -488,7 +490,7 @@ def pass_group():
 @refusals
 def pass_issue(ctx, patron_id, qr_path):
     """Issue a signed network pass for PATRON_ID (printed as the last line)."""
-    from node.patron_pass import issue
+    from node.domain.patron_pass import issue
     cfg = ctx.open()
     try:
         npass = issue(cfg, patron_id, utcnow())

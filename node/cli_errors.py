@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from node import errors
+from node.domain import errors
 
 
 def fail(message):

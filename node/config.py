@@ -75,7 +75,7 @@ def _int_at_least(minimum, maximum=None):
 
 
 def _money(value):
-    from node.money import AmountError, parse
+    from node.domain.money import AmountError, parse
     try:  # finite, non-negative, in hundredths and at most money.CEILING
         return parse(value)
     except AmountError as exc:
@@ -163,12 +163,12 @@ def _currency(value):
 
 
 def _weekdays(value):
-    from node.calendar import parse_weekdays
+    from node.domain.calendar import parse_weekdays
     return parse_weekdays(value)
 
 
 def _closed_dates(value):
-    from node.calendar import parse_dates
+    from node.domain.calendar import parse_dates
     return parse_dates(value)
 
 
@@ -296,7 +296,7 @@ IDENTITY_SETTINGS = [
             "Days a network pass issued by this node stays valid (never past the patron's expiry)."),
 ]
 
-# Staff sign-in throttling (issue 12, point 7; node/throttle.py).
+# Staff sign-in throttling (issue 12, point 7; node/domain/throttle.py).
 SIGN_IN_SETTINGS = [
     Setting("sign_in", "account_failures", "5", _int_at_least(1),
             "Wrong passwords for one staff name (since its last sign-in, within a day) before the name is locked."),

@@ -78,7 +78,7 @@ def _config_text(node, peers, extra="", overrides=None):
 
 
 def _sample_files(folder, code, items, patrons):
-    # Input for our own importers, not a file handed out: written as is (a quote from node/spreadsheet.py
+    # Input for our own importers, not a file handed out: written as is (a quote from node/domain/spreadsheet.py
     # would become part of the imported data), and every cell is our fixed sample text.
     item_path, patron_path = os.path.join(folder, "items.csv"), os.path.join(folder, "patrons.csv")
     prefix = code[0]
@@ -111,8 +111,8 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     OVERRIDES ({section: {key: value}}) replace the demo settings.
     """
     from node import config as config_module
-    from node import imports
-    from node.auth import add_staff, new_token
+    from node.domain import imports
+    from node.domain.accounts import add_staff, new_token
     from node.store.db import database, open_database
     from node.keys import ensure_key, public_key_text
     from node.saml_sp import ensure_sp_certificate

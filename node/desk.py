@@ -9,15 +9,16 @@ so a browser reload never scans twice).
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from node import circulation, errors
+from node.domain import circulation, errors
 from node.app import get_config
-from node.auth import check_login, current_staff, desk_role, end_session, start_session
+from node.domain.accounts import check_login
+from node.auth import current_staff, desk_role, end_session, start_session
 from node.clock import utcnow
 from node.store.models import Loan, Patron
-from node.patron_pass import standing_for_visit
+from node.domain.patron_pass import standing_for_visit
 from node.redirects import local_path
-from node.standing import standing_for
-from node.throttle import SignInLimits
+from node.domain.standing import standing_for
+from node.domain.throttle import SignInLimits
 
 bp = Blueprint("desk", __name__)
 

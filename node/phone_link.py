@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 
-from node import errors
+from node.domain import errors
 from node.store.db import database
 from node.store.models import PhoneLink
 from node.saml_sp import Identity

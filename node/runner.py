@@ -6,6 +6,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from waitress import serve as waitress_serve
 
 from node.app import create_app
+from node.domain import jobs, notices
 from node.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,20 @@ def start_scheduler(cfg):
                       id="sync_push", next_run_time=datetime.datetime.now(datetime.timezone.utc))
     scheduler.add_job(lambda: purge_nonces(cfg, utcnow()), "interval", minutes=10, id="purge_nonces")
     scheduler.add_job(checkpoint, "interval", seconds=1, id="wal_checkpoint")  # see checkpoints_in_background
-    from node.jobs import schedule as schedule_daily_jobs
     schedule_daily_jobs(scheduler, cfg)  # notices, overdue, lost, purge; notice retries
     scheduler.start()
     return scheduler
+
+
+def schedule_daily_jobs(scheduler, cfg):
+    """Add the daily jobs and the notice retry to SCHEDULER (APScheduler)."""
+    from apscheduler.triggers.cron import CronTrigger
+    at = cfg.sections["jobs"]["daily_at"]
+    if at:
+        scheduler.add_job(jobs.run_daily_safely, CronTrigger(hour=at[0], minute=at[1], timezone=cfg.tz), args=[cfg],
+                          id="daily_jobs", misfire_grace_time=6 * 3600)
+    scheduler.add_job(notices.send_due_safely, "interval", args=[cfg, utcnow],
+                      minutes=cfg.sections["smtp"]["retry_minutes"], id="notice_retry")
 
 
 def serve(cfg, host, port, threads=8):

@@ -21,7 +21,9 @@ import secrets
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, session, url_for
 
-from node import circulation, errors, phone_link, saml_sp
+from node.domain import circulation, errors
+
+from node import phone_link, saml_sp
 from node.app import get_config
 from node.auth import current_staff, desk_role
 from node.clock import utcnow
@@ -155,7 +157,7 @@ def logout():
 
 def _begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
     """Start the desk visit for a verified patron (standing checked), then on to item scanning."""
-    from node.patron_pass import standing_for_visit
+    from node.domain.patron_pass import standing_for_visit
     visit = {"institution": institution, "id": home_id, "name": name, "provisional": False,
              "loans": [], "verified": via}
     if pass_text:
@@ -180,7 +182,7 @@ def _begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
 @bp.post("/patron/pass")
 @desk_role()
 def desk_pass():
-    from node.patron_pass import verify
+    from node.domain.patron_pass import verify
     cfg = get_config()
     now = utcnow()
     try:
@@ -224,7 +226,7 @@ def phone_wait():
         session.pop("phone_link", None)
         flash("The phone sign-in code expired. Start again.", "error")
         return redirect(url_for("desk.checkout"))
-    from node.patron_pass import qr_svg
+    from node.domain.patron_pass import qr_svg
     url = cfg.node["base_url"] + url_for("patron.phone_open", token=pending["token"])
     return render_template("patron_phone_wait.html", url=url, qr=qr_svg(url, scale=5), state=state,
                            institution_name=cfg.library_name(pending["institution"]))
@@ -253,7 +255,7 @@ def phone_open(token):
 
 @bp.get("/patron/account")
 def account():
-    from node.patron_pass import issue, qr_svg
+    from node.domain.patron_pass import issue, qr_svg
     cfg = get_config()
     now = utcnow()
     patron = signed_in_patron(cfg, now)

@@ -18,7 +18,9 @@ import tempfile
 
 from defusedxml import ElementTree as SafeET
 
-from node import errors, saml_keys
+from node.domain import errors
+
+from node import saml_keys
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from node import errors
+from node.domain import errors
 
 log = logging.getLogger(__name__)
 SIGNING, ENCRYPTION = "signing", "encryption"

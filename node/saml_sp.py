@@ -27,7 +27,9 @@ import requests
 from defusedxml import ElementTree as SafeET
 from peewee import IntegrityError
 
-from node import errors, saml_attributes, saml_crypto, saml_keys
+from node.domain import errors
+
+from node import saml_attributes, saml_crypto, saml_keys
 from node.store.db import database
 from node.store.models import SamlAssertion, SamlRequest
 

@@ -6,7 +6,7 @@ Both are thin over ``sync.queue``.
 """
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from node import errors
+from node.domain import errors
 from node.api import int_arg, json_body
 from node.app import get_config
 from node.auth import api_role, current_staff_name, desk_role
@@ -60,7 +60,7 @@ def resolve_json(loan_id):
     cfg = get_config()
     now = utcnow()
     loan = queue.resolve_dispute(cfg, loan_id, json_body().get("note"), now, staff=current_staff_name())
-    from node.circulation import get_loan
+    from node.domain.circulation import get_loan
     return jsonify(get_loan(loan.id).to_dict(cfg.tz, now))
 
 

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from node import money
+from node.domain import money
 
 VERSION = 1
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import requests
 
-from node import errors
+from node.domain import errors
 from node.clock import utcnow
 from node.keys import private_key
 from sync import wire
@@ -115,7 +115,7 @@ def _json_or_none(content):
 
 def record_refusal(exc, what, now):
     """Keep PeerRefused EXC for the admin queue: which peer, when, WHAT it refused and why (never whom)."""
-    from node.circulation import audit
+    from node.domain.circulation import audit
     from node.store.db import database
     with database.atomic():
         audit("system", REFUSAL_ACTION, exc.details["peer"], f"{what}: {exc.details['cause']}"[:500], now)

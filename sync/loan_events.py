@@ -22,7 +22,7 @@ models, by the handlers at the end.
 """
 from collections import defaultdict
 
-from node import billing, circulation
+from node.domain import billing, circulation
 from node.store.db import database
 from node.store.models import AuditLog, Item, Loan, Patron
 from sync.catalogue import handles

@@ -23,7 +23,7 @@ import datetime
 import logging
 import math
 
-from node import errors
+from node.domain import errors
 from node.store.db import database
 from node.store.models import StandingLookup, UTCDateTimeField
 

@@ -6,7 +6,7 @@ page is read-only (a GET form of filters).
 """
 from flask import Blueprint, flash, jsonify, render_template, request
 
-from node import errors
+from node.domain import errors
 from node.api import int_arg
 from node.app import get_config
 from node.auth import api_role, desk_role

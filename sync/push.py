@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from peewee import fn
 
-from node import errors
+from node.domain import errors
 from node.store.db import database
 from node.store.models import Loan, OutboxEvent, PeerState
 from sync.client import error_code, peer_request, record_refusal, refusal

@@ -16,8 +16,8 @@ import json
 
 from peewee import JOIN, fn
 
-from node import errors
-from node.circulation import audit
+from node.domain import errors
+from node.domain.circulation import audit
 from node.store.db import database
 from node.store.models import (
     AuditLog,

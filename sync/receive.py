@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, g, request
 from peewee import IntegrityError
 from werkzeug.routing import PathConverter
 
-from node import errors
+from node.domain import errors
 from node.app import get_config
 from node.clock import utcnow
 from node.store.db import database
@@ -185,7 +185,7 @@ PEER_REASONS = {
 
 def standing_answer(cfg, home_id, now):
     """What a lender is told about our patron HOME_ID: ok with name and email, or a refusal code."""
-    from node.circulation import count_open_loans, own_patron_standing
+    from node.domain.circulation import count_open_loans, own_patron_standing
     patron = Patron.of(cfg.institution, home_id)  # read once: the standing and the loan count both need it
     code = own_patron_standing(cfg, home_id, now, patron=patron).code
     if not code and count_open_loans(patron) >= cfg.policy[""]["max_network_loans"]:
@@ -238,7 +238,7 @@ def standing(home_id):
 @signed_by_peer
 def renew_for_home(loan_id):
     """Renew a loan of ours because its patron asked at their home node (docs/billing.md)."""
-    from node.circulation import get_loan, renew
+    from node.domain.circulation import get_loan, renew
     cfg = get_config()
     loan = get_loan(loan_id)
     # A home node may only renew its own patrons' loans: anything else looks like no such loan.

@@ -5,6 +5,10 @@ import textwrap
 
 import pytest
 
+import sync
+
+sync.connect()  # the domain's ports, as create_app and the circnode group connect them
+
 UTC = datetime.timezone.utc
 
 
@@ -86,7 +90,7 @@ def seeded(app, node_config):
 
 @pytest.fixture
 def token(app):
-    from node.auth import add_staff, new_token
+    from node.domain.accounts import add_staff, new_token
     now = datetime.datetime.now(UTC)
     add_staff("desk1", "desk", "correct horse", now)
     return new_token("desk1", now)
@@ -94,7 +98,7 @@ def token(app):
 
 @pytest.fixture
 def admin_token(app):
-    from node.auth import add_staff, new_token
+    from node.domain.accounts import add_staff, new_token
     now = datetime.datetime.now(UTC)
     add_staff("admin1", "admin", "battery staple", now)
     return new_token("admin1", now)

@@ -85,7 +85,7 @@ class Rogue:
 
 
 def loan_created(lender, patron, item, loan_id=None, now=None, **item_fields):
-    """A ``loan.created`` payload as node/circulation.py ``loan_event_data`` builds it.
+    """A ``loan.created`` payload as node/domain/circulation.py ``loan_event_data`` builds it.
 
     PATRON is (institution, id), ITEM (owner, barcode).
     """
@@ -149,7 +149,7 @@ def snapshot(net, code, honest_loans=(), honest_items=()):
 def standing(code, tables):
     """{patron: what their home node's standing rests on}: blocks, expiry, open balance, open loans.
 
-    Read from the same rows as the node's standing answer (node/circulation.py
+    Read from the same rows as the node's standing answer (node/domain/circulation.py
     ``own_patron_standing``), so a forged fee or loan shows as the standing it moves.
     """
     result = {}

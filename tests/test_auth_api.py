@@ -130,8 +130,8 @@ def test_tokens_survive_only_while_the_staff_member_exists(client, seeded, token
 
 
 def test_staff_names_and_roles_are_checked(app):
-    from node import errors
-    from node.auth import add_staff
+    from node.domain import errors
+    from node.domain.accounts import add_staff
     now = datetime.datetime.now(datetime.timezone.utc)
     with pytest.raises(errors.InvalidField):
         add_staff("two words", "desk", "a fine long password", now)

@@ -59,7 +59,7 @@ def build_lender(tmp_path, extra=""):
 
 
 def lend(cfg, barcode, institution="NORTH", home_id="n-100", when=datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)):
-    from node.circulation import Standing, checkout, own_patron_standing
+    from node.domain.circulation import Standing, checkout, own_patron_standing
     standing = (own_patron_standing(cfg, home_id, when) if institution == cfg.institution
                 else Standing(True, name="Sam South", email="sam@south.test"))
     return checkout(cfg, barcode, institution, home_id, standing, when)
@@ -97,7 +97,7 @@ def test_config_reads_billing_terms_as_decimal_and_refuses_bad_values(lender, tm
 
 
 def test_due_date_never_falls_on_a_closed_day(lender):
-    from node.circulation import renew
+    from node.domain.circulation import renew
     # Sunday 22 March + 14 days = Sunday 5 April, inside the Easter closure (3-6 April): due Tuesday 7 April.
     loan = lend(lender, "N0001", when=datetime.datetime(2026, 3, 22, 9, 0, tzinfo=UTC))
     assert local_date(loan.due_at) == datetime.date(2026, 4, 7)
@@ -113,7 +113,7 @@ def test_due_date_never_falls_on_a_closed_day(lender):
     (datetime.datetime(2026, 4, 10, 10, 0, tzinfo=UTC), Decimal("5.00")),  # capped by max_fine
 ])
 def test_fine_at_return_counts_the_lenders_open_days_and_is_capped(lender, returned, fine):
-    from node.circulation import return_item
+    from node.domain.circulation import return_item
     from node.store.models import Fee
     loan = lend(lender, "N0001")  # due Monday 16 March
     return_item(lender, "N0001", returned)
@@ -123,7 +123,7 @@ def test_fine_at_return_counts_the_lenders_open_days_and_is_capped(lender, retur
 
 
 def test_no_fine_policy_bills_nothing_and_a_visiting_patrons_fine_goes_home(lender):
-    from node.circulation import return_item
+    from node.domain.circulation import return_item
     from node.store.models import Fee
     lend(lender, "F0001")  # [policy] has no fines for items without their own terms
     return_item(lender, "F0001", datetime.datetime(2026, 5, 1, 10, 0, tzinfo=UTC))
@@ -142,7 +142,7 @@ def test_no_fine_policy_bills_nothing_and_a_visiting_patrons_fine_goes_home(lend
 
 
 def test_lost_job_declares_once_and_bills_fine_replacement_and_processing(lender):
-    from node.billing import declare_lost_loans
+    from node.domain.billing import declare_lost_loans
     from node.store.models import Fee, Item, Loan
     kept = lend(lender, "N0003", "SOUTH", "south-7")   # due 16 March, replacement cost 40.00
     uncosted = lend(lender, "N0005", "SOUTH", "south-7")  # no replacement cost: the default 60.00
@@ -164,8 +164,8 @@ def test_lost_job_declares_once_and_bills_fine_replacement_and_processing(lender
 @pytest.mark.parametrize("rule, refund", [("replacement", Decimal("-40.00")), ("all", Decimal("-50.00")),
                                           ("none", None)])
 def test_lost_item_returned_is_refunded_by_the_lenders_rule(lender, rule, refund):
-    from node.billing import declare_lost_loans
-    from node.circulation import return_item
+    from node.domain.billing import declare_lost_loans
+    from node.domain.circulation import return_item
     from node.store.models import Fee, Item
     lender.policy["book"]["refund_on_return"] = rule
     loan = lend(lender, "N0003", "SOUTH", "south-7")
@@ -181,9 +181,9 @@ def test_lost_item_returned_is_refunded_by_the_lenders_rule(lender, rule, refund
 
 
 def test_renewing_a_lost_item_is_refused(lender):
-    from node import errors
-    from node.billing import declare_lost_loans
-    from node.circulation import renew
+    from node.domain import errors
+    from node.domain.billing import declare_lost_loans
+    from node.domain.circulation import renew
     loan = lend(lender, "N0003", "SOUTH", "south-7")
     declare_lost_loans(lender, datetime.datetime(2026, 4, 15, 10, 0, tzinfo=UTC))
     with pytest.raises(errors.ItemLost):

@@ -97,7 +97,7 @@ def test_renew_from_the_home_account_asks_the_lender_and_shows_its_answer(south_
 
 
 def test_a_patron_cannot_renew_someone_elses_loan_and_the_lender_checks_the_home(south_in_process):
-    from node import errors
+    from node.domain import errors
     from node.account import renew_at_lender
     from node.clock import utcnow
     from sync.client import peer_request

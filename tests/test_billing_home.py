@@ -32,7 +32,7 @@ def post(cfg, *events):
 
 
 def standing(cfg):
-    from node.circulation import own_patron_standing
+    from node.domain.circulation import own_patron_standing
     return own_patron_standing(cfg, "n-100", NOW)
 
 
@@ -58,7 +58,7 @@ def home(lender):  # noqa: F811
 @pytest.fixture
 def api(home):
     from node.app import create_app
-    from node.auth import add_staff, new_token
+    from node.domain.accounts import add_staff, new_token
     app = create_app(home, {"TESTING": True})
     now = datetime.datetime.now(UTC)
     add_staff("cashier", "desk", "correct horse", now)
@@ -174,7 +174,7 @@ def test_payments_and_waivers_settle_at_home_and_go_back_to_the_lender(api, home
 
 
 def test_a_fee_is_paid_at_the_patrons_home_not_at_the_lender(api, home):
-    from node.circulation import return_item
+    from node.domain.circulation import return_item
     lend(home, "N0002", "SOUTH", "south-7")
     return_item(home, "N0002", datetime.datetime(2026, 3, 18, 10, 0, tzinfo=UTC))
     ledger = api("GET", "/api/v1/fees").get_json()["fees"]
@@ -185,7 +185,7 @@ def test_a_fee_is_paid_at_the_patrons_home_not_at_the_lender(api, home):
 
 
 def test_lender_ledger_shows_what_the_home_node_collected(lender):  # noqa: F811
-    from node.circulation import return_item
+    from node.domain.circulation import return_item
     from node.store.models import Fee
     from sync.inbox import receive_batch
     lend(lender, "N0002", "SOUTH", "south-7")
@@ -200,7 +200,7 @@ def test_lender_ledger_shows_what_the_home_node_collected(lender):  # noqa: F811
     assert receive_batch(lender, "SOUTH", [again], NOW)["results"][0]["status"] == "applied"  # same payment id
     fee = Fee.get()
     assert (fee.status, fee.paid, fee.payments.count()) == ("paid", Decimal("1.00"), 1)
-    from node.billing import settlement
+    from node.domain.billing import settlement
     assert settlement(lender)[0]["role"] == "lender" and settlement(lender)[0]["collected"] == "1.00"
 
 
@@ -235,7 +235,7 @@ def test_bursar_export_writes_each_fee_once_and_reprints_a_batch(home, tmp_path)
 
 
 def test_every_bursar_column_is_documented():
-    from node.bursar import COLUMNS
+    from node.domain.bursar import COLUMNS
     with open(os.path.join(REPO, "docs", "billing.md"), encoding="utf-8") as handle:
         text = handle.read()
     assert [name for name, _ in COLUMNS] == [

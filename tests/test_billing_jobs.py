@@ -36,7 +36,7 @@ def test_jobs_run_refuses_a_bad_time_with_one_line(lender):  # noqa: F811
 
 
 def test_a_failing_step_is_recorded_and_the_others_still_run(lender):  # noqa: F811
-    from node import jobs
+    from node.domain import jobs
     from node.store.db import database
     from node.store.models import JobRun
     database.execute_sql("DROP TABLE notice")  # a damaged database: the notices step cannot work
@@ -61,8 +61,8 @@ def test_circnode_run_schedules_the_daily_jobs_and_the_notice_retry(lender):  # 
 
 def test_bursar_page_shows_the_last_runs(lender):  # noqa: F811
     from node.app import create_app
-    from node.auth import add_staff
-    from node.jobs import run_daily
+    from node.domain.accounts import add_staff
+    from node.domain.jobs import run_daily
     run_daily(lender, datetime.datetime(2026, 4, 15, tzinfo=UTC))
     app = create_app(lender, {"TESTING": True})
     add_staff("boss", "admin", "battery staple", datetime.datetime.now(UTC))

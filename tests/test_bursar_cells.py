@@ -24,7 +24,7 @@ EVIL_NAME = '=HYPERLINK("http://evil.example","pay")'
     ("-45.00", "-45.00"), ("-45", "-45"), ("45.00", "45.00"), ("a=b", "a=b"), ("Nora North", "Nora North"),
     ("", ""), (None, ""), (7, "7")])
 def test_a_cell_a_spreadsheet_would_run_gets_a_quote_and_a_negative_number_stays(raw, written):
-    from node.spreadsheet import safe_cell
+    from node.domain.spreadsheet import safe_cell
     assert safe_cell(raw) == written
 
 
@@ -46,7 +46,7 @@ def peer_fee(sequence, fee_id, barcode, reason, amount, loan_id="loan-s-1", refu
 @pytest.fixture
 def hostile(lender):  # noqa: F811
     """NORTH's patron n-100 named EVIL_NAME, billed by SOUTH's events and by NORTH's own lost items."""
-    from node.billing import declare_lost_loans
+    from node.domain.billing import declare_lost_loans
     from node.store.db import database
     from node.store.models import Item, Patron
     Patron.update(name=EVIL_NAME).where(Patron.home_id == "n-100").execute()
@@ -67,7 +67,7 @@ def hostile(lender):  # noqa: F811
 
 
 def test_bursar_export_quotes_every_formula_cell_and_keeps_amounts_numbers(hostile, tmp_path):
-    from node.bursar import _rows
+    from node.domain.bursar import _rows
     target = tmp_path / "bursar.csv"
     result = run_cli(hostile, "bursar", "export", "--output", str(target))
     assert result.exit_code == 0 and "batch 1: 11 fees" in result.output, result.output
@@ -95,7 +95,7 @@ def test_bursar_export_quotes_every_formula_cell_and_keeps_amounts_numbers(hosti
 
 def test_every_way_to_fetch_a_batch_gives_the_same_safe_bytes(hostile, tmp_path):
     from node.app import create_app
-    from node.auth import add_staff, new_token
+    from node.domain.accounts import add_staff, new_token
     target = tmp_path / "bursar.csv"
     assert run_cli(hostile, "bursar", "export", "--output", str(target)).exit_code == 0
     again = run_cli(hostile, "bursar", "export", "--batch", "1", "--output", "-")

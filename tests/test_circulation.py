@@ -1,12 +1,12 @@
-"""Circulation rules (node/circulation.py) on a real SQLite file, time passed in."""
+"""Circulation rules (node/domain/circulation.py) on a real SQLite file, time passed in."""
 import dataclasses
 import datetime
 import json
 
 import pytest
 
-from node import circulation, errors
-from node.circulation import Standing
+from node.domain import circulation, errors
+from node.domain.circulation import Standing
 from node.store.db import database, open_database
 from node.store.models import Item, Loan, OutboxEvent, Patron
 
@@ -329,7 +329,7 @@ def test_setting_the_status_an_item_already_has_changes_nothing(cfg):
 
 def test_standing_cache_keeps_only_answers_still_alive():
     import datetime as dt
-    from node import standing
+    from node.domain import standing
     now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
     answer = standing.Standing(True)
     standing._cache.clear()

@@ -111,7 +111,7 @@ def test_staff_add_from_stdin_then_token_works_on_the_api(ini):
 def test_staff_add_prompts_for_the_password_twice(ini, opened):
     ok(circnode("--config", ini, "staff", "add", "bo", "--role", "desk",
                 input="prompted password 1\nprompted password 1\n"))
-    from node.auth import check_login
+    from node.domain.accounts import check_login
     staff = check_login("bo", "prompted password 1", "127.0.0.1", datetime.datetime.now(UTC))
     assert staff.role == "desk"
 
@@ -153,13 +153,13 @@ def test_staff_token_for_an_unknown_name_is_one_line(ini):
 
 
 def _lend(cfg, barcode, patron, now):
-    from node import circulation
+    from node.domain import circulation
     return circulation.checkout(cfg, barcode, "NORTH", patron,
                                 circulation.own_patron_standing(cfg, patron, now), now)
 
 
 def test_loans_lists_open_and_overdue_loans(ini, opened):
-    from node import circulation
+    from node.domain import circulation
     from node.store.models import Item, Patron
     cfg = opened
     long_ago = datetime.datetime(2020, 1, 6, 10, 0, tzinfo=UTC)

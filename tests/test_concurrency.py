@@ -8,8 +8,8 @@ import threading
 import pytest
 import requests
 
-from node import circulation, errors
-from node.circulation import Standing
+from node.domain import circulation, errors
+from node.domain.circulation import Standing
 from node.store.db import database, open_database
 from node.store.models import Item, Loan, OutboxEvent, Patron
 

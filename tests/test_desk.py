@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from node import circulation
-from node.auth import add_staff
-from node.circulation import Standing
+from node.domain import circulation
+from node.domain.accounts import add_staff
+from node.domain.circulation import Standing
 from node.store.models import Item, Loan, OutboxEvent, Patron, StaffSession
 
 UTC = datetime.timezone.utc

@@ -186,7 +186,8 @@ def test_import_shows_a_progress_bar_on_a_terminal_stderr(ini, tmp_path):
 def test_imported_items_and_patrons_circulate(ini, tmp_path):
     ok(circnode("--config", ini, "items", "import", write(tmp_path, "i.csv", ITEM_HEADER + "C1,Circ,,book,\n")))
     ok(circnode("--config", ini, "patrons", "import", write(tmp_path, "p.csv", "id,name,email\nc-1,C,\n")))
-    from node import circulation, config
+    from node.domain import circulation
+    from node import config
     from node.store.db import database, open_database
     cfg = config.load(ini)
     open_database(cfg.database_path)

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from tests.conftest import write_config
-from node import circulation, config
+from node.domain import circulation
+from node import config
 from node.app import create_app
 from node.store.db import database
 from node.keys import ensure_key

@@ -59,7 +59,7 @@ def morning(day):
 
 
 def test_notices_arrive_on_the_right_days_once_each(lender_with_mail, smtp):
-    from node.jobs import run_daily
+    from node.domain.jobs import run_daily
     lend(lender_with_mail, "N0001", "SOUTH", "south-7")  # due Monday 16 March; 40.00 replacement cost
     arrived = {}
     day = datetime.date(2026, 3, 10)
@@ -88,7 +88,7 @@ def test_notices_arrive_on_the_right_days_once_each(lender_with_mail, smtp):
 
 
 def test_catching_up_after_days_without_a_run_sends_the_latest_overdue_notice_only(lender_with_mail, smtp):
-    from node.jobs import run_daily
+    from node.domain.jobs import run_daily
     from node.store.models import Notice
     loan = lend(lender_with_mail, "N0001", "SOUTH", "south-7")
     run_daily(lender_with_mail, morning(datetime.date(2026, 3, 25)))
@@ -98,10 +98,10 @@ def test_catching_up_after_days_without_a_run_sends_the_latest_overdue_notice_on
 
 
 def test_mail_server_down_notice_waits_and_circulation_goes_on(tmp_path):
-    from node.circulation import return_item
-    from node.jobs import run_daily
+    from node.domain.circulation import return_item
+    from node.domain.jobs import run_daily
     from node.store.models import Notice
-    from node.notices import send_due
+    from node.domain.notices import send_due
     port = free_port()  # nothing listens here yet
     cfg = build_lender(tmp_path, mail_config(port))
     try:
@@ -132,8 +132,8 @@ def test_mail_server_down_notice_waits_and_circulation_goes_on(tmp_path):
 
 
 def test_a_patron_without_an_email_address_is_skipped_not_retried(lender_with_mail, smtp):
-    from node.circulation import Standing, checkout
-    from node.jobs import run_daily
+    from node.domain.circulation import Standing, checkout
+    from node.domain.jobs import run_daily
     from node.store.models import Notice
     checkout(lender_with_mail, "N0003", "SOUTH", "south-8", Standing(True),
              datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
@@ -143,7 +143,7 @@ def test_a_patron_without_an_email_address_is_skipped_not_retried(lender_with_ma
 
 
 def test_without_a_mail_server_notices_are_written_as_files(tmp_path):
-    from node.jobs import run_daily
+    from node.domain.jobs import run_daily
     cfg = build_lender(tmp_path)
     try:
         lend(cfg, "N0001")

@@ -43,7 +43,7 @@ def test_every_json_endpoint_is_described_with_every_method(app):
 
 
 def test_every_error_code_the_description_names_exists():
-    from node import errors
+    from node.domain import errors
     codes = {cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.CircnodeError)}
     codes |= {"not_found", "method_not_allowed", "too_large"}  # werkzeug's, mapped in node/app.py
     named = {code.strip() for line in openapi.ERROR_CODES.values() for code in re.findall(r"\b[a-z]+_[a-z_]+\b", line)}

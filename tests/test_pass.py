@@ -52,14 +52,14 @@ def north(tmp_path, keys):
 
 @pytest.fixture
 def headers(north):
-    from node.auth import add_staff, new_token
+    from node.domain.accounts import add_staff, new_token
     now = datetime.datetime.now(UTC)
     add_staff("desk1", "desk", "correct horse", now)
     return {"Authorization": f"Bearer {new_token('desk1', now)}"}
 
 
 def south_pass(keys, home_id="south-1", name="South Patron 1", issued=None, days=7, signer="SOUTH", issuer="SOUTH"):
-    from node.patron_pass import encode
+    from node.domain.patron_pass import encode
     issued = issued or datetime.datetime.now(UTC)
     return encode(keys[signer][0], issuer, home_id, name, issued, issued + datetime.timedelta(days=days))
 
@@ -129,7 +129,7 @@ def test_pass_signed_with_another_nodes_key_or_from_outside_the_network_is_refus
 
 def test_pass_of_a_patron_blocked_since_issue_is_refused_as_revoked(north, headers):
     from node.store.models import Patron
-    from node.patron_pass import issue
+    from node.domain.patron_pass import issue
     cfg, client = north
     now = datetime.datetime.now(UTC)
     own = issue(cfg, "n-100", now - datetime.timedelta(minutes=5))
@@ -157,9 +157,9 @@ def test_pass_and_patron_fields_must_agree(north, keys, headers):
 
 
 def test_issuing_refuses_a_blocked_patron(north):
-    from node import errors
+    from node.domain import errors
     from node.store.models import Patron
-    from node.patron_pass import issue
+    from node.domain.patron_pass import issue
     cfg, client = north
     Patron.update(blocked=True).where(Patron.home_id == "n-100").execute()
     with pytest.raises(errors.PatronBlocked):
@@ -173,7 +173,7 @@ def test_pass_issue_command_prints_a_pass_the_lender_verifies(tmp_path, keys):
     from node import config
     from node.store.db import database, open_database
     from node.store.models import Patron
-    from node.patron_pass import verify
+    from node.domain.patron_pass import verify
     south_ini = write_config(str(tmp_path / "south"), institution="SOUTH", name="South College")
     ok(circnode("--config", south_ini, "init"))
     south = config.load(south_ini)
@@ -242,7 +242,7 @@ def test_a_pass_has_one_spelling_every_other_is_pass_invalid(north, keys, header
 
 
 def test_the_desk_refuses_a_respelled_pass_and_takes_the_genuine_one(north, keys):
-    from node.auth import add_staff
+    from node.domain.accounts import add_staff
     from tests.test_desk import banners, post_form, sign_in
     cfg, client = north
     add_staff("desk1", "desk", "desk-password-1", datetime.datetime.now(UTC))

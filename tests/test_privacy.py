@@ -58,9 +58,9 @@ def test_after_the_purge_nothing_links_a_patron_to_a_returned_item(network):
 
 
 def test_a_loan_with_an_open_fee_keeps_its_patron_until_settled(lender):  # noqa: F811
-    from node.circulation import return_item
+    from node.domain.circulation import return_item
     from node.store.models import Fee, Loan, Notice, Patron
-    from node.privacy import purge
+    from node.domain.privacy import purge
     settled = lend(lender, "N0001", "SOUTH", "south-7")
     owing = lend(lender, "N0002", "SOUTH", "south-8")
     return_item(lender, "N0001", datetime.datetime(2026, 3, 10, 10, 0, tzinfo=UTC))  # on time: no fee
@@ -86,7 +86,7 @@ def test_payloads_are_trimmed_only_once_delivered(lender):  # noqa: F811
     import json
 
     from node.store.models import OutboxEvent
-    from node.privacy import purge
+    from node.domain.privacy import purge
     lend(lender, "N0001", "SOUTH", "south-7")
     lend(lender, "N0002", "SOUTH", "south-7")
     first = OutboxEvent.get(sequence=1)

@@ -5,8 +5,8 @@ of tests/test_signing.py and tests/test_sync_faults.py).
 """
 import datetime
 
-from node import circulation
-from node.circulation import Standing
+from node.domain import circulation
+from node.domain.circulation import Standing
 from node.store.models import Loan, OutboxEvent, PeerState, Patron
 from sync import push
 
@@ -88,7 +88,7 @@ def test_peer_restored_from_a_backup_gets_its_lost_events_again(seeded, monkeypa
 
 
 def test_next_batch_goes_out_only_once_the_last_is_acknowledged_and_a_failed_one_stays_queued(seeded, monkeypatch):
-    from node import errors
+    from node.domain import errors
     for n in range(1, 6):
         lend(seeded, f"N000{n}", f"south-{n}")
     monkeypatch.setitem(seeded.sync, "batch_size", 2)

@@ -6,7 +6,7 @@ slower with every loan it ever made (docs/benchmarks.md, "Growth").
 """
 import pytest
 
-from node import billing, circulation
+from node.domain import billing, circulation
 
 from node.store import models
 from node.store.db import database, open_database

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from node import circulation
-from node.auth import add_staff
-from node.circulation import Standing
+from node.domain import circulation
+from node.domain.accounts import add_staff
+from node.domain.circulation import Standing
 from node.store.db import database
 from node.store.models import AuditLog, InboxRecord, Loan, OutboxEvent, Patron
 

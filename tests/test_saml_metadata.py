@@ -263,7 +263,7 @@ DS, MORE, XENC = ("http://www.w3.org/2000/09/xmldsig#", "http://www.w3.org/2001/
     (DS + "dsa-sha1", DS + "sha1", True, False),
 ])
 def test_signature_algorithms_sha1_only_when_allowed_md5_never(sig, digest, allow_sha1, accepted):
-    from node import errors
+    from node.domain import errors
     from node.saml_crypto import check_signature_algorithms
 
     def refuse(cls, reason):

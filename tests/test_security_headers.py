@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from node.auth import add_staff
+from node.domain.accounts import add_staff
 from node.demo import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
 from node.idp import DEMO_PATRON_PASSWORD
 from tests.conftest import needs_chromium, write_config
@@ -96,7 +96,7 @@ def test_a_500_page_carries_the_headers(app, client):
 def test_no_answer_allows_inline_script_or_style(app, client, seeded):
     """The templates hold no <script> body, no on*= handler and no style=: all are files under /static/."""
     import re
-    from node.app import templates_folder
+    from node.domain.notices import templates_folder
     folder = templates_folder()
     for name in sorted(os.listdir(folder)):
         if not name.endswith(".html"):

@@ -8,11 +8,13 @@ import ipaddress
 
 import pytest
 
-from node import config, errors, throttle
-from node.auth import add_staff, check_login
+from node import config
+
+from node.domain import errors, throttle
+from node.domain.accounts import add_staff, check_login
 from node.store.models import LoginFailure, Staff
 from node.proxies import TrustedProxies
-from node.throttle import SignInLimits
+from node.domain.throttle import SignInLimits
 from tests.conftest import write_config
 from tests.test_desk import PASSWORD, banners, post_form, sign_in, token_of
 

@@ -8,10 +8,10 @@ import datetime
 
 import pytest
 
-from node import errors
-from node.auth import add_staff, check_login, new_token
+from node.domain import errors
+from node.domain.accounts import add_staff, check_login, new_token
 from node.store.models import ApiToken, AuditLog, LoginFailure, Staff, StaffSession
-from node.staff import revoke_token, set_password
+from node.domain.staff import revoke_token, set_password
 from tests.test_cli import circnode, ini, ok, refused  # noqa: F401  (ini is a fixture)
 from tests.test_desk import post_form, sign_in
 

@@ -180,7 +180,7 @@ def test_admins_list_lookups_as_json_filtered_by_peer_and_patron(home, admin_tok
 
 
 def _sign_in(client, name, role):
-    from node.auth import add_staff
+    from node.domain.accounts import add_staff
     add_staff(name, role, "page-password-1", datetime.datetime.now(UTC))
     token = _csrf(client.get("/login"))
     assert client.post("/login", data={"name": name, "password": "page-password-1",
@@ -223,7 +223,7 @@ def test_cli_lists_lookups_filtered(home):
 
 
 def test_purge_deletes_lookups_past_their_retention(home):
-    from node.privacy import purge
+    from node.domain.privacy import purge
     cfg, _ = home
     assert cfg.sections["privacy"]["standing_lookup_days"] == 30
     _seed(cfg)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from node import errors
-from node.circulation import Standing, own_patron_standing, refuse_for_standing
+from node.domain import errors
+from node.domain.circulation import Standing, own_patron_standing, refuse_for_standing
 from node.store.models import Loan, Patron
 
 PREFIX = "CNP1"
@@ -177,7 +177,7 @@ def standing_for_visit(cfg, visit, now):
     """The standing for a desk visit: from its pass when it began with one, else from the home node."""
     if visit.get("pass"):
         return standing_from_pass(cfg, verify(cfg, visit["pass"], now), now)
-    from node.standing import standing_for
+    from node.domain.standing import standing_for
     return standing_for(cfg, visit["institution"], visit["id"], now)
 
 

@@ -1,7 +1,7 @@
 """The daily jobs: overdue, lost, notices, purge.
 
 ``run_daily(cfg, now)`` runs them as of NOW (``circnode jobs run --at`` passes
-a time, for operators catching up and for tests); ``circnode run`` schedules
+a time, for operators catching up and for tests); ``circnode run`` (node/runner.py) schedules
 them once a day at ``[jobs] daily_at`` and retries unsent notices every
 ``[smtp] retry_minutes``.  Each step is idempotent, so a run repeated or
 overlapping another does nothing twice.  A failing step is logged and
@@ -10,7 +10,7 @@ recorded for the admin page; it never stops the other steps or the scheduler.
 import json
 import logging
 
-from node import billing, notices, privacy
+from node.domain import billing, notices, privacy
 from node.clock import utcnow
 from node.store.db import database
 from node.store.models import JobRun
@@ -57,17 +57,6 @@ def run_daily_safely(cfg):
         run_daily(cfg, utcnow())
     except Exception:
         log.exception("daily jobs crashed")
-
-
-def schedule(scheduler, cfg):
-    """Add the daily jobs and the notice retry to SCHEDULER (APScheduler)."""
-    from apscheduler.triggers.cron import CronTrigger
-    at = cfg.sections["jobs"]["daily_at"]
-    if at:
-        scheduler.add_job(run_daily_safely, CronTrigger(hour=at[0], minute=at[1], timezone=cfg.tz), args=[cfg],
-                          id="daily_jobs", misfire_grace_time=6 * 3600)
-    scheduler.add_job(notices.send_due_safely, "interval", args=[cfg, utcnow],
-                      minutes=cfg.sections["smtp"]["retry_minutes"], id="notice_retry")
 
 
 def last_runs():

@@ -1,4 +1,4 @@
-"""What a node forgets, and when; and the page that lists what it shares with peers.
+"""What a node forgets, and when (the page that lists what it shares with peers: node/web/privacy.py).
 
 The daily purge (``[privacy]``): a returned loan with no open fee loses its
 patron link after ``loan_retention_days`` (its notices go, and a visiting
@@ -12,23 +12,12 @@ import datetime
 import logging
 import os
 
-from flask import Blueprint, render_template
-
+from node.domain.ports import retention
 from node.store.db import database
 from node.store.models import Fee, FeePayment, InboxRecord, Loan, Notice, Patron
 
 log = logging.getLogger(__name__)
-bp = Blueprint("privacy", __name__)
 CHUNK = 500
-
-# What travels between nodes besides events (docs/protocol.md); the events' rows come from
-# their declarations in sync/catalogue.py, so the page cannot miss a field an event carries.
-SHARED = [
-    ("standing answer", "home → lender", "when a lender asks before lending",
-     "ok with the patron's name and email, or a refusal code with a fixed sentence"),
-    ("renewal request", "home → lender", "the patron presses Renew on their account", "loan id"),
-]
-
 
 def _chunks(ids):
     for start in range(0, len(ids), CHUNK):
@@ -47,8 +36,7 @@ def purge(cfg, now):
         counts["dedup_records_dropped"] = InboxRecord.delete().where(InboxRecord.received_at < horizon).execute()
     counts["mail_files_removed"] = _remove_mail_files(cfg, now - datetime.timedelta(
         days=settings["loan_retention_days"]))
-    from sync import lookups
-    counts["standing_lookups_dropped"] = lookups.purge(cfg, now)  # after standing_lookup_days
+    counts.update(retention.purge(cfg, now))  # the sync layer's rows: peers' standing lookups
     if any(counts.values()):
         log.info("privacy purge: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts
@@ -112,13 +100,3 @@ def _remove_mail_files(cfg, horizon):
             os.remove(path)
             removed += 1
     return removed
-
-
-@bp.get("/privacy")
-def page():
-    """Public: what this node shares with its peers, and how long it keeps patron data."""
-    from node.app import get_config
-    cfg = get_config()
-    from sync.catalogue import shared_rows
-    return render_template("privacy.html", shared=shared_rows() + SHARED, settings=cfg.sections["privacy"],
-                           dedup_days=cfg.sync["dedup_days"], peers=cfg.peers)

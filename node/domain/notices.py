@@ -19,7 +19,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from node.calendar import local_day
+from node.domain.calendar import local_day
 from node.store.db import database
 from node.store.models import Fee, Item, Loan, Notice, Patron
 
@@ -33,10 +33,19 @@ SUBJECTS = {"courtesy": "Due soon: {title}", "overdue": "Overdue: {title}",
 _env = None
 
 
+def templates_folder():
+    """Top-level templates/ in a checkout, else the copy installed with the package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, os.pardir, os.pardir, "templates"),
+                      os.path.join(os.sys.prefix, "share", "circnode", "templates")):
+        if os.path.isdir(candidate):
+            return os.path.abspath(candidate)
+    raise RuntimeError("circnode templates not found")
+
+
 def _templates():
     global _env
     if _env is None:
-        from node.app import templates_folder
         _env = Environment(loader=FileSystemLoader(os.path.join(templates_folder(), "notices")),
                            autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     return _env

@@ -1,6 +1,6 @@
 """The lender's calendar: the local days the library is closed.
 
-Due dates never fall on a closed day (``node.policy.due_date`` skips the days
+Due dates never fall on a closed day (``node.domain.policy.due_date`` skips the days
 a ``Calendar`` contains) and fines never accrue on one.  Fines are always
 counted on the *lender's* calendar, wherever the item is returned.
 """

@@ -8,7 +8,7 @@ import datetime
 from dataclasses import dataclass, field
 import functools
 
-from node import money
+from node.domain import money
 from node.store.db import database
 from node.store.models import Item, Patron
 

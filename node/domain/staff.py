@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from peewee import JOIN, fn
 from werkzeug.security import generate_password_hash
 
-from node import errors, throttle
-from node.auth import check_password_strength, staff_named
-from node.circulation import audit
+from node.domain import errors, throttle
+from node.domain.accounts import check_password_strength, staff_named
+from node.domain.circulation import audit
 from node.store.db import database
 from node.store.models import ApiToken, Staff, StaffSession
 

@@ -3,7 +3,7 @@
 An export takes every fee posted on our patrons' accounts that no batch holds
 yet, records a numbered batch, and writes a CSV whose columns are
 documented in docs/billing.md ("Bursar file"), each cell made safe to open in
-a spreadsheet (node/spreadsheet.py).  The file is written inside
+a spreadsheet (node/domain/spreadsheet.py).  The file is written inside
 the batch's transaction: if it cannot be written, no fee is marked exported.
 A past batch can be printed again, byte for byte the same.
 """
@@ -12,10 +12,10 @@ import tempfile
 
 from peewee import JOIN
 
-from node import errors
+from node.domain import errors
 from node.store.db import database
 from node.store.models import BursarBatch, Fee, Patron
-from node.spreadsheet import csv_text
+from node.domain.spreadsheet import csv_text
 
 # (column, meaning): the contract with the student-account system.
 COLUMNS = [

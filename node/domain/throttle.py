@@ -16,7 +16,7 @@ import datetime
 import math
 from dataclasses import dataclass
 
-from node import errors
+from node.domain import errors
 from node.store.db import database
 from node.store.models import LoginFailure
 

@@ -12,8 +12,9 @@ import collections
 import logging
 import threading
 
-from node import errors
-from node.circulation import Standing, own_patron_standing
+from node.domain import errors
+from node.domain.circulation import Standing, own_patron_standing
+from node.domain.ports import home_node
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,11 @@ def standing_for(cfg, institution, home_id, now, use_cache=True):
             hit = _cache.get(key)
         if hit and 0 <= (now - hit[0]).total_seconds() < ttl:
             return hit[1]
-    from sync.client import ask_standing, record_refusal
     try:
-        answer = ask_standing(cfg, institution, home_id, now)
+        answer = home_node.ask_standing(cfg, institution, home_id, now)
     except errors.PeerRefused as exc:
         log.warning("standing check refused by %s: %s", institution, exc.details["cause"])
-        record_refusal(exc, "standing check", now)
+        home_node.record_refusal(exc, "standing check", now)
         raise errors.HomeRefused(
             f"{cfg.library_name(institution)} refused this library's standing check: {exc.details['cause']}. "
             "Nothing is lent; the two libraries' keys, clocks or settings need fixing (admin sync queue).",

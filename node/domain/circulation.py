@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError
 
-from node import billing, errors
-from node.calendar import calendar_of
+from node.domain import billing, errors
+from node.domain.calendar import calendar_of
 from node.store.db import database
 from node.store.models import AuditLog, Item, Loan, Patron
-from node.policy import due_date, renewal_due_date
-from sync import outbox
-from sync.catalogue import build
+from node.domain.policy import due_date, renewal_due_date
+from node.domain.ports import outbox
 
 # Which item states each move may start from: the declarative transitions table.
 ITEM_TRANSITIONS = {
@@ -197,7 +196,7 @@ _OPEN_HERE = ("SELECT COUNT(*), COALESCE(SUM(provisional), 0) FROM loan "
 def loan_event_data(loan):
     """The minimum a home node needs to know of a loan (no names, no emails)."""
     item = loan.item
-    return build("loan.created", loan_id=loan.id, lender=loan.lender,
+    return outbox.build("loan.created", loan_id=loan.id, lender=loan.lender,
                  patron={"institution": loan.patron.institution, "id": loan.patron.home_id},
                  item={"institution": item.owner, "barcode": item.barcode, "title": item.title,
                        "call_number": item.call_number, "item_type": item.item_type},
@@ -228,7 +227,7 @@ def renew(cfg, loan_id, now, staff=None):
         audit(staff, "renew", loan.id, f"renewal {loan.renewals}", now)
         if loan.patron.institution != cfg.institution:
             outbox.enqueue(loan.patron.institution, "loan.renewed",
-                           build("loan.renewed", loan_id=loan.id, lender=loan.lender, due_at=loan.due_at.isoformat(),
+                           outbox.build("loan.renewed", loan_id=loan.id, lender=loan.lender, due_at=loan.due_at.isoformat(),
                                  renewals=loan.renewals), now)
     return loan
 
@@ -247,7 +246,7 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
                 audit(staff, "receive", item.barcode, "", now)
                 if last and last.returned_at_institution and last.returned_at_institution != cfg.institution:
                     outbox.enqueue(last.returned_at_institution, "item.received",
-                                   build("item.received", loan_id=last.id, owner=item.owner, barcode=item.barcode,
+                                   outbox.build("item.received", loan_id=last.id, owner=item.owner, barcode=item.barcode,
                                          received_at=now.isoformat()), now)
                 result.loan = last
                 return result
@@ -289,7 +288,7 @@ def close_loan_row(loan_id, returned_at, where):
 
 
 def return_event_data(loan):
-    return build("loan.returned", loan_id=loan.id, lender=loan.lender, returned_at=loan.returned_at.isoformat(),
+    return outbox.build("loan.returned", loan_id=loan.id, lender=loan.lender, returned_at=loan.returned_at.isoformat(),
                  returned_at_institution=loan.returned_at_institution)
 
 

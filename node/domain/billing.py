@@ -15,12 +15,11 @@ from decimal import Decimal
 
 from peewee import JOIN, Case, fn
 
-from node import errors, money
-from node.calendar import calendar_of, local_day
+from node.domain import errors, money
+from node.domain.calendar import calendar_of, local_day
 from node.store.db import database
 from node.store.models import CENT, AuditLog, Fee, FeePayment, Item, Loan, Patron, cents_to_money, new_uuid
-from sync import outbox
-from sync.catalogue import build
+from node.domain.ports import outbox
 
 log = logging.getLogger(__name__)
 ZERO = Decimal("0.00")
@@ -74,7 +73,7 @@ def replacement_cost(cfg, item):
 
 def fee_event_data(fee):
     """The ``fee.assessed`` payload: the fee, and the minimum a home node needs to post it."""
-    return build("fee.assessed", fee_id=fee.id, loan_id=fee.loan_id, lender=fee.lender,
+    return outbox.build("fee.assessed", fee_id=fee.id, loan_id=fee.loan_id, lender=fee.lender,
                  patron={"institution": fee.patron.institution, "id": fee.patron.home_id},
                  item={"barcode": fee.item_barcode, "title": fee.item_title},
                  amount=str(fee.amount), currency=fee.currency, reason=fee.reason,
@@ -133,7 +132,7 @@ def declare_lost(cfg, loan, now):
     item.save()
     home = loan.patron.institution
     if home != cfg.institution:
-        outbox.enqueue(home, "loan.lost", build("loan.lost", loan_id=loan.id, lender=loan.lender,
+        outbox.enqueue(home, "loan.lost", outbox.build("loan.lost", loan_id=loan.id, lender=loan.lender,
                                                 lost_at=now.isoformat()), now)
     _audit("declare_lost", loan.id, f"item {item.barcode}", now)
     fees = [_charge(cfg, loan, "fine", fine_amount(cfg, loan, now), now),
@@ -192,7 +191,7 @@ def _home_fee(cfg, fee_id):
 
 
 def settlement_event_data(fee, payment):
-    return build(f"fee.{'paid' if payment.kind == 'payment' else 'waived'}", fee_id=fee.id, payment_id=payment.id,
+    return outbox.build(f"fee.{'paid' if payment.kind == 'payment' else 'waived'}", fee_id=fee.id, payment_id=payment.id,
                  kind=payment.kind, amount=str(payment.amount), currency=fee.currency, at=payment.at.isoformat(),
                  status=fee.status, paid=str(fee.paid), note=payment.note)
 
