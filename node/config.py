@@ -518,7 +518,7 @@ def load(path):
                 raise ConfigError(path, section, "", "a node cannot be its own peer")
             values = _read_section(parser, path, section, PEER_SETTINGS)
             if values["public_key"]:
-                from sync.signing import decode_public_key
+                from node.keys import decode_public_key
                 try:
                     decode_public_key(values["public_key"])
                 except ValueError:

@@ -243,7 +243,7 @@ def sign_element(xml, element, key_file, xmlsec):
 
 def create_app(settings):
     """The IdP's web app: metadata, SSO (Redirect and POST bindings), login form."""
-    from node import headers
+    from node.web import headers
     from node.domain.notices import templates_folder
     app = Flask("node.idp", template_folder=templates_folder())
     headers.init_app(app, settings["base_url"])

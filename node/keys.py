@@ -1,8 +1,10 @@
 """The node's Ed25519 key pair: signs peer requests, acknowledgements and network passes."""
+import base64
+import binascii
 import os
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_FILE = "node_ed25519.pem"
 
@@ -42,5 +44,28 @@ def private_key(cfg):
 
 
 def public_key_text(cfg):
-    from sync.signing import encode_public_key
     return encode_public_key(private_key(cfg).public_key())
+
+
+# --- the text form of a public key (node.ini, the protocol, passes) -----------
+
+KEY_PREFIX = "ed25519:"
+
+
+def encode_public_key(pub: Ed25519PublicKey) -> str:
+    """Return the text form ``ed25519:<base64 of the raw 32 bytes>``."""
+    return KEY_PREFIX + base64.b64encode(pub.public_bytes_raw()).decode("ascii")
+
+
+def decode_public_key(text: str) -> Ed25519PublicKey:
+    """Parse ``ed25519:<base64>`` (padded or not); raise ValueError if it is not one."""
+    if not isinstance(text, str) or not text.strip().startswith(KEY_PREFIX):
+        raise ValueError(f"public key must start with {KEY_PREFIX!r}")
+    b64 = text.strip()[len(KEY_PREFIX):].rstrip("=")
+    try:
+        raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("public key is not valid standard base64 after 'ed25519:'") from None
+    if len(raw) != 32:
+        raise ValueError(f"public key must be 32 raw bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)

@@ -5,7 +5,7 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 from waitress import serve as waitress_serve
 
-from node.app import create_app
+from node.web.app import create_app
 from node.domain import jobs, notices
 from node.clock import utcnow
 

@@ -13,7 +13,6 @@ from peewee import IntegrityError
 from werkzeug.routing import PathConverter
 
 from node.domain import errors
-from node.app import get_config
 from node.clock import utcnow
 from node.store.db import database
 from node.keys import private_key
@@ -24,6 +23,17 @@ from sync.signing import SignatureError, decode_public_key, request_target, sign
 
 log = logging.getLogger(__name__)
 bp = Blueprint("peer", __name__)
+
+
+def init_app(app):
+    """Register the peer endpoints; CSRF-exempt, peers sign each request instead."""
+    app.register_blueprint(bp)
+    app.extensions["csrf"].exempt(bp)
+
+
+def get_config():
+    """The node's Config, which create_app keeps on the Flask app."""
+    return current_app.extensions["circnode"]
 
 
 class PatronIdConverter(PathConverter):

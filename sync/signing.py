@@ -17,7 +17,6 @@ check, nonce replay check, stable error reasons).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -34,9 +33,10 @@ from http_message_signatures import HTTPMessageSignaturesException, HTTPMessageS
 from http_message_signatures import MappingKeyResolver, algorithms
 from requests.utils import requote_uri
 
+from node.keys import KEY_PREFIX, decode_public_key, encode_public_key  # noqa: F401  (the protocol's key text)
+
 LABEL = "sig1"
 ALG = "ed25519"
-KEY_PREFIX = "ed25519:"
 DEFAULT_MAX_SKEW = 300
 REQUEST_COMPONENTS = ("@method", "@target-uri", "content-digest")
 RESPONSE_COMPONENTS = ("@status", "content-digest")
@@ -59,23 +59,7 @@ class SignatureError(Exception):
 
 # --- keys -------------------------------------------------------------------
 
-def encode_public_key(pub: Ed25519PublicKey) -> str:
-    """Return the text form ``ed25519:<base64 of the raw 32 bytes>``."""
-    return KEY_PREFIX + base64.b64encode(pub.public_bytes_raw()).decode("ascii")
-
-
-def decode_public_key(text: str) -> Ed25519PublicKey:
-    """Parse ``ed25519:<base64>`` (padded or not); raise ValueError if it is not one."""
-    if not isinstance(text, str) or not text.strip().startswith(KEY_PREFIX):
-        raise ValueError(f"public key must start with {KEY_PREFIX!r}")
-    b64 = text.strip()[len(KEY_PREFIX):].rstrip("=")
-    try:
-        raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("public key is not valid standard base64 after 'ed25519:'") from None
-    if len(raw) != 32:
-        raise ValueError(f"public key must be 32 raw bytes, got {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+# encode_public_key and decode_public_key: node/keys.py, which the domain's passes use too
 
 
 # --- URLs and digests -------------------------------------------------------

@@ -62,7 +62,7 @@ def node_config(tmp_path):
 
 @pytest.fixture
 def app(node_config):
-    from node.app import create_app
+    from node.web.app import create_app
     app = create_app(node_config, {"TESTING": True})
     yield app
     from node.store.db import database

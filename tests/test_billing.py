@@ -41,7 +41,7 @@ def lender(tmp_path):
 
 def build_lender(tmp_path, extra=""):
     from node import config
-    from node.app import create_app
+    from node.web.app import create_app
     from node.keys import ensure_key
     from node.store.models import Item, Patron
     path = write_config(str(tmp_path / "north"), peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")],

@@ -2,7 +2,7 @@
 
 NORTH runs as a real node process; SOUTH (the home node) runs in this process
 behind a real HTTP server on its port, so that the test can hold a patron's
-signed-in session (the identity node/saml.py binds after SAML sign-in).
+signed-in session (the identity node/web/saml.py binds after SAML sign-in).
 """
 import datetime
 import re
@@ -18,7 +18,7 @@ FIVE_DAYS = str(5 * 24 * 3600)
 @pytest.fixture
 def south_in_process(network):
     from node import config
-    from node.app import create_app
+    from node.web.app import create_app
     net = network(items=5, patrons=2, overrides={"jobs": {"daily_at": ""}})
     cfg = config.load(net.info("SOUTH").config)
     app = create_app(cfg, {"TESTING": True})
@@ -98,7 +98,7 @@ def test_renew_from_the_home_account_asks_the_lender_and_shows_its_answer(south_
 
 def test_a_patron_cannot_renew_someone_elses_loan_and_the_lender_checks_the_home(south_in_process):
     from node.domain import errors
-    from node.account import renew_at_lender
+    from node.web.account import renew_at_lender
     from node.clock import utcnow
     from sync.client import peer_request
     net, cfg, app = south_in_process

@@ -57,7 +57,7 @@ def home(lender):  # noqa: F811
 
 @pytest.fixture
 def api(home):
-    from node.app import create_app
+    from node.web.app import create_app
     from node.domain.accounts import add_staff, new_token
     app = create_app(home, {"TESTING": True})
     now = datetime.datetime.now(UTC)

@@ -60,7 +60,7 @@ def test_circnode_run_schedules_the_daily_jobs_and_the_notice_retry(lender):  # 
 
 
 def test_bursar_page_shows_the_last_runs(lender):  # noqa: F811
-    from node.app import create_app
+    from node.web.app import create_app
     from node.domain.accounts import add_staff
     from node.domain.jobs import run_daily
     run_daily(lender, datetime.datetime(2026, 4, 15, tzinfo=UTC))

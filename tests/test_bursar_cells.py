@@ -94,7 +94,7 @@ def test_bursar_export_quotes_every_formula_cell_and_keeps_amounts_numbers(hosti
 
 
 def test_every_way_to_fetch_a_batch_gives_the_same_safe_bytes(hostile, tmp_path):
-    from node.app import create_app
+    from node.web.app import create_app
     from node.domain.accounts import add_staff, new_token
     target = tmp_path / "bursar.csv"
     assert run_cli(hostile, "bursar", "export", "--output", str(target)).exit_code == 0

@@ -95,7 +95,7 @@ def test_staff_add_from_stdin_then_token_works_on_the_api(ini):
     token = ok(circnode("--config", ini, "staff", "token", "desk-1")).stdout.strip().splitlines()[-1]
     other = ok(circnode("--config", ini, "staff", "token", "desk-1")).stdout.strip().splitlines()[-1]
     assert token.startswith("cn_") and token != other
-    from node.app import create_app
+    from node.web.app import create_app
     from node.store.db import database
     app = create_app(ini, {"TESTING": True})
     try:

@@ -137,7 +137,7 @@ def test_session_cookie_is_httponly_and_samesite_lax(client, seeded):
 
 
 def test_session_cookie_is_secure_when_base_url_is_https(tmp_path):
-    from node.app import create_app
+    from node.web.app import create_app
     from node.config import load
     from node.store.db import database
     from tests.conftest import write_config

@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import write_config
 from node.domain import circulation
 from node import config
-from node.app import create_app
+from node.web.app import create_app
 from node.store.db import database
 from node.keys import ensure_key
 from node.store.models import InboxRecord, Item, Loan, Patron, PeerState

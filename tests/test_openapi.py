@@ -1,4 +1,4 @@
-"""The OpenAPI description (node/openapi.py): served, kept in docs/, complete, and true of a live node.
+"""The OpenAPI description (node/web/openapi.py): served, kept in docs/, complete, and true of a live node.
 
 The last test runs schemathesis against a real ``circnode run`` on loopback:
 it generates requests from the description (valid ones and malformed ones)
@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
-from node import openapi
+from node.web import openapi
 from node.demo import DEMO_NODES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def test_the_description_is_served_without_a_token_and_is_docs_openapi_json(clie
     assert answer.status_code == 200 and answer.mimetype == "application/json"
     assert answer.get_json() == openapi.document()
     assert ROOT.joinpath("docs", "openapi.json").read_text(encoding="utf-8") == openapi.text(), \
-        "docs/openapi.json is stale: python -m node.openapi > docs/openapi.json"
+        "docs/openapi.json is stale: python -m node.web.openapi > docs/openapi.json"
 
 
 def test_every_json_endpoint_is_described_with_every_method(app):
@@ -38,14 +38,14 @@ def test_every_json_endpoint_is_described_with_every_method(app):
     routes = {(re.sub(r"<[^>]+>", "<>", rule.rule), method) for rule in app.url_map.iter_rules()
               if rule.rule.startswith("/api/") or rule.rule == "/healthz"
               for method in rule.methods - {"HEAD", "OPTIONS"}}
-    assert routes - described == set(), "routes missing from node/openapi.py"
-    assert described - routes == set(), "node/openapi.py describes routes that do not exist"
+    assert routes - described == set(), "routes missing from node/web/openapi.py"
+    assert described - routes == set(), "node/web/openapi.py describes routes that do not exist"
 
 
 def test_every_error_code_the_description_names_exists():
     from node.domain import errors
     codes = {cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.CircnodeError)}
-    codes |= {"not_found", "method_not_allowed", "too_large"}  # werkzeug's, mapped in node/app.py
+    codes |= {"not_found", "method_not_allowed", "too_large"}  # werkzeug's, mapped in node/web/app.py
     named = {code.strip() for line in openapi.ERROR_CODES.values() for code in re.findall(r"\b[a-z]+_[a-z_]+\b", line)}
     assert named - codes == set()
 

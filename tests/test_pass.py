@@ -32,7 +32,7 @@ def keys(tmp_path):
 def north(tmp_path, keys):
     """NORTH in-process with SOUTH and EAST as peers (WEST is no peer)."""
     from node import config
-    from node.app import create_app
+    from node.web.app import create_app
     from node.store.db import database
     from node.keys import ensure_key
     from node.store.models import Item, Patron

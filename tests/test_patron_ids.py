@@ -177,7 +177,7 @@ SOUTH_KEY = Ed25519PrivateKey.generate()
 def north_home(tmp_path):
     """NORTH in process (Werkzeug's test client), home of ODD_IDS, with SOUTH's public key."""
     from node import config
-    from node.app import create_app
+    from node.web.app import create_app
     from node.store.db import database
     from node.keys import ensure_key
     from node.store.models import Patron

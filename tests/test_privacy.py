@@ -99,7 +99,7 @@ def test_payloads_are_trimmed_only_once_delivered(lender):  # noqa: F811
 
 
 def test_privacy_page_lists_every_event_a_node_sends(lender):  # noqa: F811
-    from node.app import create_app
+    from node.web.app import create_app
     from sync.inbox import event_types
     page = create_app(lender, {"TESTING": True}).test_client().get("/privacy")
     assert page.status_code == 200

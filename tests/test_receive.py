@@ -22,7 +22,7 @@ SOUTH_KEY = Ed25519PrivateKey.generate()
 def home(tmp_path):
     """NORTH, home node of patron s-1, with SOUTH's public key."""
     from node import config
-    from node.app import create_app
+    from node.web.app import create_app
     from node.store.db import database
     from node.keys import ensure_key
     cfg = config.load(write_config(str(tmp_path / "north"), peers=[

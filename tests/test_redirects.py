@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from node.domain.accounts import add_staff
-from node.redirects import local_path
+from node.web.redirects import local_path
 from tests.test_desk import PASSWORD, post_form, token_of
 
 UTC = datetime.timezone.utc

@@ -109,7 +109,7 @@ def test_no_answer_allows_inline_script_or_style(app, client, seeded):
 
 
 def test_hsts_only_when_base_url_is_https(tmp_path):
-    from node.app import create_app
+    from node.web.app import create_app
     from node.config import load
     from node.store.db import database
     from node.keys import ensure_key

@@ -13,7 +13,7 @@ from node import config
 from node.domain import errors, throttle
 from node.domain.accounts import add_staff, check_login
 from node.store.models import LoginFailure, Staff
-from node.proxies import TrustedProxies
+from node.web.proxies import TrustedProxies
 from node.domain.throttle import SignInLimits
 from tests.conftest import write_config
 from tests.test_desk import PASSWORD, banners, post_form, sign_in, token_of
@@ -162,7 +162,7 @@ def test_at_the_desk_one_members_typos_leave_the_others_signing_in(client, seede
 
 
 def test_desk_limits_come_from_node_ini(tmp_path):
-    from node.app import create_app
+    from node.web.app import create_app
     from node.store.db import database
     path = write_config(str(tmp_path / "north"), extra="\n[sign_in]\naccount_failures = 2\n")
     app = create_app(config.load(path), {"TESTING": True})
@@ -198,7 +198,7 @@ def test_x_forwarded_for_is_ignored_without_trusted_proxies(client, seeded):
 @pytest.fixture
 def proxied(tmp_path):
     """A node behind nginx on 127.0.0.1 and a load balancer in 10.0.0.0/8; 5 typos stop an address."""
-    from node.app import create_app
+    from node.web.app import create_app
     from node.store.db import database
     path = write_config(str(tmp_path / "north"), extra="")
     with open(path) as handle:

@@ -23,7 +23,7 @@ NEW_PASSWORD = "a-new-desk-password"
 @pytest.fixture
 def node(ini):  # noqa: F811
     """The node's app on the CLI's config and database, with desk1 (a token) and boss (admin)."""
-    from node.app import create_app
+    from node.web.app import create_app
     from node.store.db import database
     app = create_app(ini, {"TESTING": True})
     now = datetime.datetime.now(UTC)

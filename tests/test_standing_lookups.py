@@ -28,7 +28,7 @@ T0 = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 def _node(tmp_path):
     from node import config
-    from node.app import create_app
+    from node.web.app import create_app
     from node.keys import ensure_key
     cfg = config.load(write_config(str(tmp_path / "north"), peers=[
         (code, f"{code} College", "http://127.0.0.1:9", encode_public_key(key.public_key()))

@@ -99,7 +99,7 @@ def issue(cfg, home_id, now):
 
 
 def _issuer_key(cfg, institution):
-    from sync.signing import decode_public_key
+    from node.keys import decode_public_key
     if institution == cfg.institution:
         from node.keys import private_key
         return private_key(cfg).public_key()

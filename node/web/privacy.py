@@ -1,10 +1,15 @@
 """The public page that lists what this node shares with its peers, and how long it keeps patron data."""
 from flask import Blueprint, render_template
 
-from node.app import get_config
+from node.web.app import get_config
 from sync.catalogue import shared_rows
 
 bp = Blueprint("privacy", __name__)
+
+
+def init_app(app):
+    """Register the public /privacy page."""
+    app.register_blueprint(bp)
 
 # What travels between nodes besides events (docs/protocol.md); the events' rows come from
 # their declarations in sync/catalogue.py, so the page cannot miss a field an event carries.

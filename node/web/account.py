@@ -1,6 +1,6 @@
 """The patron's account at home: every network loan, fees and blocks, and Renew.
 
-The page itself is ``/patron/account`` (node/saml.py, which signs the patron
+The page itself is ``/patron/account`` (node/web/saml.py, which signs the patron
 in); it includes ``_account_network.html``, fed by ``network_account``.  The
 Renew button asks the lender, signed and online: the lender's policy
 decides, and its answer is shown.  When the lender cannot be reached, the
@@ -12,7 +12,7 @@ from urllib.parse import quote
 from flask import Blueprint, flash, redirect, url_for
 
 from node.domain import billing, circulation, errors
-from node.app import get_config
+from node.web.app import get_config
 from node.clock import utcnow
 from node.store.db import database
 from node.store.models import Loan, Patron
@@ -20,9 +20,14 @@ from node.store.models import Loan, Patron
 bp = Blueprint("account", __name__)
 
 
+def init_app(app):
+    """Register the patron's renew at the lender."""
+    app.register_blueprint(bp)
+
+
 def signed_in_patron(cfg, now):
-    """The verified identity of this session's patron (node/saml.py), or None."""
-    from node.saml import signed_in_patron as from_saml
+    """The verified identity of this session's patron (node/web/saml.py), or None."""
+    from node.web.saml import signed_in_patron as from_saml
     return from_saml(cfg, now)
 
 
@@ -80,7 +85,7 @@ def renew_at_lender(cfg, home_id, loan_id, now, timeout=None):
 
 def network_account(cfg, home_id, now):
     """What the account page shows of our patron: loans everywhere, fees, balance and blocks."""
-    from node.billing_api import account_summary
+    from node.web.billing_api import account_summary
     patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
     if patron is None:
         return {"loans": [], "fees": [], "summary": {"balance": {}, "blocked": False, "blocks": []}}

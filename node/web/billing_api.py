@@ -2,14 +2,14 @@
 
 Thin: parse, call node.domain.billing / node.domain.bursar, answer.  Amounts are strings
 ("12.50") in answers; in requests a string or a JSON number is accepted and
-read as Decimal, never as float (node.api.json_body).
+read as Decimal, never as float (node.web.api.json_body).
 """
 from flask import Blueprint, Response, jsonify, request
 
 from node.domain import billing, bursar, errors
-from node.api import int_arg, json_body
-from node.app import get_config
-from node.auth import api_role, current_staff_name
+from node.web.api import int_arg, json_body
+from node.web.app import get_config
+from node.web.auth import api_role, current_staff_name
 from node.clock import utcnow
 from node.store.models import Fee, FeePayment, Patron
 
@@ -17,15 +17,10 @@ bp = Blueprint("billing_api", __name__)
 
 
 def init_app(app):
-    """Register the fee API (CSRF-exempt: Bearer tokens only), the staff pages, the patron's renew and /privacy."""
-    from node import account, billing_ui
-    from node.domain import privacy
-    from node.app import csrf
+    """Register the fee and bursar API (CSRF-exempt: Bearer tokens only)."""
+    from node.web.app import csrf
     app.register_blueprint(bp)
     csrf.exempt(bp)
-    app.register_blueprint(billing_ui.bp)
-    app.register_blueprint(account.bp)
-    app.register_blueprint(privacy.bp)
 
 
 def account_summary(cfg, patron):

@@ -6,11 +6,18 @@ from flask import Blueprint, jsonify, request
 
 from node.clock import utcnow
 from node.domain import circulation, errors
-from node.app import get_config
-from node.auth import api_role, current_staff_name
+from node.web.app import get_config
+from node.web.auth import api_role, current_staff_name
 from node.domain.standing import standing_for
 
 bp = Blueprint("api", __name__)
+
+
+def init_app(app):
+    """Register the JSON API; CSRF-exempt, it takes Bearer tokens only, never cookies."""
+    from node.web.app import csrf
+    app.register_blueprint(bp)
+    csrf.exempt(bp)
 
 
 
@@ -114,7 +121,7 @@ def healthz():
 @bp.get("/api/v1/openapi.json")
 def openapi_document():
     """The OpenAPI 3.1 description of this API (no token needed: it holds no data)."""
-    from node import openapi
+    from node.web import openapi
     return jsonify(openapi.document())
 
 

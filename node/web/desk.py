@@ -10,17 +10,22 @@ so a browser reload never scans twice).
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
 from node.domain import circulation, errors
-from node.app import get_config
+from node.web.app import get_config
 from node.domain.accounts import check_login
-from node.auth import current_staff, desk_role, end_session, start_session
+from node.web.auth import current_staff, desk_role, end_session, start_session
 from node.clock import utcnow
 from node.store.models import Loan, Patron
 from node.domain.patron_pass import standing_for_visit
-from node.redirects import local_path
+from node.web.redirects import local_path
 from node.domain.standing import standing_for
 from node.domain.throttle import SignInLimits
 
 bp = Blueprint("desk", __name__)
+
+
+def init_app(app):
+    """Register the desk pages."""
+    app.register_blueprint(bp)
 
 MAX_FIELD = 200  # longer input is scanner garbage; cut it so it cannot bloat the session cookie
 
@@ -70,7 +75,7 @@ def _safe_target(target):
 def login():
     if request.method == "POST":
         name, now = _field("name")[:64], utcnow()
-        try:  # request.remote_addr: the client behind a [node] trusted_proxies proxy (node/proxies.py)
+        try:  # request.remote_addr: the client behind a [node] trusted_proxies proxy (node/web/proxies.py)
             staff = check_login(name, request.form.get("password", ""), request.remote_addr or "", now,
                                 SignInLimits.from_config(get_config()))
         except (errors.Unauthorized, errors.TooManyAttempts) as exc:

@@ -24,8 +24,8 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from node.domain import circulation, errors
 
 from node import phone_link, saml_sp
-from node.app import get_config
-from node.auth import current_staff, desk_role
+from node.web.app import get_config
+from node.web.auth import current_staff, desk_role
 from node.clock import utcnow
 
 log = logging.getLogger(__name__)

@@ -43,34 +43,29 @@ def create_app(cfg, test_config=None):
     open_database(cfg.database_path)
     sync.connect()  # the domain's ports: outbox, home node, retention
     csrf.init_app(app)
-    from node import headers
+    from node.web import headers
     headers.init_app(app, cfg.node["base_url"])  # CSP, nosniff, Referrer-Policy; HSTS on https
 
-    from node import api, desk
-    app.register_blueprint(api.bp)
-    app.register_blueprint(desk.bp)
-    csrf.exempt(api.bp)  # the JSON API takes Bearer tokens only, never cookies
-    try:
-        from sync import receive
-    except ImportError:
-        receive = None
-    if receive is not None:
-        app.register_blueprint(receive.bp)
-        csrf.exempt(receive.bp)  # peers sign each request instead
-    from sync import admin as sync_admin
-    sync_admin.init_app(app)  # the admin sync queue: its JSON is CSRF-exempt, its page is not
-    from sync import lookups_admin
-    lookups_admin.init_app(app)  # peers' standing lookups: JSON (CSRF-exempt) and page, for admins
-    from node import saml
+    # One blueprint per URL area, in the order they were always registered.
+    from node.web import (account, api, billing_api, billing_ui, desk, privacy, saml, standing_lookups,
+                          sync_queue)
+    from sync import receive
+    api.init_app(app)  # the JSON API: Bearer tokens only, CSRF-exempt
+    desk.init_app(app)
+    receive.init_app(app)  # the peer endpoints: signed requests, CSRF-exempt
+    sync_queue.init_app(app)  # the admin sync queue: its JSON is CSRF-exempt, its page is not
+    standing_lookups.init_app(app)  # peers' standing lookups: JSON (CSRF-exempt) and page, for admins
     saml.init_app(app, csrf)  # patron sign-in: only its assertion consumer is CSRF-exempt
-    from node import billing_api
-    billing_api.init_app(app)  # fees API (CSRF-exempt), cashier/ledger/bursar pages, patron renew, /privacy
+    billing_api.init_app(app)  # fees and bursar API (CSRF-exempt)
+    billing_ui.init_app(app)  # cashier, ledger and bursar pages
+    account.init_app(app)  # the patron's renew at the lender
+    privacy.init_app(app)  # /privacy
 
     @app.before_request
     def _connect():
         connection()
 
-    from node import proxies
+    from node.web import proxies
     proxies.init_app(app, cfg.node["trusted_proxies"])  # the client's address, from trusted proxies only
 
     register_error_handlers(app)
@@ -91,7 +86,7 @@ def error_response(exc):
 
 
 def register_error_handlers(app):
-    from node.desk import error_page
+    from node.web.desk import error_page
 
     @app.errorhandler(errors.CircnodeError)
     def _refusal(exc):

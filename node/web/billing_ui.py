@@ -6,13 +6,18 @@ Same domain calls as the JSON API and the CLI; refusals become banners.
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from node.domain import billing, bursar, errors, jobs, notices
-from node.app import get_config
-from node.billing_api import BATCH_ID, batch_csv_response
-from node.auth import current_staff, desk_role
+from node.web.app import get_config
+from node.web.billing_api import BATCH_ID, batch_csv_response
+from node.web.auth import current_staff, desk_role
 from node.clock import utcnow
 from node.store.models import Patron
 
 bp = Blueprint("billing", __name__)
+
+
+def init_app(app):
+    """Register the cashier, ledger and bursar pages."""
+    app.register_blueprint(bp)
 REASONS = {"fine": "Overdue fine", "replacement": "Replacement cost", "processing": "Processing fee",
            "refund": "Refund (lost item returned)"}
 
@@ -38,7 +43,7 @@ def cashier():
 @bp.get("/billing/patrons/<home_id>")
 @desk_role()
 def account(home_id):
-    from node.billing_api import account_summary
+    from node.web.billing_api import account_summary
     cfg = get_config()
     patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
     if patron is None:
