@@ -320,6 +320,19 @@ def _may_settle(kind):
     return rule
 
 
+def _settlement(name, kind, when, amount_shared, note_shared):
+    """``fee.paid`` or ``fee.waived``: one payload, a KIND each."""
+    return EventType(
+        name, "patron's home", "lender", when,
+        (Field("fee_id", ID, "fee id"), Field("payment_id", ID, "payment id"),
+         Field("kind", _one_of("payment", "waiver")), Field("amount", AMOUNT, amount_shared),
+         Field("currency", CURRENCY, "currency"), Field("at", TIME, "time"),
+         Field("status", _one_of("open", "paid", "waived"), "fee status"), Field("paid", AMOUNT, "total paid"),
+         Field("note", SHORT, note_shared, required=False, default="")),
+        _may_settle(kind), f"sender = the home of the fee's patron; the fee is the receiver's; `kind` = `{kind}`; "
+                           "the amount at most what is open")
+
+
 _LOAN_REF = (Field("loan_id", ID, "loan id"), Field("lender", CODE, "lender"))
 _PATRON = Field("patron", (Field("institution", CODE), Field("id", ID)), "patron institution and id")
 
@@ -375,24 +388,8 @@ EVENTS = {event.name: event for event in (
                      "amount above zero, at most `[billing] max_fee_amount`, in the currency's minor units; "
                      "negative only for `refund`, whose `refund_of` is an earlier fee of the same loan "
                      "it does not exceed"),
-    EventType(
-        "fee.paid", "patron's home", "lender", "a payment is recorded",
-        (Field("fee_id", ID, "fee id"), Field("payment_id", ID, "payment id"),
-         Field("kind", _one_of("payment", "waiver")), Field("amount", AMOUNT, "amount"),
-         Field("currency", CURRENCY, "currency"), Field("at", TIME, "time"),
-         Field("status", _one_of("open", "paid", "waived"), "fee status"), Field("paid", AMOUNT, "total paid"),
-         Field("note", SHORT, "", required=False, default="")),
-        _may_settle("payment"), "sender = the home of the fee's patron; the fee is the receiver's; "
-                                "the amount at most what is open"),
-    EventType(
-        "fee.waived", "patron's home", "lender", "a fee is waived",
-        (Field("fee_id", ID, "fee id"), Field("payment_id", ID, "payment id"),
-         Field("kind", _one_of("payment", "waiver")), Field("amount", AMOUNT, "amount waived"),
-         Field("currency", CURRENCY, "currency"), Field("at", TIME, "time"),
-         Field("status", _one_of("open", "paid", "waived"), "fee status"), Field("paid", AMOUNT, "total paid"),
-         Field("note", SHORT, "reason given by staff", required=False, default="")),
-        _may_settle("waiver"), "sender = the home of the fee's patron; the fee is the receiver's; "
-                               "the amount at most what is open"),
+    _settlement("fee.paid", "payment", "a payment is recorded", "amount", ""),
+    _settlement("fee.waived", "waiver", "a fee is waived", "amount waived", "reason given by staff"),
 )}
 
 
