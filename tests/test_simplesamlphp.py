@@ -359,6 +359,9 @@ def federation(net, tmp_path_factory):
             }, extra_config=f"\n[saml]\nfederation_metadata = {aggregate}\n"
                             f"federation_signer = {keys['federation'][1]}\n")
         processes = start_nodes(*norths.values())
+        # A node may read the aggregate in the background after it starts: once the good one can
+        # send patrons to SOUTH's IdP, the tampered one (started with it) has had its chance too.
+        _wait_until_sign_in_ready(norths["good"], "SOUTH")
         metadata = sp_metadata(norths["good"])
         for idp in (net.idp, east_idp):
             idp.register_sp(metadata)
@@ -366,6 +369,17 @@ def federation(net, tmp_path_factory):
     finally:
         stop_nodes(processes)
         east_idp.stop()
+
+
+def _wait_until_sign_in_ready(north, institution, timeout=20.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.get(north.url + f"/patron/login?institution={institution}", allow_redirects=False)
+        if answer.status_code == 303 or time.monotonic() > deadline:
+            assert answer.status_code == 303, f"sign-in at {institution} never became ready: {_refusal(answer)}"
+            return
+        time.sleep(0.2)
 
 
 def _certificate_body(pem):
