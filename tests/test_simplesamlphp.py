@@ -16,11 +16,13 @@ federation's signed metadata aggregate (a second SimpleSAMLphp is EAST's IdP
 there).  php starts once per module; the file runs in about 15 s.
 """
 import base64
+import datetime
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -327,8 +329,6 @@ def federation(net, tmp_path_factory):
     reads the aggregate as the federation signed it; ``tampered`` reads a copy
     in which SOUTH's IdP certificate was swapped for an attacker's after signing.
     """
-    import datetime
-
     from node.saml_sp import make_self_signed
     base = tmp_path_factory.mktemp("federation")
     east_idp = ssp.SimpleSamlPhpIdp(base / "idp-east", free_port(), USERS, organization="East Institute")
@@ -372,7 +372,6 @@ def federation(net, tmp_path_factory):
 
 
 def _wait_until_sign_in_ready(north, institution, timeout=20.0):
-    import time
     deadline = time.monotonic() + timeout
     while True:
         answer = requests.get(north.url + f"/patron/login?institution={institution}", allow_redirects=False)
