@@ -14,6 +14,7 @@ say what happened.
 import datetime
 import html
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -118,7 +119,6 @@ def cfg(fed):
     folder = saml_federation.folder(cfg)
     for name in (os.listdir(folder) if os.path.isdir(folder) else []):
         os.remove(os.path.join(folder, name))
-    saml_federation._attempted.pop(cfg.path, None)  # this process has tried nothing yet
     return cfg
 
 
@@ -188,7 +188,8 @@ def test_aggregate_without_valid_until_is_refused(fed, cfg):
     original = simplesamlphp.AGGREGATE_TEMPLATE
     simplesamlphp.AGGREGATE_TEMPLATE = original.replace(' validUntil="{valid_until}"', "")
     try:
-        entities = [open(fed.net.info(code).idp_metadata, encoding="utf-8").read() for code in ("SOUTH", "EAST")]
+        entities = [pathlib.Path(fed.net.info(code).idp_metadata).read_text(encoding="utf-8")
+                    for code in ("SOUTH", "EAST")]
         simplesamlphp.signed_aggregate(str(template_path), entities, *fed.keys["federation"], NOW)
     finally:
         simplesamlphp.AGGREGATE_TEMPLATE = original
