@@ -1,4 +1,5 @@
-"""``circnode saml``: the SP metadata for a federation, and the rollover of the SP keys (docs/identity.md)."""
+"""``circnode saml``: the SP metadata for a federation, the rollover of the SP keys, and the federation's
+aggregate (docs/identity.md)."""
 import os
 
 import click
@@ -70,3 +71,60 @@ def rollover_finish(ctx):
     retired = saml_keys.rollover_finish(cfg, utcnow())
     click.echo(f"old keys retired to {retired} (delete them once no IdP uses the old certificates)")
     click.echo(f"The metadata ({cfg.node['base_url']}/saml/metadata) now publishes only the new certificates.")
+
+
+@saml_group.group("federation")
+def federation():
+    """The federation's signed metadata aggregate ([saml] federation_metadata)."""
+
+
+def _federation_cfg(ctx):
+    from node import saml_federation
+    cfg = ctx.cfg
+    if not saml_federation.configured(cfg):
+        fail(f"{cfg.path}: [saml] federation_metadata is empty: no federation is configured")
+    return cfg
+
+
+@federation.command("status")
+@click.pass_obj
+@refusals
+def federation_status(ctx):
+    """The copy in use, the last attempts, and each institution's IdP in it; exit 1 when sign-in is affected."""
+    from node import saml_federation
+    from node.clock import utcnow
+    cfg = _federation_cfg(ctx)
+    status = saml_federation.status(cfg, utcnow())
+    click.echo(f"aggregate: {status['source']}")
+    click.echo(f"signer: {status['signer']}")
+    click.echo(f"last attempt: {status['last_attempt_at'] or 'never'}; "
+               f"last good copy taken: {status['last_success_at'] or 'never'}")
+    copy = status["copy"]
+    if copy:
+        click.echo(f"copy in use: {copy['name'] or 'unnamed'}, {copy['entities']} entities, "
+                   f"{copy['identity_providers']} identity providers, valid until {copy['valid_until']}"
+                   + (" (EXPIRED)" if copy["expired"] else ""))
+    else:
+        click.echo("copy in use: none" + (f" ({status['copy_problem']})" if status["copy_problem"] else ""))
+    error = status["last_error"]
+    if error:
+        kept = "keeping the last good copy" if status["keeping_last_good_copy"] else "no usable copy"
+        click.echo(f"last attempt refused: {error['code']}: {error['message']} ({kept})")
+    for row in status["institutions"]:
+        click.echo(f"{row['institution']}: {row['entity_id']}: {row['state']}"
+                   + ("" if row["state"] == "ok" else f" ({row['message']})"))
+    if not copy or copy["expired"] or any(row["state"] != "ok" for row in status["institutions"]):
+        raise SystemExit(1)
+
+
+@federation.command("refresh")
+@click.pass_obj
+@refusals
+def federation_refresh(ctx):
+    """Fetch and verify the aggregate now; a running node takes the new copy by itself."""
+    from node import saml_federation
+    from node.clock import utcnow
+    cfg = _federation_cfg(ctx)
+    aggregate = saml_federation.refresh(cfg, utcnow())
+    click.echo(f"federation metadata verified and kept: {len(aggregate.entities)} entities, "
+               f"{len(aggregate.idps)} identity providers, valid until {aggregate.valid_until.isoformat()}")

@@ -117,6 +117,14 @@ def _optional_url(value):
     return _url(value) if value.strip() else ""
 
 
+def _url_or_path(value):
+    """An http(s) URL, or a file path (anything without '://'); empty: none."""
+    value = value.strip()
+    if "://" in value or value.startswith(("http:", "https:")):
+        return _url(value)
+    return value
+
+
 def _contact(value):
     """'Name <address>' or an address: (name, address); empty: None."""
     value = value.strip()
@@ -292,6 +300,15 @@ IDENTITY_SETTINGS = [
             "Where patrons and IdP admins get help (ContactPerson support)."),
     Setting("saml", "security_contact", "", _contact,
             "Who answers security incidents (ContactPerson other, REFEDS security contact type)."),
+    # A federation's signed metadata aggregate (issue 16, point 5; docs/identity.md, "Federations").
+    Setting("saml", "federation_metadata", "", _url_or_path,
+            "The federation's metadata aggregate (https:// URL or file path); [peer:CODE] idp_entity_id "
+            "picks each institution's IdP from it."),
+    Setting("saml", "federation_signer", "", _optional_text,
+            "PEM certificate file of the key the federation signs its aggregate with (required with "
+            "federation_metadata)."),
+    Setting("saml", "federation_refresh_hours", "6", _int_at_least(1, 168),
+            "How often the federation's aggregate is fetched and verified again, in hours."),
     Setting("pass", "valid_days", "7", _int_at_least(1),
             "Days a network pass issued by this node stays valid (never past the patron's expiry)."),
 ]
@@ -329,6 +346,8 @@ SETTINGS = [
             "SAML metadata (file path or URL) of this institution's identity provider, for our own patrons."),
     Setting("node", "patron_id_attribute", "uid", _text,
             "SAML attribute holding our patrons' id (name_id: the NameID)."),
+    Setting("node", "idp_entity_id", "", _optional_text,
+            "Entity id of this institution's IdP in [saml] federation_metadata (instead of idp_metadata)."),
     # Staff sign-in (issue 12, point 7): who may say who the client is, and the throttle's limits.
     Setting("node", "trusted_proxies", "", _networks,
             "Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; empty: none."),
@@ -362,6 +381,8 @@ PEER_SETTINGS = [
             "SAML metadata (file path or URL) of the peer institution's identity provider."),
     Setting("peer", "patron_id_attribute", "uid", _text,
             "SAML attribute holding the peer's patron id, as its home node knows it (name_id: the NameID)."),
+    Setting("peer", "idp_entity_id", "", _optional_text,
+            "Entity id of the peer institution's IdP in [saml] federation_metadata (instead of idp_metadata)."),
 ]
 
 
@@ -373,6 +394,7 @@ class Peer:
     public_key: str
     idp_metadata: str = ""
     patron_id_attribute: str = "uid"
+    idp_entity_id: str = ""  # its IdP in the federation's aggregate ([saml] federation_metadata)
 
 
 @dataclass
@@ -464,6 +486,41 @@ def _ini_fault(exc):
     return f"not a valid INI file: {where}{exc.__class__.__name__}"
 
 
+def _check_federation(path, saml, sections):
+    """Resolve the aggregate and signer paths; refuse a signer that is not a PEM certificate and an
+    idp_entity_id with no aggregate to find it in.  SECTIONS: (section name, its parsed values)."""
+    folder = os.path.dirname(path)
+    source, signer = saml["federation_metadata"], saml["federation_signer"]
+    if source and not source.startswith(("http://", "https://")):
+        saml["federation_metadata"] = os.path.normpath(os.path.join(folder, source))
+    if source and not signer:
+        raise ConfigError(path, "saml", "federation_signer", "missing; federation_metadata needs the PEM "
+                                                             "certificate the federation signs its aggregate with")
+    if signer and not source:
+        raise ConfigError(path, "saml", "federation_signer", "set federation_metadata too, or remove this key")
+    if signer:
+        saml["federation_signer"] = signer = os.path.normpath(os.path.join(folder, signer))
+        try:
+            with open(signer, "rb") as handle:
+                pem = handle.read(1024 * 1024)
+        except OSError as exc:
+            raise ConfigError(path, "saml", "federation_signer", f"cannot read {signer} ({exc.strerror})") from None
+        from cryptography import x509
+        try:
+            x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise ConfigError(path, "saml", "federation_signer",
+                              f"{signer} is not a PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    for section, values in sections:
+        if not values.get("idp_entity_id"):
+            continue
+        if values.get("idp_metadata"):
+            raise ConfigError(path, section, "idp_entity_id", "set either idp_metadata or idp_entity_id, not both")
+        if not source:
+            raise ConfigError(path, section, "idp_entity_id",
+                              "needs [saml] federation_metadata, the aggregate the IdP is looked up in")
+
+
 def known_sections():
     return {s.section for s in SETTINGS}
 
@@ -527,5 +584,7 @@ def load(path):
             peers[name] = Peer(code=name, **values)
         elif kind == "policy" and section != "policy":
             raise ConfigError(path, section, "", "policy overrides are named [policy:ITEM_TYPE]")
+    _check_federation(path, by_section["saml"],
+                      [("node", node)] + [(f"peer:{code}", vars(peer)) for code, peer in peers.items()])
     return Config(path=path, node=node, policy=policy, peers=peers,
                   sync=by_section["sync"], raw=parser, sections=by_section)

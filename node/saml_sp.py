@@ -27,9 +27,8 @@ import requests
 from defusedxml import ElementTree as SafeET
 from peewee import IntegrityError
 
+from node import saml_attributes, saml_crypto, saml_federation, saml_keys
 from node.domain import errors
-
-from node import saml_attributes, saml_crypto, saml_keys
 from node.store.db import database
 from node.store.models import SamlAssertion, SamlRequest
 
@@ -185,14 +184,21 @@ def sp_metadata_xml(cfg, now=None):
 # --- identity providers of the institutions --------------------------------
 
 def idp_settings(cfg, institution):
-    """(metadata source, patron id attribute) for INSTITUTION; refuse when none is configured."""
+    """(metadata source, patron id attribute) for INSTITUTION; refuse when none is configured.
+
+    The source is a URL, a file path, or a saml_federation.Source: the IdP's entity id in the
+    federation's aggregate ([peer:CODE] idp_entity_id).
+    """
     if institution == cfg.institution:
         source, attribute = cfg.node.get("idp_metadata", ""), cfg.node.get("patron_id_attribute", "uid")
+        entity_id = cfg.node.get("idp_entity_id", "")
     elif institution in cfg.peers:
         peer = cfg.peers[institution]
-        source, attribute = peer.idp_metadata, peer.patron_id_attribute
+        source, attribute, entity_id = peer.idp_metadata, peer.patron_id_attribute, peer.idp_entity_id
     else:
         raise errors.UnknownInstitution(f"{institution!r} is not a library of this network.")
+    if entity_id:
+        return saml_federation.Source(entity_id), attribute
     if not source:
         raise errors.SignInUnavailable(f"Sign-in at {institution} is not set up at this library.")
     if not source.startswith(("http://", "https://")):
@@ -202,8 +208,24 @@ def idp_settings(cfg, institution):
 
 def sign_in_institutions(cfg):
     """Codes of the institutions whose patrons can sign in here (an IdP is configured)."""
-    codes = [cfg.institution] if cfg.node.get("idp_metadata") else []
-    return codes + [code for code, peer in cfg.peers.items() if peer.idp_metadata]
+    codes = [cfg.institution] if cfg.node.get("idp_metadata") or cfg.node.get("idp_entity_id") else []
+    return codes + [code for code, peer in cfg.peers.items() if peer.idp_metadata or peer.idp_entity_id]
+
+
+def sign_in_problem(cfg, institution, now):
+    """Why sign-in at INSTITUTION (one of sign_in_institutions) cannot work now, as a refusal, or None.
+
+    Only what can be known without a network call: an IdP from the federation's aggregate that is
+    missing from the last good copy, or no usable copy.  An IdP's own metadata URL is tried at sign-in.
+    """
+    source, _ = idp_settings(cfg, institution)
+    if not isinstance(source, saml_federation.Source):
+        return None
+    try:
+        saml_federation.idp_metadata(cfg, source, cfg.library_name(institution), now, fetch=False)
+    except errors.SignInUnavailable as exc:
+        return exc
+    return None
 
 
 def _read_metadata(source, cached, refresh_seconds):
@@ -233,7 +255,14 @@ def _read_metadata(source, cached, refresh_seconds):
         raise errors.SignInUnavailable(f"The identity provider's metadata file {source} cannot be read.") from None
 
 
-def client_for(cfg, institution):
+def _metadata(cfg, institution, source, cached, now):
+    """(xml text, version) of INSTITUTION's IdP metadata from SOURCE; CACHED: the (text, version) in hand."""
+    if isinstance(source, saml_federation.Source):  # the last good copy of the aggregate, valid at NOW
+        return saml_federation.idp_metadata(cfg, source, cfg.library_name(institution), now)
+    return _read_metadata(source, cached, _settings(cfg)["metadata_refresh_seconds"])
+
+
+def client_for(cfg, institution, now):
     """(pysaml2 client that knows only INSTITUTION's IdP, that IdP's entity id).
 
     One client per institution, so a response signed by another institution's
@@ -245,12 +274,11 @@ def client_for(cfg, institution):
     with _lock:
         cached = _clients.get(key)
         if cached and cached["source"] == source and cached["keys"] == keys_version:
-            text, version = _read_metadata(source, (cached["xml"], cached["version"]),
-                                           _settings(cfg)["metadata_refresh_seconds"])
+            text, version = _metadata(cfg, institution, source, (cached["xml"], cached["version"]), now)
             if version == cached["version"]:
                 return cached["client"], cached["idp"], attribute
         else:
-            text, version = _read_metadata(source, None, _settings(cfg)["metadata_refresh_seconds"])
+            text, version = _metadata(cfg, institution, source, None, now)
         try:
             client = pysaml2().Saml2Client(_sp_config(cfg, text))
             idps = list(client.metadata.identity_providers())
@@ -271,7 +299,7 @@ def client_for(cfg, institution):
 
 def start_login(cfg, institution, purpose, now, handle_hash="", phone_link_id=None):
     """Record a new outstanding AuthnRequest for INSTITUTION and return the IdP URL to redirect to."""
-    client, idp, _ = client_for(cfg, institution)
+    client, idp, _ = client_for(cfg, institution, now)
     lib = pysaml2()
     with _lock:
         # On a shared desk computer, the previous patron's IdP session must not sign in the next one.
@@ -480,7 +508,7 @@ def verify_response(cfg, saml_response, now):
     xml, root = _parse(saml_response)
     row = _claim_request(root.get("InResponseTo"), now)
     try:
-        client, idp, attribute = client_for(cfg, row.institution)
+        client, idp, attribute = client_for(cfg, row.institution, now)
         decrypted = saml_crypto.is_encrypted(root)
         if decrypted:  # every check below then runs on the decrypted assertion; pysaml2 decrypts its own copy
             xml, root = saml_crypto.decrypt_response(

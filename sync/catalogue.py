@@ -40,6 +40,8 @@ REASONS = {
     "amount_out_of_range": "an amount at or below zero, over [billing] max_fee_amount, with more decimals than "
                            "the currency has, a refund over its fee, or a payment over what is open",
     "currency_mismatch": "a payment or refund in another currency than its fee",
+    "fee_settled": "a payment or waiver of a fee that is already paid or waived",
+    "time_out_of_range": "a return before its checkout, or a due date before it",
     "fee_conflict": "another fee for the same loan and reason is already posted",
 }
 
@@ -86,16 +88,23 @@ _CODE = re.compile(r"[A-Z][A-Z0-9_]{1,31}\Z")
 
 
 def _time(value):
-    """An ISO 8601 time with an offset as an aware UTC datetime (years 1-9999 in UTC)."""
+    """An ISO 8601 time with an offset as an aware UTC datetime, in the years 1900-2999.
+
+    The bounds keep every time shown in any zone (year 9999 in UTC is year
+    10000 in Zurich, which Python cannot hold) and any fine computed over it.
+    """
     if type(value) is not str or len(value) > 40:
         raise ValueError("time")
     parsed = datetime.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("times carry an offset")
     try:
-        return parsed.astimezone(datetime.timezone.utc)
+        parsed = parsed.astimezone(datetime.timezone.utc)
     except OverflowError:  # "0001-01-01T00:00:00+01:00" is in year 0 in UTC
         raise ValueError("time out of range") from None
+    if not 1900 <= parsed.year <= 2999:
+        raise ValueError("time out of range")
+    return parsed
 
 
 def _count(value):
@@ -223,9 +232,17 @@ def _lenders_loan_of_ours(facts, origin, data):
     return loan
 
 
+def _may_renew(facts, origin, data):
+    loan = _lenders_loan_of_ours(facts, origin, data)
+    if data["due_at"] < loan.checked_out_at:
+        reject("time_out_of_range", "A loan cannot be due before it was made.")
+
+
 def _may_create(facts, origin, data):
     if data["lender"] != origin:
         reject("not_authoritative", "Only the lender reports its loans.")
+    if data["due_at"] < data["checked_out_at"]:
+        reject("time_out_of_range", "A loan cannot be due before it is made.")
     if data["item"]["institution"] != origin:
         reject("item_not_senders", "A lender reports loans of its own items only.")
     patron = data["patron"]
@@ -248,6 +265,8 @@ def _may_return(facts, origin, data):
         reject("not_authoritative", "Only the loan's lender or its patron's home reports its return.")
     if data["returned_at_institution"] != origin:
         reject("not_authoritative", "A library reports the returns made at its own desk.")
+    if data["returned_at"] < loan.checked_out_at:
+        reject("time_out_of_range", "A return cannot come before its checkout.")
 
 
 def _may_receive(facts, origin, data):
@@ -309,15 +328,34 @@ def _may_settle(kind):
             if recorded.fee_id != fee.id:
                 reject("not_authoritative", "That payment id names a payment of another fee.")
             return
-        amount, paid, open_amount = data["amount"], data["paid"], fee.amount - fee.paid
+        if fee.status != "open":
+            reject("fee_settled", f"The fee is already {fee.status}.")
+        amount, open_amount = data["amount"], fee.amount - fee.paid
         same_sign = (amount > 0) == (fee.amount > 0)  # a refund's credit is paid out: negative
         if amount == 0 or not same_sign or abs(amount) > abs(open_amount):
             reject("amount_out_of_range", f"At most {open_amount} {fee.currency} is open on this fee.")
-        if abs(paid) > abs(fee.amount) or (paid != 0 and (paid > 0) != (fee.amount > 0)):
-            reject("amount_out_of_range", "The total paid cannot exceed the fee.")
         _in_minor_units(amount, fee.currency)
-        _in_minor_units(paid, fee.currency)
+        # The home's record after this payment, as the event states it, must be ours plus this payment.
+        paid = fee.paid + amount if kind == "payment" else fee.paid
+        if data["paid"] != paid:
+            reject("amount_out_of_range", f"The total paid would be {paid}, not {data['paid']}.")
+        status = "waived" if kind == "waiver" else "paid" if paid == fee.amount else "open"
+        if data["status"] != status:
+            reject("malformed_event", f"After this {kind} the fee is {status}, not {data['status']}.")
     return rule
+
+
+def _settlement(name, kind, when, amount_shared, note_shared):
+    """``fee.paid`` or ``fee.waived``: one payload, a KIND each."""
+    return EventType(
+        name, "patron's home", "lender", when,
+        (Field("fee_id", ID, "fee id"), Field("payment_id", ID, "payment id"),
+         Field("kind", _one_of("payment", "waiver")), Field("amount", AMOUNT, amount_shared),
+         Field("currency", CURRENCY, "currency"), Field("at", TIME, "time"),
+         Field("status", _one_of("open", "paid", "waived"), "fee status"), Field("paid", AMOUNT, "total paid"),
+         Field("note", SHORT, note_shared, required=False, default="")),
+        _may_settle(kind), f"sender = the home of the fee's patron; the fee is the receiver's; `kind` = `{kind}`; "
+                           "the amount at most what is open")
 
 
 _LOAN_REF = (Field("loan_id", ID, "loan id"), Field("lender", CODE, "lender"))
@@ -339,7 +377,7 @@ EVENTS = {event.name: event for event in (
     EventType(
         "loan.renewed", "lender", "patron's home", "a loan is renewed",
         (*_LOAN_REF, Field("due_at", TIME, "new due time"), Field("renewals", COUNT, "renewals")),
-        _lenders_loan_of_ours, "sender = `lender` = the lender of a loan the receiver holds for its patron"),
+        _may_renew, "sender = `lender` = the lender of a loan the receiver holds for its patron"),
     EventType(
         "loan.returned", "the library where the item was checked in", "the other party of the loan",
         "the item is checked in",
@@ -375,24 +413,8 @@ EVENTS = {event.name: event for event in (
                      "amount above zero, at most `[billing] max_fee_amount`, in the currency's minor units; "
                      "negative only for `refund`, whose `refund_of` is an earlier fee of the same loan "
                      "it does not exceed"),
-    EventType(
-        "fee.paid", "patron's home", "lender", "a payment is recorded",
-        (Field("fee_id", ID, "fee id"), Field("payment_id", ID, "payment id"),
-         Field("kind", _one_of("payment", "waiver")), Field("amount", AMOUNT, "amount"),
-         Field("currency", CURRENCY, "currency"), Field("at", TIME, "time"),
-         Field("status", _one_of("open", "paid", "waived"), "fee status"), Field("paid", AMOUNT, "total paid"),
-         Field("note", SHORT, "", required=False, default="")),
-        _may_settle("payment"), "sender = the home of the fee's patron; the fee is the receiver's; "
-                                "the amount at most what is open"),
-    EventType(
-        "fee.waived", "patron's home", "lender", "a fee is waived",
-        (Field("fee_id", ID, "fee id"), Field("payment_id", ID, "payment id"),
-         Field("kind", _one_of("payment", "waiver")), Field("amount", AMOUNT, "amount waived"),
-         Field("currency", CURRENCY, "currency"), Field("at", TIME, "time"),
-         Field("status", _one_of("open", "paid", "waived"), "fee status"), Field("paid", AMOUNT, "total paid"),
-         Field("note", SHORT, "reason given by staff", required=False, default="")),
-        _may_settle("waiver"), "sender = the home of the fee's patron; the fee is the receiver's; "
-                               "the amount at most what is open"),
+    _settlement("fee.paid", "payment", "a payment is recorded", "amount", ""),
+    _settlement("fee.waived", "waiver", "a fee is waived", "amount waived", "reason given by staff"),
 )}
 
 

@@ -14,7 +14,7 @@ from node.store.models import Fee, FeePayment, Loan, Patron, UTCDateTimeField
 # One loan with the parties a rule checks: its lender, its item's owner and
 # barcode, its patron's home and id (NULL once anonymised), where it was returned.
 LOAN_FACTS = ("SELECT loan.id, loan.lender, loan.status, loan.returned_at, loan.returned_at_institution, "
-              "item.id, item.owner, item.barcode, patron.institution, patron.home_id "
+              "item.id, item.owner, item.barcode, patron.institution, patron.home_id, loan.checked_out_at "
               "FROM loan JOIN item ON item.id = loan.item_id LEFT JOIN patron ON patron.id = loan.patron_id "
               "WHERE loan.id {match}")
 _ONE_LOAN = LOAN_FACTS.format(match="= ?")
@@ -37,10 +37,11 @@ class LoanFacts:
     barcode: str
     home: str  # the patron's institution; None once the loan is anonymised
     patron: str  # the patron's id at their home
+    checked_out_at: object
 
     @classmethod
     def from_row(cls, row):
-        return cls(row[0], row[1], row[2], _time(row[3]), *row[4:])
+        return cls(row[0], row[1], row[2], _time(row[3]), *row[4:10], _time(row[10]))
 
 
 class EventContext:

@@ -160,7 +160,7 @@ class Run:
                                    Loan.checked_out_at.db_value(checked_out_at), Loan.due_at.db_value(due_at),
                                    renewals, self.stamp, "open", None, None]
         self.loans[loan_id] = LoanFacts(loan_id, self.origin, "open", None, None, item.id, owner, barcode,
-                                        self.institution, patron.home_id)
+                                        self.institution, patron.home_id, checked_out_at)
         item.open_loan, item.lender = loan_id, self.origin
         standing = self.standings.get(patron.id)
         if standing is None:

@@ -8,9 +8,10 @@ the session, and ``saml20-sp-remote.php`` written from circnode's
 ``/saml/metadata`` the way a university's admin does it: SimpleSAMLphp's own
 metadata parser turns the XML into its PHP array, then the admin's options
 (attribute name format, encryption, signature algorithm) are added.  PHP reads
-the metadata files on every request, so ``register_sp`` switches variants
-without a restart.  docs/identity.md ("Connecting SimpleSAMLphp") is the same
-recipe for a librarian.
+the metadata files on every request (opcache is off), so ``register_sp``
+switches variants without a restart.  docs/identity.md ("Connecting
+SimpleSAMLphp") is the same recipe for a librarian.  ``signed_aggregate``
+makes a federation's metadata aggregate of IdPs, signed with xmlsec1.
 """
 import html
 import json

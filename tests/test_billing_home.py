@@ -294,3 +294,33 @@ def test_every_billing_endpoint_and_command_is_documented(api):
         names = [group.name] + [f"{group.name} {sub}" for sub in getattr(group, "commands", {})]
         for name in names:
             assert f"circnode {name}" in text, name
+
+
+def test_a_home_reports_only_payments_that_add_up(lender):  # noqa: F811
+    """The home's stated total and status must be the lender's record plus this payment; none after settling."""
+    from node.domain.circulation import return_item
+    from node.store.models import Fee
+    from sync.inbox import receive_batch
+    lend(lender, "N0002", "SOUTH", "south-7")
+    return_item(lender, "N0002", datetime.datetime(2026, 3, 20, 10, 0, tzinfo=UTC))
+    fee = Fee.get()
+    assert fee.amount == Decimal("2.00")
+
+    def settled(sequence, payment_id, amount, paid, status, kind="payment"):
+        return {"event_id": f"pay-{sequence}", "type": f"fee.{'paid' if kind == 'payment' else 'waived'}",
+                "version": 1, "origin": "SOUTH", "destination": "NORTH", "sequence": sequence,
+                "occurred_at": "2026-04-01T10:00:00+00:00",
+                "data": {"fee_id": fee.id, "payment_id": payment_id, "kind": kind, "amount": amount,
+                         "currency": "CHF", "at": "2026-04-01T10:00:00+00:00", "status": status, "paid": paid}}
+    answer = receive_batch(lender, "SOUTH", [
+        settled(1, "p-1", "0.01", "2.00", "paid"),  # a cent that claims to settle the fee
+        settled(2, "p-2", "1.00", "1.00", "waived"),  # a payment that claims a waiver
+        settled(3, "p-3", "1.00", "1.00", "open"),  # honest
+        settled(4, "p-4", "1.00", "1.00", "waived", kind="waiver"),  # honest: the rest waived
+        settled(5, "p-5", "1.00", "2.00", "paid"),  # after the waiver: nothing is open
+    ], NOW)
+    assert [(r["status"], r["reason"]) for r in answer["results"]] == [
+        ("rejected", "amount_out_of_range"), ("rejected", "malformed_event"), ("applied", ""), ("applied", ""),
+        ("rejected", "fee_settled")]
+    fee = Fee.get()
+    assert (fee.status, fee.paid, sorted(p.id for p in fee.payments)) == ("waived", Decimal("1.00"), ["p-3", "p-4"])

@@ -234,3 +234,19 @@ def test_loan_created_without_a_loan_id_is_malformed(app):
     answer = receive_batch(app.extensions["circnode"], "SOUTH", [created(1, None), returned(2, None)], NOW)
     assert statuses(answer) == [("rejected", "malformed_event"), ("rejected", "malformed_event")]
     assert Loan.select().count() == 0
+
+
+def test_times_a_zone_cannot_show_and_returns_before_their_checkout_are_refused(app):
+    from node.store.models import Item
+    home_patron()
+    far = created(1, "L1", extra={"due_at": "9999-12-31T23:30:00+00:00"})  # year 10000 in Zurich
+    early = created(2, "L2", extra={"checked_out_at": "1899-12-31T23:00:00+00:00"})
+    backwards = created(3, "L3", extra={"due_at": "2026-02-01T10:00:00+01:00"})  # due before it was made
+    answer = receive_batch(app.extensions["circnode"], "SOUTH", [
+        far, early, backwards, created(4, "L4"), returned(5, "L4", at="2000-01-01T00:00:00+00:00"),
+        returned(6, "L4", at="9999-12-31T22:00:00+00:00"), returned(7, "L4")], NOW)
+    assert statuses(answer) == [("rejected", "malformed_event"), ("rejected", "malformed_event"),
+                                ("rejected", "time_out_of_range"), ("applied", ""),
+                                ("rejected", "time_out_of_range"), ("rejected", "malformed_event"), ("applied", "")]
+    assert [loan.id for loan in Loan.select()] == ["L4"] and Item.get(barcode="S4").status == "available"
+    assert Loan.get(id="L4").returned_at == datetime.datetime(2026, 3, 5, 9, 0, tzinfo=UTC)

@@ -175,7 +175,7 @@ def test_the_statements_of_a_run_do_not_grow_with_its_events(tmp_path, monkeypat
             events = []
             for n in range(loans):
                 events += [created(sequence + 1, f"R{sequence}", f"B{n}"),
-                           returned(sequence + 2, f"R{sequence}", "2026-03-03T10:00:00+01:00")]
+                           returned(sequence + 2, f"R{sequence}", "2026-04-30T10:00:00+01:00")]  # after every checkout
                 sequence += 2
             monkeypatch.setattr(database, "execute_sql", counted)
             answer = receive_batch(cfg, "SOUTH", events, NOW)

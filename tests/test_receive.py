@@ -109,3 +109,14 @@ def test_a_full_batch_larger_than_other_requests_may_be_is_taken(home):
     assert answer.status_code == 200 and answer.get_json()["acked_through"] == 1000
     too_big = json.dumps({"events": events, "padding": "x" * MAX_BATCH_BYTES}).encode()
     assert post(home, too_big).status_code == 413
+
+
+def test_a_batch_addressed_to_another_node_is_refused_whole(home):
+    body = json.loads(batch(1))
+    body["events"][0]["destination"] = "EAST"
+    raw = json.dumps(body).encode()
+    answer = post(home, raw)
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (400, "bad_request")
+    assert InboxRecord.select().count() == 0
+    body["events"][0]["destination"] = "NORTH"  # ours: taken
+    assert post(home, json.dumps(body).encode()).status_code == 200

@@ -16,11 +16,13 @@ federation's signed metadata aggregate (a second SimpleSAMLphp is EAST's IdP
 there).  php starts once per module; the file runs in about 15 s.
 """
 import base64
+import datetime
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -327,8 +329,6 @@ def federation(net, tmp_path_factory):
     reads the aggregate as the federation signed it; ``tampered`` reads a copy
     in which SOUTH's IdP certificate was swapped for an attacker's after signing.
     """
-    import datetime
-
     from node.saml_sp import make_self_signed
     base = tmp_path_factory.mktemp("federation")
     east_idp = ssp.SimpleSamlPhpIdp(base / "idp-east", free_port(), USERS, organization="East Institute")
@@ -359,6 +359,9 @@ def federation(net, tmp_path_factory):
             }, extra_config=f"\n[saml]\nfederation_metadata = {aggregate}\n"
                             f"federation_signer = {keys['federation'][1]}\n")
         processes = start_nodes(*norths.values())
+        # A node may read the aggregate in the background after it starts: once the good one can
+        # send patrons to SOUTH's IdP, the tampered one (started with it) has had its chance too.
+        _wait_until_sign_in_ready(norths["good"], "SOUTH")
         metadata = sp_metadata(norths["good"])
         for idp in (net.idp, east_idp):
             idp.register_sp(metadata)
@@ -366,6 +369,16 @@ def federation(net, tmp_path_factory):
     finally:
         stop_nodes(processes)
         east_idp.stop()
+
+
+def _wait_until_sign_in_ready(north, institution, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.get(north.url + f"/patron/login?institution={institution}", allow_redirects=False)
+        if answer.status_code == 303 or time.monotonic() > deadline:
+            assert answer.status_code == 303, f"sign-in at {institution} never became ready: {_refusal(answer)}"
+            return
+        time.sleep(0.2)
 
 
 def _certificate_body(pem):

@@ -92,6 +92,37 @@ ItemLost = _refusal("ItemLost", 422, "item_lost", "The item was declared lost; t
 SignInUnavailable = _refusal("SignInUnavailable", 503, "sign_in_unavailable",
                              "Sign-in at this institution is not configured or not working here.")
 SamlRefused = _refusal("SamlRefused", 403, "saml_refused", "The sign-in answer was refused.")
+# A subclass of SignInUnavailable: every place that shows one shows it too, with its own code.
+SamlIdpNotInFederation = type("SamlIdpNotInFederation", (SignInUnavailable,), {
+    "code": "saml_idp_not_in_federation",
+    "__doc__": "The institution's identity provider is not in the federation's metadata aggregate."})
+# Why the federation's metadata aggregate was not taken (docs/identity.md, "Federations"); the node keeps
+# its last good copy.  Shown on /admin/federation and by 'circnode saml federation refresh'.
+FederationRefused = _refusal("FederationRefused", 502, "federation_refused",
+                             "The federation's metadata aggregate was not taken.")
+
+
+def _federation_refusal(name, code, doc):
+    return type(name, (FederationRefused,), {"code": code, "__doc__": doc})
+
+
+FederationUnreachable = _federation_refusal("FederationUnreachable", "federation_unreachable",
+                                            "The aggregate could not be fetched or read.")
+FederationInvalid = _federation_refusal("FederationInvalid", "federation_invalid",
+                                        "The aggregate is not a well-formed, DTD-free SAML EntitiesDescriptor.")
+FederationUnsigned = _federation_refusal("FederationUnsigned", "federation_unsigned",
+                                         "The aggregate carries no signature over the whole document.")
+FederationBadSignature = _federation_refusal("FederationBadSignature", "federation_bad_signature",
+                                             "The aggregate's signature does not verify with the federation's "
+                                             "certificate (altered, or signed by another key).")
+FederationWeakAlgorithm = _federation_refusal("FederationWeakAlgorithm", "federation_weak_algorithm",
+                                              "The aggregate is signed or digested with an algorithm this node "
+                                              "refuses.")
+FederationExpired = _federation_refusal("FederationExpired", "federation_expired",
+                                        "The aggregate's validUntil has passed.")
+FederationNoValidUntil = _federation_refusal("FederationNoValidUntil", "federation_no_valid_until",
+                                             "The aggregate states no validUntil, so an old copy could be "
+                                             "replayed for ever.")
 
 
 def _saml_refusal(name, code, doc):

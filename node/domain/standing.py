@@ -43,10 +43,13 @@ def standing_for(cfg, institution, home_id, now, use_cache=True):
     except errors.PeerRefused as exc:
         log.warning("standing check refused by %s: %s", institution, exc.details["cause"])
         home_node.record_refusal(exc, "standing check", now)
+        cause = exc.details["cause"]
+        remedy = ("the home library answers only so many questions a minute: try again in a minute"
+                  if "rate_limited" in cause else
+                  "the two libraries' keys, clocks or settings need fixing (admin sync queue)")
         raise errors.HomeRefused(
-            f"{cfg.library_name(institution)} refused this library's standing check: {exc.details['cause']}. "
-            "Nothing is lent; the two libraries' keys, clocks or settings need fixing (admin sync queue).",
-            institution=institution, cause=exc.details["cause"]) from None
+            f"{cfg.library_name(institution)} refused this library's standing check: {cause}. "
+            f"Nothing is lent; {remedy}.", institution=institution, cause=cause) from None
     except errors.PeerUnreachable as exc:
         log.warning("standing check with %s failed (%s); lending provisionally", institution, exc.message)
         return Standing(True, provisional=True, reason="home node unreachable")

@@ -11,6 +11,8 @@ Routes (docs/identity.md):
   GET  /p/<token>             phone: opens the link, off to the IdP
   POST /patron/pass           desk: a scanned network pass starts the visit
   GET  /patron/account        a patron of this node: their loans and network pass
+  GET  /admin/federation      admins: the federation's metadata aggregate and each IdP found in it
+  POST /admin/federation/refresh  admins: fetch and verify it now
 The ACS never touches the session cookie: a cross-site POST does not carry
 it (SameSite=Lax), and setting one there would sign the desk's staff out.
 """
@@ -52,9 +54,13 @@ def _hash(value):
 
 @bp.app_context_processor
 def _choices():
+    """Each institution: (code, name, sign-in configured, why it cannot work now or None)."""
     cfg = get_config()
     ready = set(saml_sp.sign_in_institutions(cfg))
-    choices = sorted(((code, cfg.library_name(code), code in ready) for code in [cfg.institution, *cfg.peers]),
+    now = utcnow()
+    choices = sorted(((code, cfg.library_name(code), code in ready,
+                       saml_sp.sign_in_problem(cfg, code, now) if code in ready else None)
+                      for code in [cfg.institution, *cfg.peers]),
                      key=lambda choice: choice[1].lower())
     return {"signin_choices": choices}
 
@@ -203,6 +209,10 @@ def phone_start():
     if institution not in saml_sp.sign_in_institutions(cfg):
         flash(f"Sign-in at {cfg.library_name(institution)} is not set up at this library.", "error")
         return redirect(url_for("desk.checkout"))
+    problem = saml_sp.sign_in_problem(cfg, institution, utcnow())
+    if problem is not None:
+        flash(f"{problem.message} [{problem.code}]", "error")
+        return redirect(url_for("desk.checkout"))
     link, token = phone_link.create(cfg, institution, utcnow())
     session["phone_link"] = {"id": link.id, "token": token, "institution": institution}
     return redirect(url_for("patron.phone_wait"))
@@ -271,3 +281,29 @@ def account():
     return render_template("patron_account.html", patron=patron, loans=loans, npass=npass, refusal=refusal,
                            qr=qr_svg(npass.text) if npass else "", now=now,
                            lender_name=lambda code: cfg.library_name(code))
+
+
+# --- the federation's metadata, for admins -----------------------------------
+
+@bp.get("/admin/federation")
+@desk_role("admin")
+def federation_page():
+    from node import saml_federation
+    cfg = get_config()
+    if not saml_federation.configured(cfg):
+        return render_template("federation.html", status=None)
+    return render_template("federation.html", status=saml_federation.status(cfg, utcnow()))
+
+
+@bp.post("/admin/federation/refresh")
+@desk_role("admin")
+def federation_refresh():
+    from node import saml_federation
+    cfg = get_config()
+    if saml_federation.configured(cfg):
+        try:
+            aggregate = saml_federation.refresh(cfg, utcnow())
+            flash(f"Federation metadata verified and taken: {len(aggregate.idps)} identity providers.", "success")
+        except errors.CircnodeError as exc:
+            flash(f"{exc.message} [{exc.code}]", "error")
+    return redirect(url_for("patron.federation_page"))
