@@ -177,7 +177,7 @@ def queue_backlog(lender_db, plan, loans, first_sequence, item_ids, lender_patro
     rows, sequence = [], first_sequence
     for loan_id, barcode, pid, out_at, due_at, back_at in made:
         if at is not None:  # queued "now": a backlog of today, not of history
-            out_at, back_at = at, at
+            out_at, due_at, back_at = at, at + (due_at - out_at), at
         data = loan_event(loan_id, plan.lender, plan.home, pid, plan.lender, barcode, out_at, due_at)
         rows.append((plan.home, sequence, uuid7_at(out_at), "loan.created", payload(out_at, data), stamp(out_at)))
         back = return_event(loan_id, plan.lender, back_at, plan.lender)

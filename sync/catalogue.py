@@ -43,6 +43,7 @@ REASONS = {
     "fee_settled": "a payment or waiver of a fee that is already paid or waived",
     "time_out_of_range": "a return before its checkout, or a due date before it",
     "fee_conflict": "another fee for the same loan and reason is already posted",
+    "wrong_destination": "the event is addressed to another node",
 }
 
 
@@ -432,6 +433,8 @@ def admit(facts, origin, event):
     None for a type this node does not know (recorded, not applied: a newer
     peer never blocks an older one).
     """
+    if event.get("destination", facts.institution) != facts.institution:
+        reject("wrong_destination", "The event is addressed to another node.")
     spec = EVENTS.get(event["type"])
     if spec is None:
         return None, None

@@ -136,17 +136,15 @@ def _answer(body):
     return current_app.response_class(wire.dumps(body), mimetype="application/json")
 
 
-def _event_list(cfg, body):
+def _event_list(body):
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list) or not events or len(events) > MAX_EVENTS_PER_BATCH:
         raise errors.BadRequest(f"'events' must be a list of 1 to {MAX_EVENTS_PER_BATCH} events.")
     for event in events:
         if not (isinstance(event, dict) and isinstance(event.get("sequence"), int)
                 and isinstance(event.get("event_id"), str) and isinstance(event.get("type"), str)
-                and isinstance(event.get("data"), dict) and event.get("origin") == g.peer
-                and event.get("destination", cfg.institution) == cfg.institution):
-            raise errors.BadRequest("Each event needs event_id, type, sequence, origin (the signer), data, "
-                                    "and no destination but this node.")
+                and isinstance(event.get("data"), dict) and event.get("origin") == g.peer):
+            raise errors.BadRequest("Each event needs event_id, type, sequence, origin (the signer) and data.")
     return events
 
 
@@ -174,7 +172,7 @@ def events():
             body = wire.loads(request.get_data(cache=True))
         except ValueError:
             raise errors.BadRequest("The body is not JSON.") from None
-        answer = inbox.receive_batch(cfg, g.peer, _event_list(cfg, body), utcnow(), first=record_nonce)
+        answer = inbox.receive_batch(cfg, g.peer, _event_list(body), utcnow(), first=record_nonce)
     except BaseException:
         # Refused, or the first chunk rolled back with the nonce in it.  (A copy of
         # this request waiting for the write lock may record it first and be
