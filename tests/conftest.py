@@ -1,4 +1,7 @@
-"""Shared fixtures: a fresh node (config, SQLite file, key) per test, plus app/client/runner."""
+"""Shared fixtures: a fresh node (config, SQLite file, key) per test, plus app/client/runner.
+
+Plain helper functions live in tests/helpers/; test modules import from there, never from each other.
+"""
 import datetime
 import os
 import textwrap
@@ -61,6 +64,21 @@ def node_config(tmp_path):
 
 
 @pytest.fixture
+def opened_node(node_config):
+    """node_config with its database opened in this process (no app), closed after the test."""
+    from node.store.db import database, open_database
+    open_database(node_config.database_path)
+    yield node_config
+    database.close()
+
+
+@pytest.fixture
+def ini(tmp_path):
+    """The path of a node.ini for NORTH with SOUTH as a peer; nothing is created yet (the CLI's init does)."""
+    return write_config(str(tmp_path / "north"), peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")])
+
+
+@pytest.fixture
 def app(node_config):
     from node.web.app import create_app
     app = create_app(node_config, {"TESTING": True})
@@ -72,6 +90,20 @@ def app(node_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def runner():
+    """Run the circnode CLI group in this process on a node's config: runner(cfg, *args) -> click's Result."""
+    from click.testing import CliRunner
+
+    from node.cli import main
+    cli = CliRunner()
+
+    def invoke(cfg, *args, **kwargs):
+        kwargs.setdefault("catch_exceptions", False)
+        return cli.invoke(main, ["--config", cfg.path, *args], **kwargs)
+    return invoke
 
 
 @pytest.fixture
@@ -102,6 +134,30 @@ def admin_token(app):
     now = datetime.datetime.now(UTC)
     add_staff("admin1", "admin", "battery staple", now)
     return new_token("admin1", now)
+
+
+@pytest.fixture
+def lender(tmp_path):
+    """NORTH with billing terms and a calendar; SOUTH is a peer (never reached in these tests)."""
+    from tests.helpers.billing import build_lender
+    yield build_lender(tmp_path)
+    from node.store.db import database
+    database.close()
+
+
+@pytest.fixture
+def smtp():
+    """A real mail server on loopback; its handler (tests.helpers.mail.Inbox) keeps every message."""
+    from aiosmtpd.controller import Controller
+
+    from tests.helpers.mail import Inbox
+    from tests.network import free_port
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
 
 
 @pytest.fixture

@@ -6,63 +6,10 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import write_config
+from tests.helpers.billing import lend
 
 UTC = datetime.timezone.utc
 ZURICH = datetime.timezone(datetime.timedelta(hours=1))  # March 2026 in Zurich, before DST
-
-BILLING = """
-[policy:book]
-fine_per_day = 0.50
-max_fine = 5.00
-lost_after_days = 30
-processing_fee = 10.00
-default_replacement_cost = 60.00
-refund_on_return = replacement
-courtesy_notice_days = 3
-overdue_notice_days = 1, 7
-
-[billing]
-currency = CHF
-block_threshold = 40.00
-
-[calendar]
-closed_weekdays = sun
-closed_dates = 2026-04-03..2026-04-06
-"""
-
-
-@pytest.fixture
-def lender(tmp_path):
-    """NORTH with billing terms and a calendar; SOUTH is a peer (never reached in these tests)."""
-    yield build_lender(tmp_path)
-    from node.store.db import database
-    database.close()
-
-
-def build_lender(tmp_path, extra=""):
-    from node import config
-    from node.web.app import create_app
-    from node.keys import ensure_key
-    from node.store.models import Item, Patron
-    path = write_config(str(tmp_path / "north"), peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")],
-                        extra=BILLING + extra)
-    cfg = config.load(path)
-    ensure_key(cfg)
-    create_app(cfg, {"TESTING": True})  # opens and migrates the database
-    now = datetime.datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-    for n in range(1, 6):
-        Item.create(owner="NORTH", barcode=f"N{n:04d}", title=f"Book {n}", item_type="book",
-                    replacement_cost="40.00" if n != 5 else None, updated_at=now)
-    Item.create(owner="NORTH", barcode="F0001", title="Free loan", item_type="free", updated_at=now)
-    Patron.create(institution="NORTH", home_id="n-100", name="Nora North", email="nora@north.test", updated_at=now)
-    return cfg
-
-
-def lend(cfg, barcode, institution="NORTH", home_id="n-100", when=datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)):
-    from node.domain.circulation import Standing, checkout, own_patron_standing
-    standing = (own_patron_standing(cfg, home_id, when) if institution == cfg.institution
-                else Standing(True, name="Sam South", email="sam@south.test"))
-    return checkout(cfg, barcode, institution, home_id, standing, when)
 
 
 def local_date(moment):

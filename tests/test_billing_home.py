@@ -6,29 +6,11 @@ import os
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 
-from tests.test_billing import lend, lender  # noqa: F401  (lender: NORTH with billing terms, a fixture)
+from tests.helpers.billing import NOW, fee_event, lend, post
 
 UTC = datetime.timezone.utc
-NOW = datetime.datetime(2026, 4, 20, 10, 0, tzinfo=UTC)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def fee_event(sequence, fee_id, amount, reason="replacement", patron="n-100", loan_id="loan-s-1", by="SOUTH",
-              refund_of=None):
-    return {"event_id": f"ev-{sequence}", "type": "fee.assessed", "version": 1, "origin": "SOUTH",
-            "destination": "NORTH", "sequence": sequence, "occurred_at": "2026-04-15T10:00:00+00:00",
-            "data": {"fee_id": fee_id, "loan_id": loan_id, "lender": by,
-                     "patron": {"institution": "NORTH", "id": patron},
-                     "item": {"barcode": "S0001", "title": "Southern atlas"}, "amount": amount, "currency": "CHF",
-                     "reason": reason, "refund_of": refund_of, "assessed_at": "2026-04-15T10:00:00+00:00",
-                     "a_field_from_a_newer_peer": True}}
-
-
-def post(cfg, *events):
-    from sync.inbox import receive_batch
-    return [r["status"] for r in receive_batch(cfg, "SOUTH", list(events), NOW)["results"]]
 
 
 def standing(cfg):
@@ -47,7 +29,7 @@ def held_loan(cfg, loan_id="loan-s-1", home_id="n-100"):
 
 
 @pytest.fixture
-def home(lender):  # noqa: F811
+def home(lender):
     """NORTH as the home node of n-100, with two of SOUTH's fees posted (45.00 and 10.00 CHF)."""
     held_loan(lender)
     assert post(lender, fee_event(1, "fee-r", "45.00"), fee_event(2, "fee-p", "10.00", reason="processing")) \
@@ -184,7 +166,7 @@ def test_a_fee_is_paid_at_the_patrons_home_not_at_the_lender(api, home):
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "fee_not_home"
 
 
-def test_lender_ledger_shows_what_the_home_node_collected(lender):  # noqa: F811
+def test_lender_ledger_shows_what_the_home_node_collected(lender):
     from node.domain.circulation import return_item
     from node.store.models import Fee
     from sync.inbox import receive_batch
@@ -204,14 +186,9 @@ def test_lender_ledger_shows_what_the_home_node_collected(lender):  # noqa: F811
     assert settlement(lender)[0]["role"] == "lender" and settlement(lender)[0]["collected"] == "1.00"
 
 
-def run_cli(cfg, *args):
-    from node.cli import main
-    return CliRunner().invoke(main, ["--config", cfg.path, *args], catch_exceptions=False)
-
-
-def test_bursar_export_writes_each_fee_once_and_reprints_a_batch(home, tmp_path):
+def test_bursar_export_writes_each_fee_once_and_reprints_a_batch(home, tmp_path, runner):
     first = tmp_path / "b1.csv"
-    result = run_cli(home, "bursar", "export", "--output", str(first))
+    result = runner(home, "bursar", "export", "--output", str(first))
     assert result.exit_code == 0 and "batch 1: 2 fees, CHF 55.00" in result.output
     rows = list(csv.DictReader(io.StringIO(first.read_text(encoding="utf-8"))))
     assert [(r["patron_id"], r["patron_name"], r["charge_type"], r["amount"], r["currency"], r["lender"],
@@ -222,15 +199,15 @@ def test_bursar_export_writes_each_fee_once_and_reprints_a_batch(home, tmp_path)
     assert rows[1]["assessed_on"] == "2026-04-15"
     assert first.read_bytes().startswith(b"patron_id,patron_name,charge_type,amount,")
     assert b"\r\n" in first.read_bytes()
-    again = run_cli(home, "bursar", "export", "--output", str(tmp_path / "b2.csv"))
+    again = runner(home, "bursar", "export", "--output", str(tmp_path / "b2.csv"))
     assert again.exit_code == 0 and "nothing to export" in again.output and not (tmp_path / "b2.csv").exists()
     post(home, fee_event(3, "fee-c", "-45.00", reason="refund", refund_of="fee-r"))
-    second = run_cli(home, "bursar", "export", "--output", "-")
+    second = runner(home, "bursar", "export", "--output", "-")
     assert second.exit_code == 0 and ",LOST_REFUND,-45.00,CHF," in second.output and "fee-r" not in second.output
     reprint = tmp_path / "again.csv"
-    assert run_cli(home, "bursar", "export", "--batch", "1", "--output", str(reprint)).exit_code == 0
+    assert runner(home, "bursar", "export", "--batch", "1", "--output", str(reprint)).exit_code == 0
     assert reprint.read_bytes() == first.read_bytes()
-    missing = run_cli(home, "bursar", "export", "--batch", "9")
+    missing = runner(home, "bursar", "export", "--batch", "9")
     assert missing.exit_code == 2 and "[batch_not_found]" in missing.output
 
 
@@ -245,16 +222,16 @@ def test_every_bursar_column_is_documented():
     assert not missing, missing
 
 
-def test_cli_records_payments_and_refuses_with_one_line(home):
-    result = run_cli(home, "fees", "pay", "fee-r", "45.00", "--note", "cash")
+def test_cli_records_payments_and_refuses_with_one_line(home, runner):
+    result = runner(home, "fees", "pay", "fee-r", "45.00", "--note", "cash")
     assert result.exit_code == 0 and "paid 45.00 of 45.00 CHF (paid)" in result.output
-    refused = run_cli(home, "fees", "pay", "fee-p", "12.345")
+    refused = runner(home, "fees", "pay", "fee-p", "12.345")
     assert refused.exit_code == 2 and refused.output.count("\n") == 1 and "[invalid_field]" in refused.output
-    waived = run_cli(home, "fees", "waive", "fee-p", "--reason", "goodwill")
+    waived = runner(home, "fees", "waive", "fee-p", "--reason", "goodwill")
     assert waived.exit_code == 0 and "waived (10.00 CHF)" in waived.output
-    listing = run_cli(home, "fees", "list", "--patron", "n-100")
+    listing = runner(home, "fees", "list", "--patron", "n-100")
     assert "paid" in listing.output and "waived" in listing.output
-    report = run_cli(home, "settlement")
+    report = runner(home, "settlement")
     assert "SOUTH" in report.output and "45.00" in report.output
 
 
@@ -296,7 +273,7 @@ def test_every_billing_endpoint_and_command_is_documented(api):
             assert f"circnode {name}" in text, name
 
 
-def test_a_home_reports_only_payments_that_add_up(lender):  # noqa: F811
+def test_a_home_reports_only_payments_that_add_up(lender):
     """The home's stated total and status must be the lender's record plus this payment; none after settling."""
     from node.domain.circulation import return_item
     from node.store.models import Fee

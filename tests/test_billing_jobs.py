@@ -1,24 +1,18 @@
 """The daily jobs: the CLI with a time passed in, the schedule in ``circnode run``, the admin view."""
 import datetime
 
-from click.testing import CliRunner
 
-from tests.test_billing import lend, lender  # noqa: F401  (lender: NORTH with billing terms, a fixture)
+from tests.helpers.billing import lend
 
 UTC = datetime.timezone.utc
 
 
-def run_cli(cfg, *args):
-    from node.cli import main
-    return CliRunner().invoke(main, ["--config", cfg.path, *args], catch_exceptions=False)
-
-
-def test_jobs_run_at_a_local_time_declares_lost_and_reports_each_step(lender):  # noqa: F811
+def test_jobs_run_at_a_local_time_declares_lost_and_reports_each_step(lender, runner):
     from node.store.models import JobRun, Loan
     loan = lend(lender, "N0001", "SOUTH", "south-7")  # due Monday 16 March 2026
-    early = run_cli(lender, "jobs", "run", "--at", "2026-04-14T23:30")  # local: 29 days overdue
+    early = runner(lender, "jobs", "run", "--at", "2026-04-14T23:30")  # local: 29 days overdue
     assert early.exit_code == 0 and "lost: declared lost 0, fees 0" in early.output
-    result = run_cli(lender, "jobs", "run", "--at", "2026-04-15T00:30")  # local midnight passed: 30 days
+    result = runner(lender, "jobs", "run", "--at", "2026-04-15T00:30")  # local midnight passed: 30 days
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert [line.split(":")[0] for line in lines] == ["overdue", "lost", "notices", "purge"]
@@ -28,14 +22,14 @@ def test_jobs_run_at_a_local_time_declares_lost_and_reports_each_step(lender):  
     assert run.as_of == datetime.datetime(2026, 4, 14, 22, 30, tzinfo=UTC) and run.error == ""
 
 
-def test_jobs_run_refuses_a_bad_time_with_one_line(lender):  # noqa: F811
-    result = run_cli(lender, "jobs", "run", "--at", "next tuesday")
+def test_jobs_run_refuses_a_bad_time_with_one_line(lender, runner):
+    result = runner(lender, "jobs", "run", "--at", "next tuesday")
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "--at" in result.output
-    only = run_cli(lender, "jobs", "run", "--only", "purge", "--at", "2026-04-15T00:30+02:00")
+    only = runner(lender, "jobs", "run", "--only", "purge", "--at", "2026-04-15T00:30+02:00")
     assert only.exit_code == 0 and only.output.startswith("purge: ")
 
 
-def test_a_failing_step_is_recorded_and_the_others_still_run(lender):  # noqa: F811
+def test_a_failing_step_is_recorded_and_the_others_still_run(lender, runner):
     from node.domain import jobs
     from node.store.db import database
     from node.store.models import JobRun
@@ -44,10 +38,10 @@ def test_a_failing_step_is_recorded_and_the_others_still_run(lender):  # noqa: F
     assert results["notices"] == {"error": "OperationalError: no such table: notice"}
     assert "error" not in results["lost"] and "error" not in results["purge"]
     assert JobRun.get_by_id("notices").error == "OperationalError: no such table: notice"
-    assert run_cli(lender, "jobs", "run", "--only", "notices").exit_code == 1
+    assert runner(lender, "jobs", "run", "--only", "notices").exit_code == 1
 
 
-def test_circnode_run_schedules_the_daily_jobs_and_the_notice_retry(lender):  # noqa: F811
+def test_circnode_run_schedules_the_daily_jobs_and_the_notice_retry(lender):
     from node.runner import start_scheduler
     scheduler = start_scheduler(lender)
     try:
@@ -59,7 +53,7 @@ def test_circnode_run_schedules_the_daily_jobs_and_the_notice_retry(lender):  # 
         scheduler.shutdown(wait=False)
 
 
-def test_bursar_page_shows_the_last_runs(lender):  # noqa: F811
+def test_bursar_page_shows_the_last_runs(lender):
     from node.web.app import create_app
     from node.domain.accounts import add_staff
     from node.domain.jobs import run_daily
@@ -73,10 +67,10 @@ def test_bursar_page_shows_the_last_runs(lender):  # noqa: F811
     assert "2026-04-15 02:00" in page and "declared_lost" in page
 
 
-def test_notice_files_written_by_a_run_in_the_future_survive_that_runs_purge(lender):  # noqa: F811
+def test_notice_files_written_by_a_run_in_the_future_survive_that_runs_purge(lender, runner):
     import os
     lend(lender, "N0002", "SOUTH", "south-8")  # no mail server: notices become .eml files
-    result = run_cli(lender, "jobs", "run", "--at", "2030-01-15T10:00")
+    result = runner(lender, "jobs", "run", "--at", "2030-01-15T10:00")
     assert result.exit_code == 0, result.output
     folder = os.path.join(lender.data_dir, "mail")
     written = [name for name in os.listdir(folder) if name.endswith(".eml")]

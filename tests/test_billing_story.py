@@ -14,33 +14,11 @@ import os
 
 import pytest
 
-from tests.test_notices import Inbox
+from tests.helpers.billing import TERMS
 
 pytestmark = pytest.mark.slow
 
-TERMS = {
-    "policy": {"loan_days": "14", "fine_per_day": "0.50", "max_fine": "5.00", "lost_after_days": "30",
-               "processing_fee": "10.00", "refund_on_return": "replacement", "courtesy_notice_days": "3",
-               "overdue_notice_days": "1, 7"},
-    "billing": {"currency": "CHF", "block_threshold": "40.00"},
-    # Every checkout asks the home node afresh, so a block shows at once (the default reuses an answer 5 min).
-    "sync": {"standing_cache_seconds": "0"},
-    "jobs": {"daily_at": ""},  # the test passes time in; no scheduled run may interfere
-}
 PATRON, NAME, EMAIL = "south-1", "South Patron 1", "patron1@south.example"
-
-
-@pytest.fixture
-def smtp():
-    from aiosmtpd.controller import Controller
-
-    from tests.network import free_port
-    inbox = Inbox()
-    inbox.port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
 
 
 def synced(net, code):

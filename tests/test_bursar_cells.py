@@ -11,8 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.test_billing import lend, lender  # noqa: F401  (lender: NORTH with billing terms, a fixture)
-from tests.test_billing_home import NOW, fee_event, post, run_cli
+from tests.helpers.billing import NOW, fee_event, lend, post
 
 UTC = datetime.timezone.utc
 EVIL_NAME = '=HYPERLINK("http://evil.example","pay")'
@@ -44,7 +43,7 @@ def peer_fee(sequence, fee_id, barcode, reason, amount, loan_id="loan-s-1", refu
 
 
 @pytest.fixture
-def hostile(lender):  # noqa: F811
+def hostile(lender):
     """NORTH's patron n-100 named EVIL_NAME, billed by SOUTH's events and by NORTH's own lost items."""
     from node.domain.billing import declare_lost_loans
     from node.store.db import database
@@ -66,10 +65,10 @@ def hostile(lender):  # noqa: F811
     return lender
 
 
-def test_bursar_export_quotes_every_formula_cell_and_keeps_amounts_numbers(hostile, tmp_path):
+def test_bursar_export_quotes_every_formula_cell_and_keeps_amounts_numbers(hostile, tmp_path, runner):
     from node.domain.bursar import _rows
     target = tmp_path / "bursar.csv"
-    result = run_cli(hostile, "bursar", "export", "--output", str(target))
+    result = runner(hostile, "bursar", "export", "--output", str(target))
     assert result.exit_code == 0 and "batch 1: 11 fees" in result.output, result.output
     with open(target, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -93,12 +92,12 @@ def test_bursar_export_quotes_every_formula_cell_and_keeps_amounts_numbers(hosti
     assert any(row["description"].endswith(f"{EVIL_NAME} (S0002), South College") for row in rows)
 
 
-def test_every_way_to_fetch_a_batch_gives_the_same_safe_bytes(hostile, tmp_path):
+def test_every_way_to_fetch_a_batch_gives_the_same_safe_bytes(hostile, tmp_path, runner):
     from node.web.app import create_app
     from node.domain.accounts import add_staff, new_token
     target = tmp_path / "bursar.csv"
-    assert run_cli(hostile, "bursar", "export", "--output", str(target)).exit_code == 0
-    again = run_cli(hostile, "bursar", "export", "--batch", "1", "--output", "-")
+    assert runner(hostile, "bursar", "export", "--output", str(target)).exit_code == 0
+    again = runner(hostile, "bursar", "export", "--batch", "1", "--output", "-")
     app = create_app(hostile, {"TESTING": True})
     now = datetime.datetime.now(UTC)
     add_staff("boss", "admin", "battery staple", now)

@@ -7,7 +7,7 @@ import pytest
 
 from node.domain import circulation, errors
 from node.domain.circulation import Standing
-from node.store.db import database, open_database
+from node.store.db import database
 from node.store.models import Item, Loan, OutboxEvent, Patron
 
 UTC = datetime.timezone.utc
@@ -17,9 +17,8 @@ TABLES = ["item", "patron", "loan", "outbox_event", "audit_log"]
 
 
 @pytest.fixture
-def cfg(node_config):
+def cfg(opened_node):
     """NORTH (Europe/Zurich, 14-day loans, 2 renewals, 5 loans max) with items and patrons."""
-    open_database(node_config.database_path)
     for n in range(1, 8):
         Item.create(owner="NORTH", barcode=f"N{n}", title=f"Book {n}", item_type="book", updated_at=NOW)
     Item.create(owner="NORTH", barcode="R1", title="Atlas", item_type="reference", updated_at=NOW)
@@ -33,8 +32,7 @@ def cfg(node_config):
                   updated_at=NOW)
     Patron.create(institution="NORTH", home_id="n-expired", expires_on=datetime.date(2026, 3, 1), updated_at=NOW)
     Patron.create(institution="NORTH", home_id="n-today", expires_on=datetime.date(2026, 3, 2), updated_at=NOW)
-    yield node_config
-    database.close()
+    return opened_node
 
 
 def snapshot():

@@ -1,32 +1,11 @@
 """The circnode command, run as a real subprocess: init, keys, staff, loans."""
 import datetime
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import write_config
+from tests.helpers.cli import circnode, ok, refused
 
 UTC = datetime.timezone.utc
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def circnode(*args, input=None, env=None, cwd=None):
-    """Run ``python -m node.cli ARGS`` and return the CompletedProcess (text)."""
-    environment = dict(os.environ)
-    environment.pop("CIRCNODE_CONFIG", None)  # only what the test says counts
-    environment.update(env or {})
-    environment["PYTHONPATH"] = REPO + os.pathsep + environment.get("PYTHONPATH", "")
-    # A new session has no controlling terminal, so password prompts read stdin.
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], input=input, env=environment,
-                          cwd=cwd or REPO, capture_output=True, text=True, timeout=60,
-                          start_new_session=True)
-
-
-@pytest.fixture
-def ini(tmp_path):
-    return write_config(str(tmp_path / "north"), peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")])
 
 
 @pytest.fixture
@@ -38,21 +17,6 @@ def opened(ini):
     open_database(cfg.database_path)
     yield cfg
     database.close()
-
-
-def ok(result):
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    return result
-
-
-def refused(result, *fragments):
-    """Assert the CLI refused with exit 2 and one line holding FRAGMENTS."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def test_init_creates_database_and_key_and_is_safe_to_run_twice(ini, tmp_path):

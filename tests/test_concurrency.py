@@ -19,13 +19,11 @@ THREADS = 8
 
 
 @pytest.fixture
-def cfg(node_config):
-    open_database(node_config.database_path)
+def cfg(opened_node):
     for n in range(THREADS):
         Item.create(owner="NORTH", barcode=f"C{n}", title=f"Contested {n}", item_type="book", updated_at=NOW)
         Patron.create(institution="NORTH", home_id=f"p{n}", updated_at=NOW)
-    yield node_config
-    database.close()
+    return opened_node
 
 
 def _race(work):

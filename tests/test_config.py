@@ -7,7 +7,7 @@ import pytest
 
 from node import config
 from tests.conftest import write_config
-from tests.test_cli import circnode
+from tests.helpers.cli import circnode
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(REPO, "node.ini.example")

@@ -4,7 +4,6 @@ CSRF stays on in these tests (TESTING does not turn it off): every POST carries
 the token read from the page's own form, as a browser would send it.
 """
 import datetime
-import html as htmllib
 import re
 
 import pytest
@@ -13,32 +12,9 @@ from node.domain import circulation
 from node.domain.accounts import add_staff
 from node.domain.circulation import Standing
 from node.store.models import Item, Loan, OutboxEvent, Patron, StaffSession
+from tests.helpers.desk import PASSWORD, banners, post_form, sign_in, token_of
 
 UTC = datetime.timezone.utc
-PASSWORD = "desk-password-1"
-
-
-def token_of(page):
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert match, "the page has no CSRF token"
-    return match.group(1)
-
-
-def post_form(client, path, data, from_page=None):
-    """POST DATA to PATH with the CSRF token of FROM_PAGE (default: PATH itself)."""
-    token = token_of(client.get(from_page or path))
-    return client.post(path, data={**data, "csrf_token": token})
-
-
-def banners(response):
-    """(kind, text) of every banner on a page."""
-    html = response.get_data(as_text=True)
-    return [(kind, htmllib.unescape(re.sub(r"\s+", " ", text).strip()))
-            for kind, text in re.findall(r'<div class="banner (\w+)"[^>]*>(.*?)</div>', html, re.S)]
-
-
-def sign_in(client, name="desk1", password=PASSWORD):
-    return post_form(client, "/login", {"name": name, "password": password})
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import termios
 
 import pytest
 
-from tests.test_cli import REPO, circnode, ok, refused
+from tests.helpers.cli import REPO, circnode, ok, refused
 
 ITEM_HEADER = "barcode,title,call_number,item_type,replacement_cost\n"
 PATRON_HEADER = "id,name,email,expires_on,blocked\n"

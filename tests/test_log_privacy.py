@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from tests.rogue import Rogue, loan_created
-from tests.test_billing_story import TERMS, smtp  # noqa: F401  (smtp: a real mail server, a fixture)
-from tests.test_saml import b64, idp_sign_in, me, post_acs, refused, start
+from tests.helpers.billing import TERMS
+from tests.helpers.saml import b64, idp_sign_in, me, post_acs, refused, start
 
 QUENTIN = ("zz-patron-7", "Quentin Xylophone", "quentin.xylophone@south.example")  # SOUTH's, in good standing
 URSULA = ("zz-patron-8", "Ursula Vexillum", "ursula.vexillum@south.example")  # SOUTH's, blocked
@@ -56,7 +56,7 @@ def add_idp_account(info, uid, name, email):
 
 
 @pytest.fixture
-def net(network, smtp, tmp_path):  # noqa: F811
+def net(network, smtp, tmp_path):
     net = network(nodes=[("NORTH", "North University"), ("SOUTH", "South College"), ("EAST", "East Institute")],
                   items=5, patrons=1, idps=True,
                   overrides={**TERMS, "smtp": {"host": "127.0.0.1", "port": str(smtp.port),
@@ -173,7 +173,7 @@ def billing_story(net, tmp_path):
 
 
 @pytest.mark.slow
-def test_no_patron_id_name_or_email_reaches_any_log(net, smtp, tmp_path):  # noqa: F811
+def test_no_patron_id_name_or_email_reaches_any_log(net, smtp, tmp_path):
     sync_story(net)
     identity_story(net)
     billing_story(net, tmp_path)
@@ -196,11 +196,8 @@ def test_no_patron_id_name_or_email_reaches_any_log(net, smtp, tmp_path):  # noq
 
 # --- the helpers every line uses (node/logs.py) ----------------------------------
 
-def test_log_hash_is_ten_hex_digits_keyed_by_the_node_and_printed_by_the_cli(node_config, tmp_path):
-    from click.testing import CliRunner
-
+def test_log_hash_is_ten_hex_digits_keyed_by_the_node_and_printed_by_the_cli(node_config, tmp_path, runner):
     from node import config
-    from node.cli import main
     from node.keys import ensure_key
     from node.logs import patron_hash
     from tests.conftest import write_config
@@ -210,7 +207,7 @@ def test_log_hash_is_ten_hex_digits_keyed_by_the_node_and_printed_by_the_cli(nod
     other = config.load(write_config(str(tmp_path / "other")))
     ensure_key(other)
     assert patron_hash(other, QUENTIN[0]) != tag  # another node's key: another hash, nothing to link
-    printed = CliRunner().invoke(main, ["--config", node_config.path, "log-hash", QUENTIN[0]])
+    printed = runner(node_config, "log-hash", QUENTIN[0])
     assert (printed.exit_code, printed.output) == (0, tag + "\n")
 
 

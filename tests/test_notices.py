@@ -8,24 +8,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.network import free_port
-from tests.test_billing import build_lender, lend
+from tests.helpers.billing import build_lender, lend
+from tests.helpers.mail import Inbox
 
 UTC = datetime.timezone.utc
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content,
-                                                                          policy=email.policy.default)))
-        return "250 OK"
-
-    def kinds(self):
-        return [message["X-Circnode-Notice"] for _, message in self.messages]
 
 
 @pytest.fixture

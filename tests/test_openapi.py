@@ -74,7 +74,7 @@ def test_a_live_node_answers_every_generated_request_as_described(case, live_nod
 # --- what schemathesis found, each kept as a plain regression test ---
 
 def test_a_batch_number_beyond_sqlites_integers_is_404_not_500(client, admin_token):
-    from tests.test_desk import sign_in
+    from tests.helpers.desk import sign_in
     answer = client.get("/api/v1/bursar/batches/40368274723303858176.csv",
                         headers={"Authorization": f"Bearer {admin_token}"})
     assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "not_found"

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests.conftest import write_config
-from tests.test_cli import circnode, ok
+from tests.helpers.cli import circnode, ok
 
 UTC = datetime.timezone.utc
 
@@ -243,7 +243,7 @@ def test_a_pass_has_one_spelling_every_other_is_pass_invalid(north, keys, header
 
 def test_the_desk_refuses_a_respelled_pass_and_takes_the_genuine_one(north, keys):
     from node.domain.accounts import add_staff
-    from tests.test_desk import banners, post_form, sign_in
+    from tests.helpers.desk import banners, post_form, sign_in
     cfg, client = north
     add_staff("desk1", "desk", "desk-password-1", datetime.datetime.now(UTC))
     assert sign_in(client).status_code == 302

@@ -19,7 +19,7 @@ from sync.client import standing_path
 from sync.signing import encode_public_key, request_target, sign_request, target_uri
 from tests.conftest import write_config
 from tests.network import Network
-from tests.test_sync_faults import FAST, db_rows, drained, give_back, wait_until
+from tests.helpers.live import FAST, db_rows, drained, give_back, wait_until
 
 NODES = [("NORTH", "North University"), ("SOUTH", "South College"), ("EAST", "East Institute"),
          ("WEST", "West Academy")]

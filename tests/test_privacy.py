@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from tests.test_billing import lend, lender  # noqa: F401  (lender: NORTH with billing terms, a fixture)
+from tests.helpers.billing import lend
 
 UTC = datetime.timezone.utc
 PATRON, NAME, EMAIL = "south-1", "South Patron 1", "patron1@south.example"
@@ -57,7 +57,7 @@ def test_after_the_purge_nothing_links_a_patron_to_a_returned_item(network):
     assert "N00001" not in "\n".join(line for line in dump(net, "NORTH") if line.startswith('INSERT INTO "outbox_event"'))
 
 
-def test_a_loan_with_an_open_fee_keeps_its_patron_until_settled(lender):  # noqa: F811
+def test_a_loan_with_an_open_fee_keeps_its_patron_until_settled(lender):
     from node.domain.circulation import return_item
     from node.store.models import Fee, Loan, Notice, Patron
     from node.domain.privacy import purge
@@ -82,7 +82,7 @@ def test_a_loan_with_an_open_fee_keeps_its_patron_until_settled(lender):  # noqa
     assert Fee.get().patron_id is None and Patron.select().where(Patron.institution == "SOUTH").count() == 0
 
 
-def test_payloads_are_trimmed_only_once_delivered(lender):  # noqa: F811
+def test_payloads_are_trimmed_only_once_delivered(lender):
     import json
 
     from node.store.models import OutboxEvent
@@ -98,7 +98,7 @@ def test_payloads_are_trimmed_only_once_delivered(lender):  # noqa: F811
     assert waiting["data"]["patron"] == {"institution": "SOUTH", "id": "south-7"}  # still to be sent: kept
 
 
-def test_privacy_page_lists_every_event_a_node_sends(lender):  # noqa: F811
+def test_privacy_page_lists_every_event_a_node_sends(lender):
     from node.web.app import create_app
     from sync.inbox import event_types
     page = create_app(lender, {"TESTING": True}).test_client().get("/privacy")

@@ -4,10 +4,7 @@ Pushes here fail for real: SOUTH's base_url in the node_config fixture is
 http://127.0.0.1:9, where nothing listens, so the connection is refused.
 """
 import datetime
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -16,17 +13,13 @@ from node.domain.accounts import add_staff
 from node.domain.circulation import Standing
 from node.store.db import database
 from node.store.models import AuditLog, InboxRecord, Loan, OutboxEvent, Patron
+from tests.helpers.queue import _csrf, _plans, _recorded, bearer, circnode
 
 UTC = datetime.timezone.utc
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # An hour ago, so queued events have a real age against the wall clock the views read.
 NOW = datetime.datetime.now(UTC).replace(microsecond=0) - datetime.timedelta(hours=1)
 FIXED = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 OFFLINE = Standing(True, provisional=True, reason="home node unreachable")
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def lend_to_south(cfg, barcode="N0001", home_id="south-1", standing=OFFLINE, now=NOW):
@@ -157,12 +150,6 @@ def test_desk_staff_are_refused(client, token, south_loan):
     assert client.get("/api/v1/sync/queue").status_code == 401
 
 
-def _csrf(page):
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert match
-    return match.group(1)
-
-
 def _sign_in(client, name, role):
     add_staff(name, role, "page-password-1", datetime.datetime.now(UTC))
     token = _csrf(client.get("/login"))
@@ -205,25 +192,6 @@ def test_queue_page_is_refused_to_desk_staff(client, app):
     assert client.get("/admin/queue").status_code == 403
 
 
-def _plans(statements):
-    """EXPLAIN QUERY PLAN of each recorded SELECT that reads STATEMENTS' tables."""
-    plans = {}
-    for sql in statements:
-        if sql.lstrip().upper().startswith("SELECT"):
-            plans[sql] = [row[3] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql).fetchall()]
-    return plans
-
-
-def _recorded(function):
-    statements = []
-    database.connection().set_trace_callback(statements.append)
-    try:
-        function()
-    finally:
-        database.connection().set_trace_callback(None)
-    return statements
-
-
 def test_queue_queries_use_indexes_never_a_scan_of_history(app, seeded):
     from sync import queue as q
     for n in range(1, 6):
@@ -244,13 +212,6 @@ def test_queue_queries_use_indexes_never_a_scan_of_history(app, seeded):
             assert "loan_needs_attention" in plan[0], (sql, plan)
         if "inbox_record" in sql:
             assert plan == ["SEARCH t1 USING INDEX inbox_record_refused (origin=?)"], (sql, plan)
-
-
-def circnode(cfg, *args):
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("CIRCNODE_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "node.cli", "--config", cfg.path, *args], capture_output=True,
-                          text=True, timeout=60, env=env, cwd=REPO)
 
 
 def test_cli_queue_summary_retry_and_resolve(south_loan, seeded):
@@ -334,8 +295,8 @@ def test_resolving_a_dispute_the_home_holds_tells_the_home_node(client, admin_to
 
 
 def test_the_home_node_records_a_lenders_resolution_of_its_loan_only(tmp_path):
-    from tests.test_inbox import created
-    from tests.test_loan_runs import network_node
+    from tests.helpers.events import created
+    from tests.helpers.nodes import network_node
     from sync.inbox import receive_batch
     cfg = network_node(tmp_path / "home")  # NORTH, home of s-1, receiving from SOUTH
     try:

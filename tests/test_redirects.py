@@ -13,7 +13,7 @@ import pytest
 
 from node.domain.accounts import add_staff
 from node.web.redirects import local_path
-from tests.test_desk import PASSWORD, post_form, token_of
+from tests.helpers.desk import PASSWORD, post_form, token_of
 
 UTC = datetime.timezone.utc
 NODE = "http://127.0.0.1:8080"

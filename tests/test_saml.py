@@ -9,21 +9,18 @@ would.  Each one must be refused with its stable code, and leave no patron
 signed in.
 """
 import base64
-import html
 import os
 import re
 import signal
 import sqlite3
-import zlib
 from types import SimpleNamespace
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
 
 from node.demo import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
-from node.idp import DEMO_PATRON_PASSWORD
 from tests.network import free_port
+from tests.helpers.saml import b64, crafted, idp_sign_in, me, post_acs, refused, start
 
 
 @pytest.fixture(scope="module")
@@ -46,66 +43,12 @@ def net(tmp_path_factory):
 
 # --- a browser's part, done with requests ---------------------------------
 
-def start(net, institution="SOUTH"):
-    """A fresh browser asks NORTH to sign in at INSTITUTION: (session, request id, IdP URL)."""
-    browser = requests.Session()
-    answer = browser.get(net.north.url + f"/patron/login?institution={institution}", allow_redirects=False)
-    assert answer.status_code == 303, answer.text
-    location = answer.headers["Location"]
-    query = parse_qs(urlparse(location).query)
-    request_xml = zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15).decode()
-    assert "Signature" in query, "the AuthnRequest must be signed (Redirect binding)"
-    return browser, re.search(r' ID="([^"]+)"', request_xml).group(1), location
-
-
-def idp_sign_in(browser, location, user="south-1", password=DEMO_PATRON_PASSWORD):
-    """Sign in at the real IdP: (ACS URL, SAMLResponse as the IdP posts it)."""
-    form = browser.get(location)
-    assert form.status_code == 200, form.text
-    key = re.search(r'name="key" value="([^"]+)"', form.text).group(1)
-    idp = location.split("/idp/")[0]
-    posted = browser.post(idp + "/idp/login", data={"key": key, "username": user, "password": password})
-    assert posted.status_code == 200, posted.text
-    action = html.unescape(re.search(r'action="([^"]+)"', posted.text).group(1))
-    return action, html.unescape(re.search(r'name="SAMLResponse" value="([^"]+)"', posted.text).group(1))
-
-
-def post_acs(net, browser, saml_response):
-    return browser.post(net.north.url + "/saml/acs", data={"SAMLResponse": saml_response}, allow_redirects=False)
-
-
-def me(net, browser):
-    return browser.get(net.north.url + "/api/v1/me")
-
-
-def refused(answer, code):
-    assert answer.status_code in (400, 403), (answer.status_code, answer.text[:500])
-    found = re.search(r'id="refusal-code">([^<]+)<', answer.text)
-    assert found and found.group(1) == code, answer.text[:800]
-
 
 def real_response(net, user="south-1"):
     browser, request_id, location = start(net)
     action, response = idp_sign_in(browser, location, user)
     assert action == net.north.url + "/saml/acs"
     return browser, request_id, base64.b64decode(response).decode()
-
-
-def b64(xml):
-    return base64.b64encode(xml.encode()).decode()
-
-
-def crafted(net, request_id, idp="SOUTH", user="south-1", audience=None, destination=None, **overrides):
-    """A response made by pysaml2's IdP code with IDP's settings (and OVERRIDES: lifetime, keys)."""
-    from node.idp import authn_response, load_settings, make_server
-    settings = load_settings(net.infos[idp].idp_config)
-    server = make_server(settings, **overrides)
-    north = net.north.url
-    args = {"in_response_to": request_id, "destination": destination or north + "/saml/acs",
-            "sp_entity_id": audience or north + "/saml/metadata", "name_id_policy": None,
-            "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"}
-    people = {"south-1": {"uid": "south-1", "name": "South Patron 1", "email": "patron1@south.example"}}
-    return authn_response(server, settings, people.get(user, {"uid": user, "name": user}), args)
 
 
 # --- the happy path ----------------------------------------------------------
@@ -286,7 +229,7 @@ def test_sp_metadata_names_the_acs_and_requires_signed_assertions(net):
 
 def test_init_creates_the_sp_certificate_and_run_refuses_without_xmlsec1(tmp_path):
     from tests.conftest import write_config
-    from tests.test_cli import circnode, ok
+    from tests.helpers.cli import circnode, ok
     ini = write_config(str(tmp_path / "north"), peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")],
                        extra="\n[saml]\nxmlsec_binary = /nonexistent/xmlsec1\n")
     with open(ini) as handle:

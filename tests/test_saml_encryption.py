@@ -20,8 +20,8 @@ import requests
 
 from node.demo import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
 from tests.network import free_port
-from tests.test_cli import circnode, ok
-from tests.test_saml import b64, crafted, idp_sign_in, me, post_acs, refused, start
+from tests.helpers.cli import circnode, ok
+from tests.helpers.saml import b64, crafted, idp_sign_in, me, post_acs, refused, start
 
 XMLSEC = "/usr/bin/xmlsec1"
 OID_UID = "urn:oid:0.9.2342.19200300.100.1.1"

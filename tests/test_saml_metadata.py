@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.conftest import write_config
-from tests.test_cli import circnode, ok, refused
+from tests.helpers.cli import circnode, ok, refused
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 NS = {"md": MD, "ds": "http://www.w3.org/2000/09/xmldsig#", "mdui": "urn:oasis:names:tc:SAML:metadata:ui",

@@ -19,7 +19,7 @@ from node.demo import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_
 from node.idp import DEMO_PATRON_PASSWORD
 from tests.conftest import needs_chromium, write_config
 from tests.network import free_port
-from tests.test_desk import PASSWORD, post_form
+from tests.helpers.desk import PASSWORD, post_form
 
 UTC = datetime.timezone.utc
 

@@ -16,7 +16,7 @@ from node.store.models import LoginFailure, Staff
 from node.web.proxies import TrustedProxies
 from node.domain.throttle import SignInLimits
 from tests.conftest import write_config
-from tests.test_desk import PASSWORD, banners, post_form, sign_in, token_of
+from tests.helpers.desk import PASSWORD, banners, post_form, sign_in, token_of
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from node.domain import errors
 from node.domain.accounts import add_staff, check_login, new_token
 from node.store.models import ApiToken, AuditLog, LoginFailure, Staff, StaffSession
 from node.domain.staff import revoke_token, set_password
-from tests.test_cli import circnode, ini, ok, refused  # noqa: F401  (ini is a fixture)
-from tests.test_desk import post_form, sign_in
+from tests.helpers.cli import circnode, ok, refused
+from tests.helpers.desk import post_form, sign_in
 
 UTC = datetime.timezone.utc
 PASSWORD = "desk-password-1"
@@ -21,7 +21,7 @@ NEW_PASSWORD = "a-new-desk-password"
 
 
 @pytest.fixture
-def node(ini):  # noqa: F811
+def node(ini):
     """The node's app on the CLI's config and database, with desk1 (a token) and boss (admin)."""
     from node.web.app import create_app
     from node.store.db import database

@@ -18,7 +18,7 @@ from node.store.models import Patron, PeerNonce, StandingLookup
 from sync import lookups
 from sync.signing import encode_public_key, sign_request, verify_response
 from tests.conftest import write_config
-from tests.test_queue import _csrf, _plans, _recorded, bearer, circnode
+from tests.helpers.queue import _csrf, _plans, _recorded, bearer, circnode
 
 UTC = datetime.UTC
 BASE = "http://127.0.0.1:8080"

@@ -19,7 +19,7 @@ import json  # noqa: E402
 
 import requests  # noqa: E402
 
-from tests.test_sync_faults import FAST, checkout, db_rows, drained, give_back, loans_of  # noqa: E402
+from tests.helpers.live import FAST, checkout, db_rows, drained, give_back, loans_of  # noqa: E402
 
 
 def test_standing_refusals_come_from_the_home_node(network):
