@@ -6,6 +6,7 @@ account, ``loan.lost`` marks our copy of the loan lost.  At the lender:
 lender's ledger.  Each runs inside the inbox's per-event transaction, so a
 duplicate has no second effect; unknown fields are ignored.
 """
+from node.domain import lifecycle
 from node.store.models import Fee, FeePayment, Loan, Patron
 from sync.catalogue import EventRejected, handles
 
@@ -32,14 +33,10 @@ def _fee_assessed(context, data):
 def _loan_lost(context, data):
     """At the home node: the lender declared the item of one of our patrons' loans lost."""
     loan = Loan.get_by_id(data["loan_id"])
-    now = context.now
-    if loan.lost_at is None:
-        loan.lost_at, loan.updated_at = data["lost_at"], now
-        loan.save()
+    lifecycle.mark_lost(loan, data["lost_at"], context.now, lifecycle.PEER)
     item = loan.item
     if loan.status == "open" and item.status == "on_loan":
-        item.status, item.updated_at = "lost", now
-        item.save()
+        lifecycle.move_item(item, "peer_lost", context.now, lifecycle.PEER)
     return {}
 
 

@@ -22,7 +22,8 @@ models, by the handlers at the end.
 """
 from collections import defaultdict
 
-from node.domain import billing, circulation
+from node.domain import billing, circulation, lifecycle
+from node.domain.lifecycle import NEW, PEER
 from node.store.db import database
 from node.store.models import AuditLog, Item, Loan, Patron
 from sync.catalogue import handles
@@ -44,7 +45,11 @@ _KEY_LISTS = (8, 32, 128, 512)
 # The columns not named take the schema's defaults, which are the model's.
 _INSERT = ("INSERT INTO loan (id, item_id, patron_id, lender, checked_out_at, due_at, renewals, updated_at, "
            "status, returned_at, returned_at_institution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_MOVE_TITLED = "UPDATE item SET status = ?, title = ?, updated_at = ? WHERE id = ?"
+_RECORDED = lifecycle.move("peer_record", NEW, PEER)  # the state of a loan a lender tells us of
+_CLOSED = lifecycle.LOAN_CLOSED
+# Where each loan event leaves an item (the run does not read its status: these moves start anywhere).
+_LENT, _AT_OWNER, _ELSEWHERE, _TO_US = (lifecycle.target(name) for name in (
+    "peer_lent", "peer_return_at_owner", "peer_return_elsewhere", "owner_sees_return_elsewhere"))
 
 
 class _Item:
@@ -149,17 +154,17 @@ class Run:
         item = self.items.get((owner, barcode))
         if item is None:  # the first loan of this item we hear of: our record of the lender's item
             described = {name: item_ref[name] for name in ("title", "call_number", "item_type")}
-            row = Item.add(owner=owner, barcode=barcode, status="on_loan", updated_at=self.now, **described)
+            row = Item.add(owner=owner, barcode=barcode, status=lifecycle.move("peer_lent", NEW, PEER), updated_at=self.now, **described)
             item = self._know_item(owner, barcode, row.id, row.title, None, None)
         else:
             if item.open_loan is not None:  # lent again: its return event must have been lost in our past
                 self._close(item.open_loan, checked_out_at, self.origin)
             item.title = item_ref["title"] or item.title
-            self.moves[item.id], self.titles[item.id] = "on_loan", item.title
+            self.moves[item.id], self.titles[item.id] = _LENT, item.title
         self.new_loans[loan_id] = [loan_id, item.id, patron.id, self.origin,
                                    Loan.checked_out_at.db_value(checked_out_at), Loan.due_at.db_value(due_at),
-                                   renewals, self.stamp, "open", None, None]
-        self.loans[loan_id] = LoanFacts(loan_id, self.origin, "open", None, None, item.id, owner, barcode,
+                                   renewals, self.stamp, _RECORDED, None, None]
+        self.loans[loan_id] = LoanFacts(loan_id, self.origin, _RECORDED, None, None, item.id, owner, barcode,
                                         self.institution, patron.home_id, checked_out_at)
         item.open_loan, item.lender = loan_id, self.origin
         standing = self.standings.get(patron.id)
@@ -185,9 +190,9 @@ class Run:
         else:
             self._close(loan_id, returned_at, where)
         if loan.owner == self.cfg.institution:
-            self.moves[loan.item_id] = "in_transit"  # it is on its way back from the returning library
+            self.moves[loan.item_id] = _TO_US  # it is on its way back from the returning library
         else:
-            self.moves[loan.item_id] = "available" if where == loan.owner else "in_transit"
+            self.moves[loan.item_id] = _AT_OWNER if where == loan.owner else _ELSEWHERE
         return {}
 
     def _billed_return(self, loan_id, returned_at, where):
@@ -195,7 +200,7 @@ class Run:
         self.flush()  # billing reads the loan and its item from the table
         with savepoint("inbox_billed_return"):  # billing writes before it could fail
             loan = Loan.get_by_id(loan_id)
-            circulation.close_loan(loan, returned_at, where)
+            lifecycle.close_loan(loan, returned_at, where, PEER)
             billing.assess_at_return(self.cfg, loan, self.now)
         self.standings.clear()  # fees were written
         self._closed(loan_id, returned_at, where)
@@ -205,7 +210,7 @@ class Run:
         returned, place = Loan.returned_at.db_value(returned_at), Loan.returned_at_institution.db_value(where)
         row = self.new_loans.get(loan_id)
         if row is not None:  # made in this run: inserted closed
-            row[7:] = [returned, "closed", returned, place]
+            row[7:] = [returned, _CLOSED, returned, place]
         else:
             self.closes[loan_id] = (returned, place, returned, loan_id)
         self._closed(loan_id, returned_at, where)
@@ -214,7 +219,7 @@ class Run:
         loan = self.loans.get(loan_id)
         if loan is None:  # an item's open loan no event of the run names
             return
-        loan.status, loan.returned_at, loan.returned_at_institution = "closed", returned_at, where
+        loan.status, loan.returned_at, loan.returned_at_institution = _CLOSED, returned_at, where
         item = self.items_by_id.get(loan.item_id)
         if item is not None and item.open_loan == loan_id:
             item.open_loan = None
@@ -223,13 +228,13 @@ class Run:
         """Write what the events so far did: closes first, so an item's next loan may be open."""
         cursor = database.cursor()
         if self.closes:
-            cursor.executemany(circulation.CLOSE_LOAN, list(self.closes.values()))
+            cursor.executemany(lifecycle.CLOSE_LOAN, list(self.closes.values()))
         if self.new_loans:
             cursor.executemany(_INSERT, list(self.new_loans.values()))
         if self.moves:
-            cursor.executemany(_MOVE_TITLED, [(status, self.titles[item_id], self.stamp, item_id)
+            cursor.executemany(lifecycle.SET_ITEM_STATUS_AND_TITLE, [(status, self.titles[item_id], self.stamp, item_id)
                                               for item_id, status in self.moves.items() if item_id in self.titles])
-            cursor.executemany(circulation.SET_ITEM_STATUS, [(status, self.stamp, item_id)
+            cursor.executemany(lifecycle.SET_ITEM_STATUS, [(status, self.stamp, item_id)
                                        for item_id, status in self.moves.items() if item_id not in self.titles])
         self.closes, self.new_loans, self.moves, self.titles = {}, {}, {}, {}
 
@@ -242,6 +247,7 @@ def renewed(context, data):
     loan = Loan.get_by_id(data["loan_id"])
     if loan.status != "open":
         return {"note": "loan_closed"}  # a return crossed the renewal: closed wins
+    lifecycle.move("renew", loan.status, PEER)
     loan.due_at = data["due_at"]
     loan.renewals = max(loan.renewals, data["renewals"])
     loan.updated_at = context.now
@@ -254,7 +260,7 @@ def item_received(context, data):
     """At the returning library: the owner has the item back; transit is over."""
     item = Loan.get_by_id(data["loan_id"]).item
     if item.status == "in_transit":
-        circulation.set_item_status_row(item.id, "available", context.now)
+        lifecycle.move_item_row(item.id, item.status, "peer_received", context.now, PEER)
     return {}
 
 

@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 from peewee import fn
 
-from node.domain import errors
+from node.domain import disputes, errors
 from node.store.db import database
-from node.store.models import Loan, OutboxEvent, PeerState
+from node.store.models import OutboxEvent, PeerState
 from sync.client import error_code, peer_request, record_refusal, refusal
 from sync.outbox import envelope
 
@@ -209,7 +209,7 @@ def _record_answer(peer_code, batch, events, answer, now):
             database.execute_sql(_DELIVERED, (stamp, json.dumps(delivered_ids)))
         if rejected:
             database.cursor().executemany(_REJECTED, rejected)
-        _settle_provisional(settled)
+        disputes.settle_provisional(settled)  # in this transaction: the loans move with their events
         expected = answer.get("expected")
         if isinstance(expected, int) and batch and expected < batch[0].sequence:
             # The peer lost events it had acknowledged (restored from a backup): send them again.
@@ -219,26 +219,6 @@ def _record_answer(peer_code, batch, events, answer, now):
                     & OutboxEvent.state.not_in(QUEUED)).execute())
         database.execute_sql(_PUSHED, (peer_code, PeerState.last_success_at.db_value(now)))
     return len(delivered_ids), len(rejected)
-
-
-_DISPUTED = "UPDATE loan SET disputed = 1, dispute_reason = ?, provisional = 0 WHERE id = ?"
-# Only loans still provisional: none at all are written for loans that never were.
-_SETTLED = "UPDATE loan SET provisional = 0 WHERE provisional = 1 AND id IN (SELECT value FROM json_each(?))"
-
-
-def _settle_provisional(settled):
-    """Clear the provisional mark of acknowledged loans; flag those the home node objects to."""
-    quiet, disputed = [], []
-    for loan_id, status, outcome in settled:
-        objection = outcome.get("reason") if status == "rejected" else outcome.get("dispute")
-        if objection:
-            disputed.append((Loan.dispute_reason.db_value(objection), loan_id))
-        else:
-            quiet.append(loan_id)
-    if disputed:
-        database.cursor().executemany(_DISPUTED, disputed)
-    if quiet:
-        database.execute_sql(_SETTLED, (json.dumps(quiet),))
 
 
 def push_due(cfg, now_fn):

@@ -16,8 +16,7 @@ import json
 
 from peewee import JOIN, fn
 
-from node.domain import errors
-from node.domain.circulation import audit
+from node.domain import disputes, errors
 from node.store.db import database
 from node.store.models import (
     AuditLog,
@@ -28,8 +27,6 @@ from node.store.models import (
     Patron,
     PeerState,
 )
-from sync import outbox
-from sync.catalogue import build
 from sync.client import REFUSAL_ACTION
 from sync.push import QUEUED, pending_count, push_peer
 
@@ -37,7 +34,7 @@ EVENT_STATES = ("pending", "failed", "delivered", "rejected")
 MAX_LIMIT = 500
 LIST_CAP = 200  # refusals and loans shown at most; newest first
 REFUSAL_WINDOW = 20000  # refusals by peers are looked for among this many newest audit rows
-NOTE_MAX = 500
+NOTE_MAX = disputes.NOTE_MAX
 
 
 def mask_id(value):
@@ -246,36 +243,8 @@ def retry_peer(cfg, peer, now_fn):
     return result, pending_count(peer)
 
 
-# Objections a home node makes to a loan it applied (a rejected loan.created is not on the home's record).
-_HOME_HOLDS = ("patron_blocked", "patron_expired")
-
-
-def resolve_dispute(cfg, loan_id, note, now, staff=None):
-    """Clear a loan's disputed flag with STAFF's NOTE; the audit log keeps reason and note.
-
-    When the home node holds the loan it objected to, it is told, in the same
-    transaction (``loan.dispute_resolved``): its staff see the outcome too.
-    """
-    if not isinstance(note, str) or not note.strip() or len(note.strip()) > NOTE_MAX:
-        raise errors.InvalidField(f"'note' must say how the dispute was resolved "
-                                  f"(1 to {NOTE_MAX} characters).", field="note")
-    note = note.strip()
-    with database.atomic():
-        loan = Loan.get_or_none(id=loan_id)
-        if loan is None:
-            raise errors.LoanNotFound(f"No loan {loan_id!r}.", loan_id=loan_id)
-        if not loan.disputed:
-            raise errors.LoanNotDisputed(f"Loan {loan_id} is not disputed.", loan_id=loan_id)
-        reason = loan.dispute_reason
-        loan.disputed, loan.dispute_reason, loan.updated_at = False, "", now
-        loan.save()
-        audit(staff, "resolve_dispute", loan.id, f"reason: {reason or '-'}; note: {note}", now)
-        home = loan.patron.institution if loan.patron_id else None
-        if loan.lender == cfg.institution and home in cfg.peers and reason in _HOME_HOLDS:
-            outbox.enqueue(home, "loan.dispute_resolved", build(
-                "loan.dispute_resolved", loan_id=loan.id, lender=loan.lender, reason=reason,
-                resolved_at=now.isoformat(), note=note), now)
-    return loan
+# Dispute resolution is a domain action (node/domain/disputes.py); the queue page, API and CLI call it here.
+resolve_dispute = disputes.resolve_dispute
 
 
 def render_text(view, tz):

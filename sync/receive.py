@@ -17,7 +17,7 @@ from node.clock import utcnow
 from node.store.db import database
 from node.keys import private_key
 from node.logs import patron_hash, route
-from node.store.models import PeerNonce, Patron
+from node.store.models import PeerNonce
 from sync import inbox, lookups, wire
 from sync.signing import SignatureError, decode_public_key, request_target, sign_response, target_uri, verify_request
 
@@ -195,15 +195,13 @@ PEER_REASONS = {
 
 def standing_answer(cfg, home_id, now):
     """What a lender is told about our patron HOME_ID: ok with name and email, or a refusal code."""
-    from node.domain.circulation import count_open_loans, own_patron_standing
-    patron = Patron.of(cfg.institution, home_id)  # read once: the standing and the loan count both need it
-    code = own_patron_standing(cfg, home_id, now, patron=patron).code
-    if not code and count_open_loans(patron) >= cfg.policy[""]["max_network_loans"]:
-        code = "patron_limit_reached"
-    if code:
+    from node.domain.standing import network_standing
+    standing = network_standing(cfg, home_id, now)
+    if not standing.ok:
+        code = standing.code
         return {"ok": False, "code": code, "reason": PEER_REASONS.get(code, PEER_REASONS["patron_blocked"])}
     # The desk shows the name; the lender's notices (due, overdue, fees) go to the email.
-    return {"ok": True, "code": None, "reason": None, "name": patron.name, "email": patron.email}
+    return {"ok": True, "code": None, "reason": None, "name": standing.name, "email": standing.email}
 
 
 @bp.get("/api/v1/patrons/<patron_id:home_id>/standing", merge_slashes=False)
@@ -249,11 +247,12 @@ def standing(home_id):
 def renew_for_home(loan_id):
     """Renew a loan of ours because its patron asked at their home node (docs/billing.md)."""
     from node.domain.circulation import get_loan, renew
+    from node.domain.lifecycle import PEER
     cfg = get_config()
     loan = get_loan(loan_id)
     # A home node may only renew its own patrons' loans: anything else looks like no such loan.
     if loan.lender != cfg.institution or loan.patron_id is None or loan.patron.institution != g.peer:
         raise errors.LoanNotFound(f"No loan {loan_id!r} of a patron of {g.peer}.")
-    renewed = renew(cfg, loan_id, utcnow(), staff=f"home:{g.peer}")
+    renewed = renew(cfg, loan_id, utcnow(), staff=f"home:{g.peer}", actor=PEER)
     log.info("renewal asked by %s: renewed", g.peer)
     return _answer({"loan_id": renewed.id, "due_at": renewed.due_at.isoformat(), "renewals": renewed.renewals})

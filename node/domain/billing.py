@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from peewee import JOIN, Case, fn
 
-from node.domain import errors, money
+from node.domain import errors, lifecycle, money
 from node.domain.calendar import calendar_of, local_day
 from node.store.db import database
 from node.store.models import CENT, AuditLog, Fee, FeePayment, Item, Loan, Patron, cents_to_money, new_uuid
@@ -123,13 +123,11 @@ def _waived(fee):
     return cents_to_money(cents)
 
 
-def declare_lost(cfg, loan, now):
+def declare_lost(cfg, loan, now, actor=lifecycle.JOB):
     """Mark LOAN's item lost and bill the fine so far, the replacement cost and the processing fee."""
     item, rules = loan.item, cfg.policy_for(loan.item.item_type)
-    loan.lost_at, loan.updated_at = now, now
-    loan.save()
-    item.status, item.updated_at = "lost", now
-    item.save()
+    lifecycle.mark_lost(loan, now, now, actor)
+    lifecycle.move_item(item, "declare_lost", now, actor)
     home = loan.patron.institution
     if home != cfg.institution:
         outbox.enqueue(home, "loan.lost", outbox.build("loan.lost", loan_id=loan.id, lender=loan.lender,

@@ -10,24 +10,13 @@ from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError
 
-from node.domain import billing, errors
+from node.domain import billing, errors, lifecycle
 from node.domain.calendar import calendar_of
+from node.domain.lifecycle import ADMIN, CLOSE_LOAN, DESK  # noqa: F401 (CLOSE_LOAN: the statement's old home)
 from node.store.db import database
 from node.store.models import AuditLog, Item, Loan, Patron
 from node.domain.policy import due_date, renewal_due_date
 from node.domain.ports import outbox
-
-# Which item states each move may start from: the declarative transitions table.
-ITEM_TRANSITIONS = {
-    "checkout": {"available": "on_loan"},
-    "return_own": {"on_loan": "available", "lost": "available"},
-    "return_network": {"on_loan": "in_transit", "lost": "in_transit"},  # a peer's item returned at its home library
-    "owner_sees_return_elsewhere": {"on_loan": "in_transit", "lost": "in_transit"},
-    "receive": {"in_transit": "available"},
-    "declare_missing": {"available": "missing"},
-    "found": {"missing": "available"},
-}
-
 
 @dataclass
 class Standing:
@@ -84,25 +73,6 @@ def get_loan(loan_id):
 
 def open_loan_of(item):
     return Loan.select().where((Loan.item == item) & (Loan.status == "open")).first()
-
-
-def _move(item, move, now):
-    target = ITEM_TRANSITIONS[move].get(item.status)
-    if target is None:
-        raise errors.ItemNotAvailable(
-            f"Item {item.barcode} is {item.status.replace('_', ' ')}.", status=item.status)
-    item.status = target
-    item.updated_at = now
-    set_item_status_row(item.id, target, now)
-    item._dirty.clear()
-
-
-SET_ITEM_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
-
-
-def set_item_status_row(item_id, status, now):
-    """Set the item row ITEM_ID to STATUS as of NOW (no model at hand, or the caller moved it)."""
-    database.execute_sql(SET_ITEM_STATUS, (status, Item.updated_at.db_value(now), item_id))
 
 
 def patron_record(institution, home_id, name="", email=""):
@@ -173,9 +143,9 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
             raise errors.OfflineLimitReached(
                 f"The home library cannot be reached and the patron already has {provisional} "
                 "loans made offline.")
-        _move(item, "checkout", now)
+        lifecycle.move_item(item, "checkout", now, DESK)
         try:
-            loan = Loan.add(item=item, patron=patron, lender=cfg.institution,
+            loan = Loan.add(item=item, patron=patron, lender=cfg.institution, status=lifecycle.move("lend", lifecycle.NEW, DESK),
                             checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz, calendar_of(cfg)),
                             provisional=standing.provisional, made_offline=standing.provisional,
                             updated_at=now)
@@ -204,8 +174,11 @@ def loan_event_data(loan):
                  renewals=loan.renewals, provisional=loan.provisional)
 
 
-def renew(cfg, loan_id, now, staff=None):
-    """Extend an open loan of this library under its policy; return the loan."""
+def renew(cfg, loan_id, now, staff=None, actor=DESK):
+    """Extend an open loan of this library under its policy; return the loan.
+
+    ACTOR is who asks (lifecycle: the desk, the patron's home node, the patron).
+    """
     with database.atomic():
         loan = get_loan(loan_id)
         if loan.status != "open":
@@ -220,6 +193,7 @@ def renew(cfg, loan_id, now, staff=None):
         rules = cfg.policy_for(loan.item.item_type)
         if loan.renewals >= rules["renewals_allowed"]:
             raise errors.RenewalLimit(f"No renewals left ({rules['renewals_allowed']} allowed).")
+        lifecycle.move("renew", loan.status, actor)
         loan.renewals += 1
         loan.due_at = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz, calendar_of(cfg))
         loan.updated_at = now
@@ -240,7 +214,7 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
         result = ReturnResult(loan=loan, item=item)
         if loan is None:
             if item.owner == cfg.institution and item.status == "in_transit":
-                _move(item, "receive", now)
+                lifecycle.move_item(item, "receive", now, DESK)
                 result.received = True
                 last = (Loan.select().where(Loan.item == item).order_by(Loan.returned_at.desc()).first())
                 audit(staff, "receive", item.barcode, "", now)
@@ -252,39 +226,21 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
                 return result
             raise errors.NotOnLoan(f"Item {item.barcode} is not on loan ({item.status.replace('_', ' ')}).",
                                    status=item.status)
-        close_loan(loan, now, cfg.institution)
+        lifecycle.close_loan(loan, now, cfg.institution, DESK)
         if item.owner == cfg.institution:
-            _move(item, "return_own", now)
+            lifecycle.move_item(item, "return_own", now, DESK)
             home = loan.patron.institution if loan.patron_id else cfg.institution
             if home != cfg.institution:
                 outbox.enqueue(home, "loan.returned", return_event_data(loan), now)
         else:
             # A peer's item came back at the patron's home library: it travels home.
-            _move(item, "return_network", now)
+            lifecycle.move_item(item, "return_network", now, DESK)
             result.transit_to = item.owner
             outbox.enqueue(item.owner, "loan.returned", return_event_data(loan), now)
         if loan.lender == cfg.institution:
             billing.assess_at_return(cfg, loan, now)  # a late fine, or a lost item's refund (after the return event)
         audit(staff, "return", loan.id, f"item {item.barcode}", now)
     return result
-
-
-def close_loan(loan, returned_at, where):
-    """Close LOAN, the row and the model, as returned at RETURNED_AT at library WHERE."""
-    loan.status, loan.returned_at, loan.returned_at_institution = "closed", returned_at, where
-    loan.updated_at = returned_at
-    close_loan_row(loan.id, returned_at, where)
-    loan._dirty.clear()
-
-
-CLOSE_LOAN = ("UPDATE loan SET status = 'closed', returned_at = ?, returned_at_institution = ?, updated_at = ? "
-               "WHERE id = ?")
-
-
-def close_loan_row(loan_id, returned_at, where):
-    """Close the loan row LOAN_ID as returned at RETURNED_AT at library WHERE (no model at hand)."""
-    stamp = Loan.returned_at.db_value(returned_at)
-    database.execute_sql(CLOSE_LOAN, (stamp, Loan.returned_at_institution.db_value(where), stamp, loan_id))
 
 
 def return_event_data(loan):
@@ -303,7 +259,7 @@ def set_item_status(cfg, barcode, status, now, staff=None):
             return item  # already so: nothing to change, nothing to audit
         if item.status == "on_loan":
             raise errors.ItemOnLoan(f"Item {item.barcode} is on loan; return it first.")
-        _move(item, move, now)
+        lifecycle.move_item(item, move, now, ADMIN)
         audit(staff, "item_status", item.barcode, status, now)
     return item
 

@@ -13,8 +13,9 @@ import logging
 import threading
 
 from node.domain import errors
-from node.domain.circulation import Standing, own_patron_standing
+from node.domain.circulation import Standing, count_open_loans, own_patron_standing
 from node.domain.ports import home_node
+from node.store.models import Patron
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +79,16 @@ def _remember(key, standing, now, ttl):
             if 0 <= (now - at).total_seconds() < ttl:
                 break
             del _cache[oldest]
+
+
+def network_standing(cfg, home_id, now):
+    """Our patron HOME_ID's standing as a lender elsewhere asks it: ours, and the network-loan limit.
+
+    Past ``max_network_loans`` open loans anywhere in the network the answer is
+    ``patron_limit_reached``.
+    """
+    patron = Patron.of(cfg.institution, home_id)  # read once: the standing and the loan count both need it
+    standing = own_patron_standing(cfg, home_id, now, patron=patron)
+    if standing.ok and count_open_loans(patron) >= cfg.policy[""]["max_network_loans"]:
+        return Standing(False, "patron_limit_reached", "", standing.name, standing.email)
+    return standing

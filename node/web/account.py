@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, flash, redirect, url_for
 
-from node.domain import billing, circulation, errors
+from node.domain import billing, circulation, errors, lifecycle
 from node.web.app import get_config
 from node.clock import utcnow
 from node.store.db import database
@@ -61,7 +61,7 @@ def renew_at_lender(cfg, home_id, loan_id, now, timeout=None):
     if not standing.ok:
         circulation.refuse_for_standing(standing)
     if loan.lender == cfg.institution:
-        return circulation.renew(cfg, loan_id, now, staff="patron")
+        return circulation.renew(cfg, loan_id, now, staff="patron", actor=lifecycle.PATRON)
     from sync.client import peer_request
     status, answer = peer_request(cfg, loan.lender, "POST", f"/api/v1/peer/loans/{quote(loan_id, safe='')}/renew",
                                   {"patron": {"institution": cfg.institution, "id": home_id}},
@@ -76,6 +76,7 @@ def renew_at_lender(cfg, home_id, loan_id, now, timeout=None):
         # The lender's loan.renewed event will say the same; applying it again changes nothing.
         loan = Loan.get_by_id(loan_id)
         if loan.status == "open":
+            lifecycle.move("renew", loan.status, lifecycle.PATRON)
             loan.due_at = max(loan.due_at, due_at)
             loan.renewals = max(loan.renewals, int(answer.get("renewals", loan.renewals)))
             loan.updated_at = now

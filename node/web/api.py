@@ -5,10 +5,9 @@ from decimal import Decimal
 from flask import Blueprint, jsonify, request
 
 from node.clock import utcnow
-from node.domain import circulation, errors
+from node.domain import circulation, errors, lending
 from node.web.app import get_config
 from node.web.auth import api_role, current_staff_name
-from node.domain.standing import standing_for
 
 bp = Blueprint("api", __name__)
 
@@ -132,35 +131,30 @@ def checkout():
     body = json_body()
     barcode = text_field(body, "item_barcode")
     now = utcnow()
-    if "pass" in body:
-        institution, home_id, standing = _pass_patron(cfg, body, now)
-    else:
-        patron = body.get("patron")
-        if not isinstance(patron, dict):
-            raise errors.InvalidField("'patron' must be an object {institution, id}, or send 'pass'.",
-                                      field="patron")
-        institution = text_field(patron, "institution", max_length=32).upper()
-        home_id = text_field(patron, "id")
-        standing = standing_for(cfg, institution, home_id, now)
-    loan = circulation.checkout(cfg, barcode, institution, home_id, standing, now,
-                                staff=current_staff_name())
+    loan = lending.lend(cfg, barcode, _borrower(body), now, staff=current_staff_name())
     # The new loan already holds its item and patron: reading it back cost a joined query per checkout.
     return jsonify(loan_json(loan, now)), 201
 
 
-def _pass_patron(cfg, body, now):
-    """(institution, home id, standing) from a network pass, verified offline (docs/identity.md)."""
-    from node.domain import patron_pass
-    text_field(body, "pass", max_length=patron_pass.MAX_TEXT)
-    npass = patron_pass.verify(cfg, body["pass"], now)  # as sent: a pass has one spelling, spaces included
+def _borrower(body):
+    """Who borrows, as the body says: 'patron' {institution, id}, or a network 'pass' (docs/identity.md)."""
+    from node.domain.patron_pass import MAX_TEXT
     patron = body.get("patron")
-    if patron is not None:
+    if "pass" in body:
+        text_field(body, "pass", max_length=MAX_TEXT)
+        borrower = lending.Borrower(network_pass=body["pass"])  # as sent: a pass has one spelling, spaces included
+        if patron is None:
+            return borrower
         if not isinstance(patron, dict):
             raise errors.InvalidField("'patron' must be an object {institution, id}.", field="patron")
-        claimed = (text_field(patron, "institution", max_length=32).upper(), text_field(patron, "id"))
-        if claimed != (npass.institution, npass.home_id):
-            raise errors.InvalidField("'patron' does not match the network pass.", field="patron")
-    return npass.institution, npass.home_id, patron_pass.standing_from_pass(cfg, npass, now)
+    elif not isinstance(patron, dict):
+        raise errors.InvalidField("'patron' must be an object {institution, id}, or send 'pass'.",
+                                  field="patron")
+    else:
+        borrower = lending.Borrower()
+    borrower.institution = text_field(patron, "institution", max_length=32).upper()
+    borrower.home_id = text_field(patron, "id")
+    return borrower
 
 
 @bp.post("/api/v1/returns")
@@ -171,8 +165,8 @@ def return_item():
     barcode = text_field(body, "item_barcode")
     owner = text_field(body, "owner", required=False, max_length=32)
     now = utcnow()
-    result = circulation.return_item(cfg, barcode, now, owner=owner and owner.upper(),
-                                     staff=current_staff_name())
+    result = lending.give_back(cfg, barcode, now, owner=owner and owner.upper(),
+                                  staff=current_staff_name())
     answer = {"loan": loan_json(circulation.get_loan(result.loan.id), now) if result.loan else None,
               "item": result.item.to_dict(), "received": result.received,
               "transit": {"to": result.transit_to, "name": cfg.library_name(result.transit_to)}
@@ -187,7 +181,7 @@ def return_item():
 def renew(loan_id):
     cfg = get_config()
     now = utcnow()
-    loan = circulation.renew(cfg, loan_id, now, staff=current_staff_name())
+    loan = lending.renew(cfg, loan_id, now, staff=current_staff_name())
     return jsonify(loan_json(circulation.get_loan(loan.id), now))
 
 

@@ -9,15 +9,13 @@ so a browser reload never scans twice).
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from node.domain import circulation, errors
+from node.domain import circulation, errors, lending
 from node.web.app import get_config
 from node.domain.accounts import check_login
 from node.web.auth import current_staff, desk_role, end_session, start_session
 from node.clock import utcnow
 from node.store.models import Loan, Patron
-from node.domain.patron_pass import standing_for_visit
 from node.web.redirects import local_path
-from node.domain.standing import standing_for
 from node.domain.throttle import SignInLimits
 
 bp = Blueprint("desk", __name__)
@@ -113,9 +111,7 @@ def checkout():
             _banner("error", "Scan or type the patron's id.")
             return redirect(url_for("desk.checkout"))
         try:
-            standing = standing_for(cfg, institution, home_id, utcnow())
-            if not standing.ok:
-                circulation.refuse_for_standing(standing)
+            standing = lending.admit(cfg, lending.Borrower(institution, home_id), utcnow())
         except errors.CircnodeError as exc:
             _banner("error", f"{cfg.library_name(institution)} patron {home_id}: {exc.message}")
             session["last_institution"] = institution
@@ -152,17 +148,16 @@ def scan():
 
 def _scan_one(cfg, visit, barcode):
     """Check BARCODE out to the visit's patron and flash the outcome; VISIT is updated in place."""
-    now = utcnow()
+    # A visit begun with a network pass keeps lending on it (home not asked); others ask the home node.
+    borrower = lending.Borrower(visit["institution"], visit["id"], visit.get("pass") or None)
     try:
-        # A visit begun with a network pass keeps lending on it (home not asked); others ask the home node.
-        standing = standing_for_visit(cfg, visit, now)
-        # The home node may have gone away, or come back, since the visit began.
-        visit["provisional"] = standing.provisional
-        loan = circulation.checkout(cfg, barcode, visit["institution"], visit["id"], standing, now,
-                                    staff=current_staff().name)
+        loan = lending.lend(cfg, barcode, borrower, utcnow(), staff=current_staff().name)
     except errors.CircnodeError as exc:
         _banner("error", f"{barcode}: {exc.message}")
         return
+    finally:
+        if borrower.standing is not None:  # the home node may have gone away, or come back, since the visit began
+            visit["provisional"] = borrower.standing.provisional
     due = loan.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
     note = " (made offline, provisional)" if loan.provisional else ""
     _banner("success", f"{barcode} checked out: {loan.item.title} — due {due}{note}")
@@ -198,7 +193,7 @@ def return_item():
         _banner("error", "Scan an item barcode.")
         return redirect(url_for("desk.return_item"))
     try:
-        result = circulation.return_item(cfg, barcode, utcnow(), owner=owner, staff=current_staff().name)
+        result = lending.give_back(cfg, barcode, utcnow(), owner=owner, staff=current_staff().name)
     except errors.AmbiguousBarcode as exc:
         # Not a redirect: the owner buttons must carry this barcode into the next POST.
         owners = [(code, cfg.library_name(code)) for code in exc.details["owners"]]

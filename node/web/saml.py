@@ -163,15 +163,13 @@ def logout():
 
 def _begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
     """Start the desk visit for a verified patron (standing checked), then on to item scanning."""
-    from node.domain.patron_pass import standing_for_visit
+    from node.domain import lending
     visit = {"institution": institution, "id": home_id, "name": name, "provisional": False,
              "loans": [], "verified": via}
     if pass_text:
         visit["pass"] = pass_text
     try:
-        standing = standing_for_visit(cfg, visit, now)
-        if not standing.ok:
-            circulation.refuse_for_standing(standing)
+        standing = lending.admit(cfg, lending.Borrower(institution, home_id, pass_text or None), now)
     except errors.CircnodeError as exc:
         flash(f"{cfg.library_name(institution)} patron {name or home_id}: {exc.message}", "error")
         return redirect(url_for("desk.checkout"))
