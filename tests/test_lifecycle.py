@@ -123,3 +123,14 @@ def test_the_scan_catches_a_status_written_by_hand():
     assert attributes == ["status", "disputed"]
     assert any(_SQL_WRITE.search(node.value) for node in ast.walk(tree)
                if isinstance(node, ast.Constant) and isinstance(node.value, str))
+
+
+def test_architecture_page_holds_the_lifecycle_table_as_declared():
+    import os
+    import re
+
+    from node.domain import lifecycle
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "architecture.md")
+    with open(path, encoding="utf-8") as handle:
+        found = re.search(r"<!-- lifecycle -->\n(.*?)\n<!-- /lifecycle -->", handle.read(), re.DOTALL)
+    assert found and found.group(1) == lifecycle.markdown_table(), "run: python -m node.domain.lifecycle"

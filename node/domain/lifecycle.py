@@ -201,3 +201,16 @@ def settle_rows(quiet, disputed):
                                                   for reason, loan_id in disputed])
     if quiet:
         database.execute_sql(_SETTLED, (json.dumps(quiet),))
+
+
+def markdown_table():
+    """The table as docs/architecture.md shows it (tests/test_lifecycle.py checks the document holds it)."""
+    lines = ["| of | move | from → to | who | what |", "| --- | --- | --- | --- | --- |"]
+    for found in MOVES.values():
+        moves = ", ".join(f"{'(new)' if start is NEW else start}→{end}" for start, end in found.transitions.items())
+        lines.append(f"| {found.of} | `{found.name}` | {moves} | {', '.join(sorted(found.actors))} | {found.doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m node.domain.lifecycle: the table docs/architecture.md holds
+    print(markdown_table())
