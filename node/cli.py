@@ -68,7 +68,7 @@ def init(ctx):
     path, created = ensure_key(cfg)
     click.echo(f"database: {cfg.database_path}")
     click.echo(f"node key: {path} ({'created' if created else 'kept'})")
-    from node import saml_keys  # the SAML service provider's signing and encryption keys
+    from node.identity import saml_keys  # the SAML service provider's signing and encryption keys
     for use, label in ((saml_keys.SIGNING, "SAML certificate"), (saml_keys.ENCRYPTION, "SAML encryption certificate")):
         keypair, made = saml_keys.ensure(cfg, use)
         click.echo(f"{label}: {keypair.cert} ({'created' if made else 'kept'})")
@@ -118,8 +118,8 @@ def log_hash(ctx, patron_id):
 def run(ctx, host, port, threads):
     """Serve the node with waitress and run the scheduler in the same process."""
     from node.runner import serve
-    from node.saml_keys import ensure_encryption_on_start
-    from node.saml_sp import sign_in_institutions, xmlsec_binary
+    from node.identity.saml_keys import ensure_encryption_on_start
+    from node.identity.saml_sp import sign_in_institutions, xmlsec_binary
     cfg = ctx.open()
     ensure_encryption_on_start(cfg)  # a node initialised before encryption keys existed gets one
     if sign_in_institutions(cfg):  # patron sign-in is configured: it cannot work without xmlsec1
@@ -129,7 +129,7 @@ def run(ctx, host, port, threads):
             fail(exc.message)
         import threading
 
-        from node.saml_sp import pysaml2
+        from node.identity.saml_sp import pysaml2
         threading.Thread(target=pysaml2, daemon=True).start()  # import it now, not on the first sign-in
     serve(cfg, host, port, threads)
 

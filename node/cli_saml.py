@@ -18,9 +18,9 @@ def saml_group():
 @refusals
 def saml_metadata(ctx, output):
     """Print (or write to FILE) this node's SP metadata, for a federation operator or an IdP admin."""
-    from node import saml_metadata as metadata
+    from node.identity import saml_metadata as metadata
     from node.clock import utcnow
-    from node.saml_sp import sp_metadata_xml
+    from node.identity.saml_sp import sp_metadata_xml
     cfg = ctx.cfg
     if output:
         folder = os.path.dirname(os.path.abspath(output))
@@ -50,7 +50,7 @@ def rollover():
 @refusals
 def rollover_start(ctx):
     """Make new keys; the metadata publishes old and new, the old ones still sign and decrypt."""
-    from node import saml_keys
+    from node.identity import saml_keys
     cfg = ctx.cfg
     made = saml_keys.rollover_start(cfg)
     for keypair in made:
@@ -65,7 +65,7 @@ def rollover_start(ctx):
 @refusals
 def rollover_finish(ctx):
     """Retire the old keys: the new ones sign and decrypt, and only they are published."""
-    from node import saml_keys
+    from node.identity import saml_keys
     from node.clock import utcnow
     cfg = ctx.cfg
     retired = saml_keys.rollover_finish(cfg, utcnow())
@@ -79,7 +79,7 @@ def federation():
 
 
 def _federation_cfg(ctx):
-    from node import saml_federation
+    from node.identity import saml_federation
     cfg = ctx.cfg
     if not saml_federation.configured(cfg):
         fail(f"{cfg.path}: [saml] federation_metadata is empty: no federation is configured")
@@ -91,7 +91,7 @@ def _federation_cfg(ctx):
 @refusals
 def federation_status(ctx):
     """The copy in use, the last attempts, and each institution's IdP in it; exit 1 when sign-in is affected."""
-    from node import saml_federation
+    from node.identity import saml_federation
     from node.clock import utcnow
     cfg = _federation_cfg(ctx)
     status = saml_federation.status(cfg, utcnow())
@@ -122,7 +122,7 @@ def federation_status(ctx):
 @refusals
 def federation_refresh(ctx):
     """Fetch and verify the aggregate now; a running node takes the new copy by itself."""
-    from node import saml_federation
+    from node.identity import saml_federation
     from node.clock import utcnow
     cfg = _federation_cfg(ctx)
     aggregate = saml_federation.refresh(cfg, utcnow())

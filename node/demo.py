@@ -115,7 +115,7 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     from node.domain.accounts import add_staff, new_token
     from node.store.db import database, open_database
     from node.keys import ensure_key, public_key_text
-    from node.saml_sp import ensure_sp_certificate
+    from node.identity.saml_sp import ensure_sp_certificate
 
     manifest = os.path.join(base_dir, "network.json")
     if os.path.exists(manifest):
@@ -167,7 +167,7 @@ def _free_port():
 def _write_idp(info, infos, cfg, patrons):
     """INFO's SP metadata and its institution's demo IdP, whose accounts match the sample patrons."""
     from node.idp import write_demo_idp
-    from node.saml_sp import sp_metadata_xml
+    from node.identity.saml_sp import sp_metadata_xml
     with open(os.path.join(info.folder, "sp_metadata.xml"), "w", encoding="utf-8") as handle:
         handle.write(sp_metadata_xml(cfg))
     code = info.code.lower()

@@ -332,7 +332,7 @@ def write_demo_idp(folder, institution, name, base_url, users, sp_metadata):
     USERS are (uid, name, email) rows; every account's password is DEMO_PATRON_PASSWORD.
     Returns the path of idp.ini.  Existing keys are kept.
     """
-    from node.saml_sp import make_self_signed
+    from node.identity.saml_sp import make_self_signed
     os.makedirs(folder, exist_ok=True)
     key_file, cert_file = os.path.join(folder, "idp.key"), os.path.join(folder, "idp.crt")
     if not os.path.exists(key_file):

@@ -167,7 +167,7 @@ def test_patron_signs_in_on_their_phone_and_the_desk_continues_by_itself(net, ch
 # --- the link's refusals, in-process with a shifted "now" --------------------
 
 def test_expired_used_and_unknown_phone_links_get_a_clear_page(app, client, node_config):
-    from node import phone_link
+    from node.identity import phone_link
     now = datetime.datetime.now(UTC)
     _, expired = phone_link.create(node_config, "SOUTH", now - datetime.timedelta(minutes=10))
     answer = client.get(f"/p/{expired}")

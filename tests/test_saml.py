@@ -148,7 +148,7 @@ def test_unsigned_response_is_refused(net):
 
 
 def test_assertion_signed_by_a_key_not_in_the_metadata_is_refused(net):
-    from node.saml_sp import make_self_signed
+    from node.identity.saml_sp import make_self_signed
     key, cert = str(net.tmp / "rogue.key"), str(net.tmp / "rogue.crt")
     if not os.path.exists(key):
         make_self_signed(key, cert, "rogue")

@@ -59,7 +59,7 @@ def north_cfg(net):
 
 
 def north_cert(net, use="encryption", stage="current"):
-    from node import saml_keys
+    from node.identity import saml_keys
     return saml_keys.certificate_text(saml_keys.pair(north_cfg(net), use, stage).cert)
 
 
@@ -69,7 +69,7 @@ def idp_key(net, idp="SOUTH"):
 
 
 def rogue_cert(net):
-    from node.saml_keys import certificate_text, make_self_signed
+    from node.identity.saml_keys import certificate_text, make_self_signed
     key, cert = str(net.tmp / "rogue.key"), str(net.tmp / "rogue.crt")
     if not os.path.exists(key):
         make_self_signed(key, cert, "rogue SP")

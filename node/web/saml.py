@@ -25,7 +25,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 
 from node.domain import circulation, errors
 
-from node import phone_link, saml_sp
+from node.identity import phone_link, saml_sp
 from node.web.app import get_config
 from node.web.auth import current_staff, desk_role
 from node.clock import utcnow
@@ -288,7 +288,7 @@ def account():
 @bp.get("/admin/federation")
 @desk_role("admin")
 def federation_page():
-    from node import saml_federation
+    from node.identity import saml_federation
     cfg = get_config()
     if not saml_federation.configured(cfg):
         return render_template("federation.html", status=None)
@@ -298,7 +298,7 @@ def federation_page():
 @bp.post("/admin/federation/refresh")
 @desk_role("admin")
 def federation_refresh():
-    from node import saml_federation
+    from node.identity import saml_federation
     cfg = get_config()
     if saml_federation.configured(cfg):
         try:
