@@ -368,7 +368,7 @@ def backup(ctx, target):
               help="The first node listens here, the next on the port after, ...")
 def demo(base_dir, port_base):
     """Start a demo network (NORTH, SOUTH, EAST) on loopback with sample data; Ctrl-C stops it."""
-    from node.demo import run_demo
+    from node.demo.network import run_demo
     run_demo(os.path.abspath(base_dir), port_base, echo=click.echo)
 
 

@@ -1,7 +1,7 @@
 """Patron sign-in (SAML) against a real pysaml2 IdP process, over real HTTP.
 
-NORTH runs as a ``circnode run`` process; SOUTH's demo IdP (node/idp.py) as
-a ``python -m node.idp`` process.  AuthnRequests travel by HTTP-Redirect,
+NORTH runs as a ``circnode run`` process; SOUTH's demo IdP (node/demo/idp.py) as
+a ``python -m node.demo.idp`` process.  AuthnRequests travel by HTTP-Redirect,
 responses by HTTP-POST, signed by xmlsec1.  Attacks either tamper with what
 the real IdP sent, or are made by pysaml2's IdP code with the right (or a
 wrong) key, then are posted to NORTH's assertion consumer like a browser
@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from node.demo import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
-from node.idp import DEMO_PATRON_PASSWORD
+from node.demo.network import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.idp import DEMO_PATRON_PASSWORD
 from tests.network import free_port
 
 
@@ -97,7 +97,7 @@ def b64(xml):
 
 def crafted(net, request_id, idp="SOUTH", user="south-1", audience=None, destination=None, **overrides):
     """A response made by pysaml2's IdP code with IDP's settings (and OVERRIDES: lifetime, keys)."""
-    from node.idp import authn_response, load_settings, make_server
+    from node.demo.idp import authn_response, load_settings, make_server
     settings = load_settings(net.infos[idp].idp_config)
     server = make_server(settings, **overrides)
     north = net.north.url

@@ -133,7 +133,7 @@ def test_metadata_is_schema_valid_and_an_idp_reads_its_encryption_certificate(tm
     from saml2.xml.schema import validate
 
     from node.identity import saml_keys
-    from node.idp import load_settings, server_config, write_demo_idp
+    from node.demo.idp import load_settings, server_config, write_demo_idp
     from node.identity.saml_sp import sp_metadata_xml
     cfg = make_node(tmp_path)
     text = sp_metadata_xml(cfg, NOW)

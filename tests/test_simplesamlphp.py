@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from node.demo import make_network, start_node, wait_healthy
+from node.demo.network import make_network, start_node, wait_healthy
 from tests import simplesamlphp as ssp
 from tests.network import free_port
 
