@@ -9,7 +9,7 @@ UTC = datetime.timezone.utc
 
 
 def run_cli(cfg, *args):
-    from node.cli import main
+    from node.cli.main import main
     return CliRunner().invoke(main, ["--config", cfg.path, *args], catch_exceptions=False)
 
 
@@ -48,7 +48,7 @@ def test_a_failing_step_is_recorded_and_the_others_still_run(lender):  # noqa: F
 
 
 def test_circnode_run_schedules_the_daily_jobs_and_the_notice_retry(lender):  # noqa: F811
-    from node.runner import start_scheduler
+    from node.cli.runner import start_scheduler
     scheduler = start_scheduler(lender)
     try:
         daily = scheduler.get_job("daily_jobs")

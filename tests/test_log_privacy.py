@@ -200,7 +200,7 @@ def test_log_hash_is_ten_hex_digits_keyed_by_the_node_and_printed_by_the_cli(nod
     from click.testing import CliRunner
 
     from node import config
-    from node.cli import main
+    from node.cli.main import main
     from node.keys import ensure_key
     from node.logs import patron_hash
     from tests.conftest import write_config

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from node.cli_errors import fail, refusals
+from node.cli.common import fail, pass_ctx, refusals
 
 
 @click.group("saml")
@@ -14,7 +14,7 @@ def saml_group():
 
 @saml_group.command("metadata")
 @click.option("--output", "output", metavar="FILE", help="Write the metadata to FILE instead of standard output.")
-@click.pass_obj
+@pass_ctx
 @refusals
 def saml_metadata(ctx, output):
     """Print (or write to FILE) this node's SP metadata, for a federation operator or an IdP admin."""
@@ -46,7 +46,7 @@ def rollover():
 
 
 @rollover.command("start")
-@click.pass_obj
+@pass_ctx
 @refusals
 def rollover_start(ctx):
     """Make new keys; the metadata publishes old and new, the old ones still sign and decrypt."""
@@ -61,7 +61,7 @@ def rollover_start(ctx):
 
 
 @rollover.command("finish")
-@click.pass_obj
+@pass_ctx
 @refusals
 def rollover_finish(ctx):
     """Retire the old keys: the new ones sign and decrypt, and only they are published."""
@@ -87,7 +87,7 @@ def _federation_cfg(ctx):
 
 
 @federation.command("status")
-@click.pass_obj
+@pass_ctx
 @refusals
 def federation_status(ctx):
     """The copy in use, the last attempts, and each institution's IdP in it; exit 1 when sign-in is affected."""
@@ -118,7 +118,7 @@ def federation_status(ctx):
 
 
 @federation.command("refresh")
-@click.pass_obj
+@pass_ctx
 @refusals
 def federation_refresh(ctx):
     """Fetch and verify the aggregate now; a running node takes the new copy by itself."""
@@ -128,3 +128,6 @@ def federation_refresh(ctx):
     aggregate = saml_federation.refresh(cfg, utcnow())
     click.echo(f"federation metadata verified and kept: {len(aggregate.entities)} entities, "
                f"{len(aggregate.idps)} identity providers, valid until {aggregate.valid_until.isoformat()}")
+
+
+COMMANDS = [saml_group]

@@ -1,4 +1,7 @@
-"""``circnode run``: the waitress server and the APScheduler jobs in one process."""
+"""``circnode run``: the waitress server and the APScheduler jobs in one process.
+
+With the CLI, above all it starts: the web app, the protocol's push, the daily jobs, the federation's refresh.
+"""
 import datetime
 import logging
 
