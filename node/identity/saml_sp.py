@@ -6,7 +6,7 @@ sent and still hold (server-side, single use), it comes from the identity
 provider of the institution the patron chose, its assertion is signed by that
 provider's key from metadata, made for us (audience), sent to us
 (destination, recipient), fresh (small clock skew) and never seen before.
-No Flask here: the views in ``node/web/saml.py`` call ``start_login`` and
+No Flask here: the views in ``node/web/saml.py`` and ``node/web/phone.py`` call ``start_login`` and
 ``verify_response``.
 """
 import base64
