@@ -129,7 +129,6 @@ def page():
                            lender_name=lambda code: cfg.library_name(code))
 
 
-
 @bp.post("/patron/account/loans/<loan_id>/renew")
 def renew(loan_id):
     """The Renew button: ask the lender, show its answer; unreachable lender, nothing changes."""
