@@ -97,7 +97,7 @@ def runner():
     """Run the circnode CLI group in this process on a node's config: runner(cfg, *args) -> click's Result."""
     from click.testing import CliRunner
 
-    from node.cli import main
+    from node.cli.main import main
     cli = CliRunner()
 
     def invoke(cfg, *args, **kwargs):

@@ -1,6 +1,6 @@
 """Real node processes on loopback for the multi-node tests.
 
-Built with ``node.demo.make_network`` (the same code the demo runs), each
+Built with ``node.demo.network.make_network`` (the same code the demo runs), each
 node a ``circnode run`` child process that a test can stop, SIGKILL, restart
 or start with a shifted clock.
 """
@@ -12,7 +12,7 @@ import sys
 
 import requests
 
-from node.demo import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.network import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
 from tests.faultproxy import FaultProxy
 
 
@@ -56,7 +56,7 @@ class Network:
         return process
 
     def start_idp(self, code):
-        """Start CODE's demo identity provider (``python -m node.idp``); stopped with the nodes."""
+        """Start CODE's demo identity provider (``python -m node.demo.idp``); stopped with the nodes."""
         info = self.infos[code]
         process = start_idp(info)
         self.processes[f"{code}-idp"] = process

@@ -120,7 +120,7 @@ class SimpleSamlPhpIdp:
     # --- configuration ---------------------------------------------------------
 
     def _write_config(self):
-        from node.saml_sp import make_self_signed
+        from node.identity.saml_sp import make_self_signed
         key = os.path.join(self.cert_dir, "idp.key")
         if not os.path.exists(key):
             make_self_signed(key, os.path.join(self.cert_dir, "idp.crt"), f"{self.organization} IdP")

@@ -42,7 +42,7 @@ def test_a_failing_step_is_recorded_and_the_others_still_run(lender, runner):
 
 
 def test_circnode_run_schedules_the_daily_jobs_and_the_notice_retry(lender):
-    from node.runner import start_scheduler
+    from node.cli.runner import start_scheduler
     scheduler = start_scheduler(lender)
     try:
         daily = scheduler.get_job("daily_jobs")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from node.demo import DEMO_PASSWORD
+from node.demo.network import DEMO_PASSWORD
 from tests.conftest import needs_chromium
 
 pytestmark = [pytest.mark.browser, needs_chromium]

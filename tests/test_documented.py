@@ -22,7 +22,7 @@ def command_paths(group, prefix="circnode"):
 
 
 def test_every_cli_command_is_documented():
-    from node.cli import main
+    from node.cli.main import main
     docs = documentation()
     missing = [path for path in command_paths(main) if path not in docs]
     assert not missing, f"undocumented commands: {missing}"

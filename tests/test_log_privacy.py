@@ -1,7 +1,7 @@
 """No patron id, name or email in any log line: the sync, billing and identity stories over real processes.
 
 NORTH and SOUTH run as ``circnode run`` processes, SOUTH's demo IdP as
-``python -m node.idp``; their logs are each folder's node.log and idp.log.
+``python -m node.demo.idp``; their logs are each folder's node.log and idp.log.
 Patrons with names found nowhere else (``zz-patron-7``, Quentin Xylophone)
 borrow, are refused, billed, exported, paid, signed in and given a network
 pass; a peer's request about one of them fails its signature check, and a

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from node.web import openapi
-from node.demo import DEMO_NODES
+from node.demo.network import DEMO_NODES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -14,7 +14,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.demo import DEMO_PASSWORD
+from node.demo.network import DEMO_PASSWORD
 from sync.client import standing_path
 from sync.signing import encode_public_key, request_target, sign_request, target_uri
 from tests.conftest import write_config

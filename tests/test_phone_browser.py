@@ -1,7 +1,7 @@
 """Choose your institution, sign in there, borrow: in real headless Chromium.
 
 NORTH and SOUTH run as ``circnode run`` processes and SOUTH's demo IdP as
-``python -m node.idp``, built by ``make_network(idps=True)`` as ``circnode
+``python -m node.demo.idp``, built by ``make_network(idps=True)`` as ``circnode
 demo`` builds them.  One browser context is the desk computer, another the
 patron's phone.  The last tests check the phone link's refusals in-process.
 """
@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from node.demo import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
-from node.idp import DEMO_PATRON_PASSWORD
+from node.demo.network import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.idp import DEMO_PATRON_PASSWORD
 from tests.conftest import needs_chromium
 from tests.network import free_port
 
@@ -167,7 +167,7 @@ def test_patron_signs_in_on_their_phone_and_the_desk_continues_by_itself(net, ch
 # --- the link's refusals, in-process with a shifted "now" --------------------
 
 def test_expired_used_and_unknown_phone_links_get_a_clear_page(app, client, node_config):
-    from node import phone_link
+    from node.identity import phone_link
     now = datetime.datetime.now(UTC)
     _, expired = phone_link.create(node_config, "SOUTH", now - datetime.timedelta(minutes=10))
     answer = client.get(f"/p/{expired}")

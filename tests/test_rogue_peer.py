@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from node.demo import DEMO_NODES
+from node.demo.network import DEMO_NODES
 from tests import rogue
 from tests.network import Network
 from tests.rogue import DROP, Rogue, db_rows, iso, new_id

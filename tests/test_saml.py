@@ -1,7 +1,7 @@
 """Patron sign-in (SAML) against a real pysaml2 IdP process, over real HTTP.
 
 NORTH runs as a ``circnode run`` process; SOUTH's demo IdP (node/idp.py) as
-a ``python -m node.idp`` process.  AuthnRequests travel by HTTP-Redirect,
+a ``python -m node.demo.idp`` process.  AuthnRequests travel by HTTP-Redirect,
 responses by HTTP-POST, signed by xmlsec1.  Attacks either tamper with what
 the real IdP sent, or are made by pysaml2's IdP code with the right (or a
 wrong) key, then are posted to NORTH's assertion consumer like a browser
@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from node.demo import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.network import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
 from tests.network import free_port
 from tests.helpers.saml import b64, crafted, idp_sign_in, me, post_acs, refused, start
 
@@ -91,7 +91,7 @@ def test_unsigned_response_is_refused(net):
 
 
 def test_assertion_signed_by_a_key_not_in_the_metadata_is_refused(net):
-    from node.saml_sp import make_self_signed
+    from node.identity.saml_sp import make_self_signed
     key, cert = str(net.tmp / "rogue.key"), str(net.tmp / "rogue.crt")
     if not os.path.exists(key):
         make_self_signed(key, cert, "rogue")

@@ -4,7 +4,7 @@ NORTH runs as a ``circnode run`` process; SOUTH's demo IdP answers in the
 clear, EAST's (``encrypt_assertions = yes``) encrypts every assertion for
 NORTH's encryption certificate from its metadata, and NORTH names EAST's
 patron id attribute by its OID.  Other answers are made with pysaml2's IdP
-code and encrypted with xmlsec1 (node/idp.py), then posted to NORTH's
+code and encrypted with xmlsec1 (node/demo/idp.py), then posted to NORTH's
 assertion consumer like a browser would: each is accepted, or refused with a
 code that names the cause.
 """
@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from node.demo import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.network import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
 from tests.network import free_port
 from tests.helpers.cli import circnode, ok
 from tests.helpers.saml import b64, crafted, idp_sign_in, me, post_acs, refused, start
@@ -59,17 +59,17 @@ def north_cfg(net):
 
 
 def north_cert(net, use="encryption", stage="current"):
-    from node import saml_keys
+    from node.identity import saml_keys
     return saml_keys.certificate_text(saml_keys.pair(north_cfg(net), use, stage).cert)
 
 
 def idp_key(net, idp="SOUTH"):
-    from node.idp import load_settings
+    from node.demo.idp import load_settings
     return load_settings(net.infos[idp].idp_config)["key_file"]
 
 
 def rogue_cert(net):
-    from node.saml_keys import certificate_text, make_self_signed
+    from node.identity.saml_keys import certificate_text, make_self_signed
     key, cert = str(net.tmp / "rogue.key"), str(net.tmp / "rogue.crt")
     if not os.path.exists(key):
         make_self_signed(key, cert, "rogue SP")
@@ -78,14 +78,14 @@ def rogue_cert(net):
 
 def encrypted(net, xml, cert=None, **algorithms):
     """XML (a signed response of SOUTH's IdP) with its assertion encrypted, and the Response signed again."""
-    from node.idp import encrypt_assertion, sign_element
+    from node.demo.idp import encrypt_assertion, sign_element
     xml = encrypt_assertion(xml, cert or north_cert(net), XMLSEC, **algorithms)
     return sign_element(xml, "Response", idp_key(net), XMLSEC) if 'Reference URI="#' in xml else xml
 
 
 def with_encrypted_name_id(net, xml, cert=None):
     """XML with its NameID replaced by an EncryptedID for CERT, the assertion and response signed anew."""
-    from node.idp import _with_namespaces, encrypt_element, sign_element
+    from node.demo.idp import _with_namespaces, encrypt_element, sign_element
     name_id = re.search(r"<(\w+:)NameID\b.*?</\1NameID>", xml, re.S)
     prefix = name_id.group(1)
     data = encrypt_element(_with_namespaces(name_id.group(0), xml), cert or north_cert(net), XMLSEC)
@@ -226,7 +226,7 @@ def test_name_id_encrypted_for_another_key_is_refused_by_name(net):
 def test_response_signed_with_rsa_sha1_is_refused(net):
     from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
 
-    from node.idp import entity_id, load_settings, make_server
+    from node.demo.idp import entity_id, load_settings, make_server
     browser, request_id, _ = start(net)
     settings = load_settings(net.south.idp_config)
     north = net.north.url

@@ -4,8 +4,8 @@ institution's IdP taken from it.
 The federation is a key made here and a web server on loopback serving an
 aggregate signed with it by xmlsec1 (tests/simplesamlphp.py's
 ``signed_aggregate``: RSA-SHA256, enveloped, as federations sign); it holds
-the demo IdPs (node/idp.py) of SOUTH and EAST.  NORTH's node.ini names those
-IdPs only by ``idp_entity_id``.  The first tests call node/saml_federation.py
+the demo IdPs (node/demo/idp.py) of SOUTH and EAST.  NORTH's node.ini names those
+IdPs only by ``idp_entity_id``.  The first tests call node/identity/saml_federation.py
 as of a time they pass in; the last ones run NORTH as ``circnode run`` with
 both IdPs and sign patrons in through it, then make the federation drop EAST,
 send an altered aggregate and go offline, while the admin page and the CLI
@@ -25,11 +25,12 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from node import config, saml_federation
+from node import config
+from node.identity import saml_federation
 from node.domain import errors
-from node.demo import DEMO_NODES, DEMO_PASSWORD
-from node.idp import DEMO_PATRON_PASSWORD
-from node.saml_sp import make_self_signed
+from node.demo.network import DEMO_NODES, DEMO_PASSWORD
+from node.demo.idp import DEMO_PATRON_PASSWORD
+from node.identity.saml_sp import make_self_signed
 from tests.network import Network
 from tests.simplesamlphp import signed_aggregate
 

@@ -30,7 +30,7 @@ description = Borrow at North University with your own library's account.
 
 def make_node(tmp_path, extra=CONTACTS, south_attribute="uid"):
     from node import config
-    from node.saml_sp import ensure_sp_certificate
+    from node.identity.saml_sp import ensure_sp_certificate
     folder = str(tmp_path / "north")
     path = write_config(folder, peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")], extra=extra)
     with open(path) as handle:
@@ -44,7 +44,7 @@ def make_node(tmp_path, extra=CONTACTS, south_attribute="uid"):
 
 
 def metadata(cfg, now=NOW):
-    from node.saml_sp import sp_metadata_xml
+    from node.identity.saml_sp import sp_metadata_xml
     return ET.fromstring(sp_metadata_xml(cfg, now).encode())
 
 
@@ -56,7 +56,7 @@ def certificates(root, use):
 # --- point 4: what a federation registers --------------------------------------
 
 def test_metadata_publishes_separate_signing_and_encryption_certificates(tmp_path):
-    from node import saml_keys
+    from node.identity import saml_keys
     cfg = make_node(tmp_path)
     root = metadata(cfg)
     signing, encryption = certificates(root, "signing"), certificates(root, "encryption")
@@ -132,9 +132,9 @@ def test_metadata_advertises_only_accepted_algorithms(tmp_path):
 def test_metadata_is_schema_valid_and_an_idp_reads_its_encryption_certificate(tmp_path):
     from saml2.xml.schema import validate
 
-    from node import saml_keys
-    from node.idp import load_settings, server_config, write_demo_idp
-    from node.saml_sp import sp_metadata_xml
+    from node.identity import saml_keys
+    from node.demo.idp import load_settings, server_config, write_demo_idp
+    from node.identity.saml_sp import sp_metadata_xml
     cfg = make_node(tmp_path)
     text = sp_metadata_xml(cfg, NOW)
     validate(text)
@@ -174,7 +174,8 @@ def test_metadata_command_notes_the_contacts_a_federation_requires(tmp_path):
 # --- keys: init, existing nodes, rollover -------------------------------------------
 
 def test_init_creates_the_encryption_key_and_an_older_node_gets_one_on_start(tmp_path):
-    from node import config, saml_keys
+    from node import config
+    from node.identity import saml_keys
     path = write_config(str(tmp_path / "north"))
     first = ok(circnode("--config", path, "init"))
     assert "SAML encryption certificate:" in first.stdout and "(created)" in first.stdout
@@ -189,7 +190,7 @@ def test_init_creates_the_encryption_key_and_an_older_node_gets_one_on_start(tmp
 
 
 def test_rollover_publishes_old_and_new_keys_then_retires_the_old(tmp_path):
-    from node import saml_keys
+    from node.identity import saml_keys
     cfg = make_node(tmp_path)
     old = {use: saml_keys.certificate_text(saml_keys.pair(cfg, use).cert) for use in ("signing", "encryption")}
     refused(circnode("--config", cfg.path, "saml", "rollover", "finish"), "key_rollover_refused")
@@ -201,7 +202,7 @@ def test_rollover_publishes_old_and_new_keys_then_retires_the_old(tmp_path):
     assert certificates(root, "signing") == [old["signing"], new["signing"]]
     # The new encryption certificate first: IdPs encrypt for the first, and it outlives the rollover.
     assert certificates(root, "encryption") == [new["encryption"], old["encryption"]]
-    from node.saml_sp import sp_files
+    from node.identity.saml_sp import sp_files
     assert saml_keys.certificate_text(sp_files(cfg)[1]) == old["signing"]  # the old key still signs
     ok(circnode("--config", cfg.path, "saml", "rollover", "finish"))
     root = metadata(cfg)
@@ -217,18 +218,18 @@ def test_rollover_publishes_old_and_new_keys_then_retires_the_old(tmp_path):
 @pytest.mark.parametrize("configured", ["uid", OID_UID, "urn:mace:dir:attribute-def:uid", "UID"])
 @pytest.mark.parametrize("sent", ["uid", OID_UID])
 def test_patron_id_attribute_matches_friendly_and_oid_names_both_ways(configured, sent):
-    from node.saml_attributes import values
+    from node.identity.saml_attributes import values
     assert values({sent: ["south-1"], "mail": ["x@y.example"]}, configured) == ["south-1"]
 
 
 def test_attribute_names_pysaml2_knows_but_the_table_does_not_match_too():
-    from node.saml_attributes import values
+    from node.identity.saml_attributes import values
     assert values({"o": ["South College"]}, "urn:oid:2.5.4.10") == ["South College"]
     assert values({"urn:oid:2.5.4.10": ["South College"]}, "o") == ["South College"]
 
 
 def test_entra_claims_stand_for_mail_and_display_name():
-    from node.saml_attributes import values
+    from node.identity.saml_attributes import values
     ava = {"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["p@south.example"],
            "http://schemas.microsoft.com/identity/claims/displayname": ["South Patron"],
            "http://schemas.microsoft.com/identity/claims/objectidentifier": ["0f6a-11"]}
@@ -238,7 +239,7 @@ def test_entra_claims_stand_for_mail_and_display_name():
 
 
 def test_two_different_values_under_two_names_of_one_attribute_are_not_one_patron_id():
-    from node.saml_attributes import values
+    from node.identity.saml_attributes import values
     assert values({"uid": ["south-1"], OID_UID: ["south-2"]}, "uid") == ["south-1", "south-2"]
     assert values({"uid": ["south-1"], OID_UID: ["south-1"]}, "uid") == ["south-1"]
 
@@ -264,7 +265,7 @@ DS, MORE, XENC = ("http://www.w3.org/2000/09/xmldsig#", "http://www.w3.org/2001/
 ])
 def test_signature_algorithms_sha1_only_when_allowed_md5_never(sig, digest, allow_sha1, accepted):
     from node.domain import errors
-    from node.saml_crypto import check_signature_algorithms
+    from node.identity.saml_crypto import check_signature_algorithms
 
     def refuse(cls, reason):
         return cls(reason)

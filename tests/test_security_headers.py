@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from node.domain.accounts import add_staff
-from node.demo import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
-from node.idp import DEMO_PATRON_PASSWORD
+from node.demo.network import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.idp import DEMO_PATRON_PASSWORD
 from tests.conftest import needs_chromium, write_config
 from tests.network import free_port
 from tests.helpers.desk import PASSWORD, post_form

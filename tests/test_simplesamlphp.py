@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from node.demo import make_network, start_node, wait_healthy
+from node.demo.network import make_network, start_node, wait_healthy
 from tests import simplesamlphp as ssp
 from tests.network import free_port
 
@@ -242,7 +242,7 @@ def test_encrypted_assertion_that_is_not_itself_signed_is_refused(net):
 
 
 def test_assertion_encrypted_for_another_key_is_refused_naming_encryption(net):
-    from node.saml_sp import make_self_signed
+    from node.identity.saml_sp import make_self_signed
     key, cert = str(net.tmp / "other-enc.key"), str(net.tmp / "other-enc.crt")
     if not os.path.exists(cert):
         make_self_signed(key, cert, "not NORTH")
@@ -329,7 +329,7 @@ def federation(net, tmp_path_factory):
     reads the aggregate as the federation signed it; ``tampered`` reads a copy
     in which SOUTH's IdP certificate was swapped for an attacker's after signing.
     """
-    from node.saml_sp import make_self_signed
+    from node.identity.saml_sp import make_self_signed
     base = tmp_path_factory.mktemp("federation")
     east_idp = ssp.SimpleSamlPhpIdp(base / "idp-east", free_port(), USERS, organization="East Institute")
     keys = {name: (str(base / f"{name}.key"), str(base / f"{name}.crt")) for name in ("federation", "attacker")}

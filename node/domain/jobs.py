@@ -1,7 +1,7 @@
 """The daily jobs: overdue, lost, notices, purge.
 
 ``run_daily(cfg, now)`` runs them as of NOW (``circnode jobs run --at`` passes
-a time, for operators catching up and for tests); ``circnode run`` (node/runner.py) schedules
+a time, for operators catching up and for tests); ``circnode run`` (node/cli/runner.py) schedules
 them once a day at ``[jobs] daily_at`` and retries unsent notices every
 ``[smtp] retry_minutes``.  Each step is idempotent, so a run repeated or
 overlapping another does nothing twice.  A failing step is logged and

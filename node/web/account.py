@@ -1,7 +1,7 @@
 """The patron's account at home: every network loan, fees and blocks, and Renew.
 
-The page itself is ``/patron/account`` (node/web/saml.py, which signs the patron
-in); it includes ``_account_network.html``, fed by ``network_account``.  The
+The page is ``/patron/account`` (the patron signs in by node/web/saml.py); it
+includes ``_account_network.html``, fed by ``network_account``.  The
 Renew button asks the lender, signed and online: the lender's policy
 decides, and its answer is shown.  When the lender cannot be reached, the
 page says so and nothing changes anywhere.
@@ -9,9 +9,10 @@ page says so and nothing changes anywhere.
 import datetime
 from urllib.parse import quote
 
-from flask import Blueprint, flash, redirect, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 
 from node.domain import billing, circulation, errors, lifecycle
+from node.identity import saml_sp
 from node.web.app import get_config
 from node.clock import utcnow
 from node.store.db import database
@@ -21,7 +22,7 @@ bp = Blueprint("account", __name__)
 
 
 def init_app(app):
-    """Register the patron's renew at the lender."""
+    """Register the patron's account page and its renew at the lender."""
     app.register_blueprint(bp)
 
 
@@ -108,6 +109,27 @@ def _helpers():
     return {"network_account": for_patron}
 
 
+@bp.get("/patron/account")
+def page():
+    """A patron of this node: their loans and network pass (or the way to sign in)."""
+    from node.domain.patron_pass import issue, qr_svg
+    cfg = get_config()
+    now = utcnow()
+    patron = signed_in_patron(cfg, now)
+    if patron is None or patron["institution"] != cfg.institution:
+        return render_template("patron_account.html", patron=None,
+                               can_sign_in=cfg.institution in saml_sp.sign_in_institutions(cfg))
+    loans = list(circulation.loans_query(institution=cfg.institution, home_id=patron["id"]).limit(500))
+    npass, refusal = None, None
+    try:
+        npass = issue(cfg, patron["id"], now)
+    except errors.CircnodeError as exc:
+        refusal = exc
+    return render_template("patron_account.html", patron=patron, loans=loans, npass=npass, refusal=refusal,
+                           qr=qr_svg(npass.text) if npass else "", now=now,
+                           lender_name=lambda code: cfg.library_name(code))
+
+
 @bp.post("/patron/account/loans/<loan_id>/renew")
 def renew(loan_id):
     """The Renew button: ask the lender, show its answer; unreachable lender, nothing changes."""
@@ -116,7 +138,7 @@ def renew(loan_id):
     patron = signed_in_patron(cfg, now)
     if patron is None or patron.get("institution") != cfg.institution:
         flash("Sign in again to renew.", "error")
-        return redirect(url_for("patron.account"))
+        return redirect(url_for("account.page"))
     loan = Loan.get_or_none(id=loan_id)
     lender = cfg.library_name(loan.lender) if loan else "the lending library"
     try:
@@ -129,4 +151,4 @@ def renew(loan_id):
     else:
         due = renewed.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
         flash(f"Renewed by {lender}: now due {due}.", "success")
-    return redirect(url_for("patron.account"))
+    return redirect(url_for("account.page"))

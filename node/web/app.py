@@ -47,8 +47,8 @@ def create_app(cfg, test_config=None):
     headers.init_app(app, cfg.node["base_url"])  # CSP, nosniff, Referrer-Policy; HSTS on https
 
     # One blueprint per URL area, in the order they were always registered.
-    from node.web import (account, api, billing_api, billing_ui, desk, privacy, saml, standing_lookups,
-                          sync_queue)
+    from node.web import (account, api, billing_api, billing_ui, desk, federation, me, network_pass, phone, privacy,
+                          saml, standing_lookups, sync_queue)
     from sync import receive
     api.init_app(app)  # the JSON API: Bearer tokens only, CSRF-exempt
     desk.init_app(app)
@@ -56,9 +56,13 @@ def create_app(cfg, test_config=None):
     sync_queue.init_app(app)  # the admin sync queue: its JSON is CSRF-exempt, its page is not
     standing_lookups.init_app(app)  # peers' standing lookups: JSON (CSRF-exempt) and page, for admins
     saml.init_app(app, csrf)  # patron sign-in: only its assertion consumer is CSRF-exempt
+    phone.init_app(app)  # sign-in on the patron's phone, started at the desk
+    network_pass.init_app(app)  # the desk scans a network pass
+    me.init_app(app)  # /api/v1/me, the signed-in patron
+    federation.init_app(app)  # the federation's aggregate, for admins
     billing_api.init_app(app)  # fees and bursar API (CSRF-exempt)
     billing_ui.init_app(app)  # cashier, ledger and bursar pages
-    account.init_app(app)  # the patron's renew at the lender
+    account.init_app(app)  # the patron's account page and renew at the lender
     privacy.init_app(app)  # /privacy
 
     @app.before_request

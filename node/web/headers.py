@@ -1,7 +1,7 @@
 """Security headers on every answer: desk, patron pages, JSON and peer APIs, errors, the demo IdP.
 
-Every script and style is a file under ``node/static/``, so the policy allows
-nothing inline.  The headers are set after each request (error pages go
+Every script and style is a file under ``node/static/`` (the demo IdP's under
+``node/demo/static/``), so the policy allows nothing inline.  The headers are set after each request (error pages go
 through the same hook), never over a header a view set for itself.
 """
 from urllib.parse import urlsplit

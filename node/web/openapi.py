@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the JSON API, served at /api/v1/openapi.json and kept as docs/openapi.json.
 
 Written by hand from the views (node/web/api.py, node/web/billing_api.py, node/web/sync_queue.py,
-node/web/standing_lookups.py, node/web/saml.py, sync/receive.py), not generated from them:
+node/web/standing_lookups.py, node/web/me.py, sync/receive.py), not generated from them:
 it is the contract, and tests/test_openapi.py runs schemathesis against a live
 node to hold the code to it.  ``python -m node.web.openapi > docs/openapi.json``
 writes the file; a test keeps the two identical.

@@ -1,18 +1,14 @@
-"""Patron sign-in at the patron's own institution (SAML), on the desk or on the patron's phone.
+"""Patron sign-in at the patron's own institution (SAML), from the desk, the account page or the phone.
 
 Routes (docs/identity.md):
   GET  /saml/metadata         this node's SP metadata, for identity providers
   GET  /patron/login          ?institution=CODE[&next=desk]: off to that institution's IdP
   POST /saml/acs              the IdP's answer (the only form without a CSRF token)
   GET  /patron/continue       back in the browser that started: bind the identity to its session
-  GET  /api/v1/me             the signed-in patron as JSON (401 when none)
-  POST /patron/phone/start    desk: a single-use link for the patron's phone, shown as a QR code
-  GET  /patron/phone/wait     desk: waits for the phone, then continues by itself
-  GET  /p/<token>             phone: opens the link, off to the IdP
-  POST /patron/pass           desk: a scanned network pass starts the visit
-  GET  /patron/account        a patron of this node: their loans and network pass
-  GET  /admin/federation      admins: the federation's metadata aggregate and each IdP found in it
-  POST /admin/federation/refresh  admins: fetch and verify it now
+  POST /patron/logout         forget the signed-in patron
+The session's patron is read back by ``signed_in_patron`` (the account page, node/web/account.py, and
+/api/v1/me, node/web/me.py); the phone link (node/web/phone.py) and the network pass
+(node/web/network_pass.py) start a desk visit the same way (node/web/visit.py).
 The ACS never touches the session cookie: a cross-site POST does not carry
 it (SameSite=Lax), and setting one there would sign the desk's staff out.
 """
@@ -21,13 +17,14 @@ import hashlib
 import logging
 import secrets
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from node.domain import circulation, errors
+from node.domain import errors
 
-from node import phone_link, saml_sp
+from node.identity import phone_link, saml_sp
 from node.web.app import get_config
-from node.web.auth import current_staff, desk_role
+from node.web.auth import current_staff
+from node.web.visit import begin_visit
 from node.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -123,9 +120,9 @@ def resume():
     session.pop("saml_handle", None)
     session["patron"] = identity.to_dict()
     if row.purpose == "desk" and current_staff() is not None:
-        return _begin_visit(cfg, identity.institution, identity.id, identity.name, now, via="saml")
+        return begin_visit(cfg, identity.institution, identity.id, identity.name, now, via="saml")
     if identity.institution == cfg.institution:
-        return redirect(url_for("patron.account"))
+        return redirect(url_for("account.page"))
     return render_template("patron_signed_in.html", identity=identity,
                            institution_name=cfg.library_name(identity.institution))
 
@@ -146,162 +143,8 @@ def signed_in_patron(cfg, now):
     return patron
 
 
-@bp.get("/api/v1/me")
-def me():
-    patron = signed_in_patron(get_config(), utcnow())
-    if patron is None:
-        raise errors.Unauthorized("No patron is signed in. Sign in at /patron/login?institution=CODE.")
-    return jsonify(patron)
-
-
 @bp.post("/patron/logout")
 def logout():
     session.pop("patron", None)
     flash("Signed out.", "success")
-    return redirect(url_for("patron.account"))
-
-
-def _begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
-    """Start the desk visit for a verified patron (standing checked), then on to item scanning."""
-    from node.domain import lending
-    visit = {"institution": institution, "id": home_id, "name": name, "provisional": False,
-             "loans": [], "verified": via}
-    if pass_text:
-        visit["pass"] = pass_text
-    try:
-        standing = lending.admit(cfg, lending.Borrower(institution, home_id, pass_text or None), now)
-    except errors.CircnodeError as exc:
-        flash(f"{cfg.library_name(institution)} patron {name or home_id}: {exc.message}", "error")
-        return redirect(url_for("desk.checkout"))
-    visit.update(name=name or standing.name, provisional=standing.provisional)
-    session["visit"] = visit
-    how = "network pass" if via == "pass" else f"signed in at {cfg.library_name(institution)}"
-    flash(f"{visit['name'] or home_id} ({how}).", "success")
-    if standing.provisional:
-        flash("The home library is not asked: loans are provisional, within this library's offline limit.",
-              "warning")
-    return redirect(url_for("desk.scan"))
-
-
-@bp.post("/patron/pass")
-@desk_role()
-def desk_pass():
-    from node.domain.patron_pass import verify
-    cfg = get_config()
-    now = utcnow()
-    try:
-        npass = verify(cfg, request.form.get("pass", ""), now)  # verify bounds the length
-    except errors.CircnodeError as exc:
-        flash(f"Network pass refused: {exc.message} [{exc.code}]", "error")
-        return redirect(url_for("desk.checkout"))
-    return _begin_visit(cfg, npass.institution, npass.home_id, npass.name, now, via="pass", pass_text=npass.text)
-
-
-# --- sign in on the patron's phone -----------------------------------------
-
-@bp.post("/patron/phone/start")
-@desk_role()
-def phone_start():
-    cfg = get_config()
-    institution = request.form.get("institution", "").strip().upper()[:32]
-    if institution not in saml_sp.sign_in_institutions(cfg):
-        flash(f"Sign-in at {cfg.library_name(institution)} is not set up at this library.", "error")
-        return redirect(url_for("desk.checkout"))
-    problem = saml_sp.sign_in_problem(cfg, institution, utcnow())
-    if problem is not None:
-        flash(f"{problem.message} [{problem.code}]", "error")
-        return redirect(url_for("desk.checkout"))
-    link, token = phone_link.create(cfg, institution, utcnow())
-    session["phone_link"] = {"id": link.id, "token": token, "institution": institution}
-    return redirect(url_for("patron.phone_wait"))
-
-
-@bp.get("/patron/phone/wait")
-@desk_role()
-def phone_wait():
-    cfg = get_config()
-    pending = session.get("phone_link")
-    if not pending:
-        return redirect(url_for("desk.checkout"))
-    now = utcnow()
-    state = phone_link.status(pending["id"], now)
-    if state == "verified":
-        session.pop("phone_link", None)
-        identity = phone_link.take(pending["id"], now)
-        session["patron"] = identity.to_dict()
-        return _begin_visit(cfg, identity.institution, identity.id, identity.name, now, via="phone")
-    if state in ("expired", "used"):
-        session.pop("phone_link", None)
-        flash("The phone sign-in code expired. Start again.", "error")
-        return redirect(url_for("desk.checkout"))
-    from node.domain.patron_pass import qr_svg
-    url = cfg.node["base_url"] + url_for("patron.phone_open", token=pending["token"])
-    return render_template("patron_phone_wait.html", url=url, qr=qr_svg(url, scale=5), state=state,
-                           institution_name=cfg.library_name(pending["institution"]))
-
-
-@bp.get("/patron/phone/status")
-@desk_role()
-def phone_status():
-    pending = session.get("phone_link")
-    return jsonify({"state": phone_link.status(pending["id"], utcnow()) if pending else "none"})
-
-
-@bp.get("/p/<token>")
-def phone_open(token):
-    cfg = get_config()
-    now = utcnow()
-    try:
-        link = phone_link.open_link(token[:100], now)
-        location = saml_sp.start_login(cfg, link.institution, "phone", now, phone_link_id=link.id)
-    except errors.CircnodeError as exc:
-        return refused_page(exc)
-    return redirect(location, 303)
-
-
-# --- the home account ------------------------------------------------------
-
-@bp.get("/patron/account")
-def account():
-    from node.domain.patron_pass import issue, qr_svg
-    cfg = get_config()
-    now = utcnow()
-    patron = signed_in_patron(cfg, now)
-    if patron is None or patron["institution"] != cfg.institution:
-        return render_template("patron_account.html", patron=None,
-                               can_sign_in=cfg.institution in saml_sp.sign_in_institutions(cfg))
-    loans = list(circulation.loans_query(institution=cfg.institution, home_id=patron["id"]).limit(500))
-    npass, refusal = None, None
-    try:
-        npass = issue(cfg, patron["id"], now)
-    except errors.CircnodeError as exc:
-        refusal = exc
-    return render_template("patron_account.html", patron=patron, loans=loans, npass=npass, refusal=refusal,
-                           qr=qr_svg(npass.text) if npass else "", now=now,
-                           lender_name=lambda code: cfg.library_name(code))
-
-
-# --- the federation's metadata, for admins -----------------------------------
-
-@bp.get("/admin/federation")
-@desk_role("admin")
-def federation_page():
-    from node import saml_federation
-    cfg = get_config()
-    if not saml_federation.configured(cfg):
-        return render_template("federation.html", status=None)
-    return render_template("federation.html", status=saml_federation.status(cfg, utcnow()))
-
-
-@bp.post("/admin/federation/refresh")
-@desk_role("admin")
-def federation_refresh():
-    from node import saml_federation
-    cfg = get_config()
-    if saml_federation.configured(cfg):
-        try:
-            aggregate = saml_federation.refresh(cfg, utcnow())
-            flash(f"Federation metadata verified and taken: {len(aggregate.idps)} identity providers.", "success")
-        except errors.CircnodeError as exc:
-            flash(f"{exc.message} [{exc.code}]", "error")
-    return redirect(url_for("patron.federation_page"))
+    return redirect(url_for("account.page"))

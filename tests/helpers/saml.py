@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from node.idp import DEMO_PATRON_PASSWORD
+from node.demo.idp import DEMO_PATRON_PASSWORD
 
 
 def start(net, institution="SOUTH"):
@@ -55,7 +55,7 @@ def b64(xml):
 
 def crafted(net, request_id, idp="SOUTH", user="south-1", audience=None, destination=None, **overrides):
     """A response made by pysaml2's IdP code with IDP's settings (and OVERRIDES: lifetime, keys)."""
-    from node.idp import authn_response, load_settings, make_server
+    from node.demo.idp import authn_response, load_settings, make_server
     settings = load_settings(net.infos[idp].idp_config)
     server = make_server(settings, **overrides)
     north = net.north.url

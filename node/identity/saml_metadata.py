@@ -13,7 +13,7 @@ Organization and the technical, support and security contacts from
 import datetime
 import xml.etree.ElementTree as ET
 
-from node import saml_attributes, saml_crypto, saml_keys
+from node.identity import saml_attributes, saml_crypto, saml_keys
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 MDUI = "urn:oasis:names:tc:SAML:metadata:ui"
@@ -49,7 +49,7 @@ def _lang(parent, ns, tag, text):
 
 def patron_id_attributes(cfg):
     """The distinct patron id attributes of the institutions whose patrons sign in here (name_id left out)."""
-    from node.saml_sp import sign_in_institutions
+    from node.identity.saml_sp import sign_in_institutions
     codes = sign_in_institutions(cfg) or [cfg.institution]
     names = []
     for code in codes:
@@ -60,7 +60,7 @@ def patron_id_attributes(cfg):
 
 
 def _uses_name_id(cfg):
-    from node.saml_sp import sign_in_institutions
+    from node.identity.saml_sp import sign_in_institutions
     return any((cfg.node["patron_id_attribute"] if code == cfg.institution
                 else cfg.peers[code].patron_id_attribute).lower() == "name_id" for code in sign_in_institutions(cfg))
 
@@ -93,7 +93,7 @@ def _duration(hours):
 
 def metadata_xml(cfg, now):
     """The SP metadata document (text) of this node at NOW."""
-    from node.saml_sp import acs_url, entity_id
+    from node.identity.saml_sp import acs_url, entity_id
     settings = cfg.sections["saml"]
     base = cfg.node["base_url"]
     root = ET.Element(f"{{{MD}}}EntityDescriptor", {"entityID": entity_id(cfg)})

@@ -105,7 +105,7 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     """Create (or reuse) configs, keys and sample data for NODES under BASE_DIR.
 
     Ports are BASE_PORT, BASE_PORT+1, ... unless PORTS lists one per node.
-    With IDPS each institution gets a demo identity provider (node/idp.py) on
+    With IDPS each institution gets a demo identity provider (node/demo/idp.py) on
     the ports after the nodes' (free ports when PORTS is given), and every
     node names them in idp_metadata.
     OVERRIDES ({section: {key: value}}) replace the demo settings.
@@ -115,7 +115,7 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     from node.domain.accounts import add_staff, new_token
     from node.store.db import database, open_database
     from node.keys import ensure_key, public_key_text
-    from node.saml_sp import ensure_sp_certificate
+    from node.identity.saml_sp import ensure_sp_certificate
 
     manifest = os.path.join(base_dir, "network.json")
     if os.path.exists(manifest):
@@ -166,8 +166,8 @@ def _free_port():
 
 def _write_idp(info, infos, cfg, patrons):
     """INFO's SP metadata and its institution's demo IdP, whose accounts match the sample patrons."""
-    from node.idp import write_demo_idp
-    from node.saml_sp import sp_metadata_xml
+    from node.demo.idp import write_demo_idp
+    from node.identity.saml_sp import sp_metadata_xml
     with open(os.path.join(info.folder, "sp_metadata.xml"), "w", encoding="utf-8") as handle:
         handle.write(sp_metadata_xml(cfg))
     code = info.code.lower()
@@ -205,8 +205,8 @@ def _answers(url, timeout, process):
 
 
 def start_idp(info, log_path=None):
-    """Start INFO's demo identity provider (``python -m node.idp``) as a child process."""
-    return _spawn("node.idp", info.idp_config,
+    """Start INFO's demo identity provider (``python -m node.demo.idp``) as a child process."""
+    return _spawn("node.demo.idp", info.idp_config,
                   log_path or os.path.join(os.path.dirname(info.idp_config), "idp.log"))
 
 
@@ -258,7 +258,7 @@ def run_demo(base_dir, base_port, echo=print):
         echo(f"  try: at {first.name}'s desk, choose {second.name} and patron id "
              f"{second.code.lower()}-1, then scan {first.code[0]}00001")
         if idp_processes:
-            from node.idp import DEMO_PATRON_PASSWORD
+            from node.demo.idp import DEMO_PATRON_PASSWORD
             for info, _ in idp_processes:
                 echo(f"  {info.name:18} sign-in (demo IdP): {info.idp_url}/idp/metadata")
             echo(f"  patron accounts at every IdP: <code>-1 ... <code>-20 (e.g. {second.code.lower()}-1), "

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from node.cli_errors import fail, refusals
+from node.cli.common import fail, pass_ctx, refusals
 
 
 @click.group("saml")
@@ -14,13 +14,13 @@ def saml_group():
 
 @saml_group.command("metadata")
 @click.option("--output", "output", metavar="FILE", help="Write the metadata to FILE instead of standard output.")
-@click.pass_obj
+@pass_ctx
 @refusals
 def saml_metadata(ctx, output):
     """Print (or write to FILE) this node's SP metadata, for a federation operator or an IdP admin."""
-    from node import saml_metadata as metadata
+    from node.identity import saml_metadata as metadata
     from node.clock import utcnow
-    from node.saml_sp import sp_metadata_xml
+    from node.identity.saml_sp import sp_metadata_xml
     cfg = ctx.cfg
     if output:
         folder = os.path.dirname(os.path.abspath(output))
@@ -46,11 +46,11 @@ def rollover():
 
 
 @rollover.command("start")
-@click.pass_obj
+@pass_ctx
 @refusals
 def rollover_start(ctx):
     """Make new keys; the metadata publishes old and new, the old ones still sign and decrypt."""
-    from node import saml_keys
+    from node.identity import saml_keys
     cfg = ctx.cfg
     made = saml_keys.rollover_start(cfg)
     for keypair in made:
@@ -61,11 +61,11 @@ def rollover_start(ctx):
 
 
 @rollover.command("finish")
-@click.pass_obj
+@pass_ctx
 @refusals
 def rollover_finish(ctx):
     """Retire the old keys: the new ones sign and decrypt, and only they are published."""
-    from node import saml_keys
+    from node.identity import saml_keys
     from node.clock import utcnow
     cfg = ctx.cfg
     retired = saml_keys.rollover_finish(cfg, utcnow())
@@ -79,7 +79,7 @@ def federation():
 
 
 def _federation_cfg(ctx):
-    from node import saml_federation
+    from node.identity import saml_federation
     cfg = ctx.cfg
     if not saml_federation.configured(cfg):
         fail(f"{cfg.path}: [saml] federation_metadata is empty: no federation is configured")
@@ -87,11 +87,11 @@ def _federation_cfg(ctx):
 
 
 @federation.command("status")
-@click.pass_obj
+@pass_ctx
 @refusals
 def federation_status(ctx):
     """The copy in use, the last attempts, and each institution's IdP in it; exit 1 when sign-in is affected."""
-    from node import saml_federation
+    from node.identity import saml_federation
     from node.clock import utcnow
     cfg = _federation_cfg(ctx)
     status = saml_federation.status(cfg, utcnow())
@@ -118,13 +118,16 @@ def federation_status(ctx):
 
 
 @federation.command("refresh")
-@click.pass_obj
+@pass_ctx
 @refusals
 def federation_refresh(ctx):
     """Fetch and verify the aggregate now; a running node takes the new copy by itself."""
-    from node import saml_federation
+    from node.identity import saml_federation
     from node.clock import utcnow
     cfg = _federation_cfg(ctx)
     aggregate = saml_federation.refresh(cfg, utcnow())
     click.echo(f"federation metadata verified and kept: {len(aggregate.entities)} entities, "
                f"{len(aggregate.idps)} identity providers, valid until {aggregate.valid_until.isoformat()}")
+
+
+COMMANDS = [saml_group]

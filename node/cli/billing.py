@@ -1,61 +1,16 @@
-"""``circnode jobs``, ``circnode bursar``, ``circnode fees`` and ``circnode settlement``.
+"""``circnode bursar``, ``circnode fees`` and ``circnode settlement``: billing at the desk's side.
 
-Thin wrappers over node.domain.jobs, node.domain.bursar and node.domain.billing, added to the
-main group by node/cli.py.  They take the CLI's Context as ``click.pass_obj``
-(``python -m node.cli`` runs that module as ``__main__``, so its classes
-cannot be imported here by name).
+Thin wrappers over node.domain.bursar and node.domain.billing (docs/billing.md).
 """
-import datetime
 import json
-import sys
 
 import click
 
-from node.cli_errors import fail, refusals
+from node.cli.common import pass_ctx, refusals
 from node.clock import utcnow
 
 
-
-
-def _parse_at(text, tz):
-    """--at: an ISO time; without an offset it is the library's local time."""
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"--at {text!r}: expected an ISO time such as 2026-05-01T09:00 or 2026-05-01T07:00+00:00")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(datetime.timezone.utc)
-
-
-@click.group()
-def jobs():
-    """The daily jobs: notices, overdue, lost, purge."""
-
-
-@jobs.command("run")
-@click.option("--at", "at", metavar="ISO_TIME", help="Run as of this time instead of now (catching up, tests).")
-@click.option("--only", multiple=True, type=click.Choice(["overdue", "lost", "notices", "purge"]),
-              help="Run only this step (repeatable).")
-@click.pass_obj
-def jobs_run(ctx, at, only):
-    """Run the daily jobs now, or as of --at; exit 1 when a step failed."""
-    from node.domain.jobs import run_daily
-    cfg = ctx.open()
-    now = _parse_at(at, cfg.tz) if at else utcnow()
-    results = run_daily(cfg, now, only=set(only) or None)
-    failed = False
-    for name, summary in results.items():
-        if summary.get("error"):
-            failed = True
-            click.echo(f"{name}: FAILED {summary['error']}", err=True)
-        else:
-            click.echo(f"{name}: " + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) or "done"))
-    if failed:
-        sys.exit(1)
-
-
-@click.group()
+@click.group("bursar")
 def bursar():
     """Export fees of our patrons to the student-account office."""
 
@@ -64,7 +19,7 @@ def bursar():
 @click.option("--output", metavar="FILE", help="Write the CSV here ('-': standard output). "
               "Default: data_dir/bursar/bursar-CODE-NNNNN.csv.")
 @click.option("--batch", "batch_id", type=int, metavar="N", help="Print past batch N again instead.")
-@click.pass_obj
+@pass_ctx
 @refusals
 def bursar_export(ctx, output, batch_id):
     """Put every fee not yet exported in a new batch and write its CSV (docs/billing.md)."""
@@ -101,7 +56,7 @@ def _emit(output, text, default, bursar_module):
 
 
 @bursar.command("batches")
-@click.pass_obj
+@pass_ctx
 def bursar_batches(ctx):
     """List past export batches, newest first."""
     from node.domain import bursar as bursar_module
@@ -111,7 +66,7 @@ def bursar_batches(ctx):
                    f"{batch.fee_count:5d} fees  {batch.totals}  by {batch.staff}")
 
 
-@click.group()
+@click.group("fees")
 def fees():
     """Fees: list, record a payment or a waiver (at the patron's home library)."""
 
@@ -119,7 +74,7 @@ def fees():
 @fees.command("list")
 @click.option("--patron", "home_id", metavar="ID", help="Fees of this patron of ours.")
 @click.option("--status", type=click.Choice(["open", "paid", "waived"]))
-@click.pass_obj
+@pass_ctx
 def fees_list(ctx, home_id, status):
     """Fees of one of our patrons, or (without --patron) the fees this library assessed."""
     from node.domain import billing
@@ -134,7 +89,7 @@ def fees_list(ctx, home_id, status):
 @click.argument("fee_id")
 @click.argument("amount")
 @click.option("--note", default="", help="Receipt number or other note.")
-@click.pass_obj
+@pass_ctx
 @refusals
 def fees_pay(ctx, fee_id, amount, note):
     """Record AMOUNT (e.g. 12.50) paid on fee FEE_ID; the lender is told."""
@@ -147,7 +102,7 @@ def fees_pay(ctx, fee_id, amount, note):
 @fees.command("waive")
 @click.argument("fee_id")
 @click.option("--reason", required=True, help="Why the fee is waived (sent to the lender).")
-@click.pass_obj
+@pass_ctx
 @refusals
 def fees_waive(ctx, fee_id, reason):
     """Waive what is open on fee FEE_ID; the lender is told."""
@@ -159,7 +114,7 @@ def fees_waive(ctx, fee_id, reason):
 
 @click.command("settlement")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_obj
+@pass_ctx
 def settlement(ctx, as_json):
     """Per peer: what was collected for each lender and is owed on, and what is still open."""
     from node.domain import billing
@@ -175,4 +130,4 @@ def settlement(ctx, as_json):
                    f"{row['collected']:>10} {row['waived']:>10} {row['open']:>10} {row['owed_to_lender']:>15}")
 
 
-COMMANDS = [jobs, bursar, fees, settlement]
+COMMANDS = [bursar, fees, settlement]

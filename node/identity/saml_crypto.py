@@ -6,7 +6,7 @@ always (its padding oracle would let an attacker decrypt what IdPs send us);
 3DES always.  The metadata advertises exactly the accepted lists below.
 
 Decryption is done here, with xmlsec1 and the node's encryption keys (current,
-then next during a rollover), so that the checks in node/saml_sp.py run on
+then next during a rollover), so that the checks in node/identity/saml_sp.py run on
 the decrypted document and a failure names its cause.  Every failure of
 decryption itself, whatever xmlsec1 said, is the same refusal
 (``saml_cannot_decrypt``), so the answer reveals nothing about padding.
@@ -20,7 +20,7 @@ from defusedxml import ElementTree as SafeET
 
 from node.domain import errors
 
-from node import saml_keys
+from node.identity import saml_keys
 
 log = logging.getLogger(__name__)
 

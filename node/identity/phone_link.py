@@ -14,7 +14,7 @@ import secrets
 from node.domain import errors
 from node.store.db import database
 from node.store.models import PhoneLink
-from node.saml_sp import Identity
+from node.identity.saml_sp import Identity
 
 
 def _hash(token):

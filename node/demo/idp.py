@@ -6,7 +6,7 @@ or HTTP-POST binding), asks for a name and password from a CSV file of demo
 accounts, and answers with a signed response and signed assertion over the
 HTTP-POST binding, releasing ``uid``, ``displayName`` and ``mail``.
 
-    python -m node.idp --config demo-data/south/idp/idp.ini
+    python -m node.demo.idp --config demo-data/south/idp/idp.ini
 
 The INI file has one ``[idp]`` section: institution, name, base_url,
 key_file, cert_file, users (CSV: uid,password_hash,name,email), sp_metadata
@@ -50,7 +50,7 @@ def load_settings(path):
     """The [idp] section of PATH, with file paths made absolute."""
     parser = configparser.ConfigParser(interpolation=None)
     if not parser.read(path, encoding="utf-8") or not parser.has_section("idp"):
-        raise SystemExit(f"{path}: no [idp] section (see node/idp.py)")
+        raise SystemExit(f"{path}: no [idp] section (see node/demo/idp.py)")
     section = parser["idp"]
     folder = os.path.dirname(os.path.abspath(path))
 
@@ -245,7 +245,7 @@ def create_app(settings):
     """The IdP's web app: metadata, SSO (Redirect and POST bindings), login form."""
     from node.web import headers
     from node.domain.notices import templates_folder
-    app = Flask("node.idp", template_folder=templates_folder())
+    app = Flask("node.demo.idp", template_folder=templates_folder())
     headers.init_app(app, settings["base_url"])
     state = {"server": None, "built": 0.0, "pending": {}, "lock": threading.Lock()}
 
@@ -332,7 +332,7 @@ def write_demo_idp(folder, institution, name, base_url, users, sp_metadata):
     USERS are (uid, name, email) rows; every account's password is DEMO_PATRON_PASSWORD.
     Returns the path of idp.ini.  Existing keys are kept.
     """
-    from node.saml_sp import make_self_signed
+    from node.identity.saml_sp import make_self_signed
     os.makedirs(folder, exist_ok=True)
     key_file, cert_file = os.path.join(folder, "idp.key"), os.path.join(folder, "idp.crt")
     if not os.path.exists(key_file):
@@ -356,7 +356,7 @@ def write_demo_idp(folder, institution, name, base_url, users, sp_metadata):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m node.idp", description="circnode's demo SAML identity provider")
+    parser = argparse.ArgumentParser(prog="python -m node.demo.idp", description="circnode's demo SAML identity provider")
     parser.add_argument("--config", required=True, help="the IdP's INI file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, help="default: the port of base_url")

@@ -6,7 +6,7 @@ sent and still hold (server-side, single use), it comes from the identity
 provider of the institution the patron chose, its assertion is signed by that
 provider's key from metadata, made for us (audience), sent to us
 (destination, recipient), fresh (small clock skew) and never seen before.
-No Flask here: the views in ``node/web/saml.py`` call ``start_login`` and
+No Flask here: the views in ``node/web/saml.py`` and ``node/web/phone.py`` call ``start_login`` and
 ``verify_response``.
 """
 import base64
@@ -27,7 +27,7 @@ import requests
 from defusedxml import ElementTree as SafeET
 from peewee import IntegrityError
 
-from node import saml_attributes, saml_crypto, saml_federation, saml_keys
+from node.identity import saml_attributes, saml_crypto, saml_federation, saml_keys
 from node.domain import errors
 from node.store.db import database
 from node.store.models import SamlAssertion, SamlRequest
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("saml2").setLevel(logging.CRITICAL)
 logging.getLogger("xmlschema").setLevel(logging.WARNING)  # chatty at import
 
-SP_KEY_FILE, SP_CERT_FILE = "saml_sp.key", "saml_sp.crt"  # the current signing pair (node/saml_keys.py)
+SP_KEY_FILE, SP_CERT_FILE = "saml_sp.key", "saml_sp.crt"  # the current signing pair (node/identity/saml_keys.py)
 make_self_signed = saml_keys.make_self_signed  # the demo IdP and the tests make their keys with it
 MAX_RESPONSE_BYTES = 256 * 1024  # a real response is a few KB; this caps what the ACS reads
 NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
@@ -147,7 +147,7 @@ def _sp_config(cfg, idp_xml=None):
     key_path, cert_path = sp_files(cfg)
     if not os.path.exists(cert_path):
         raise errors.SignInUnavailable("This node has no SAML certificate yet: run 'circnode init'.")
-    # Decryption (of an encrypted NameID; node/saml_crypto.py decrypts assertions) tries these in order.
+    # Decryption (of an encrypted NameID; node/identity/saml_crypto.py decrypts assertions) tries these in order.
     encryption = [{"key_file": p.key, "cert_file": p.cert} for p in saml_keys.published(cfg, saml_keys.ENCRYPTION)]
     settings = {
         "entityid": entity_id(cfg),
@@ -174,8 +174,8 @@ def _sp_config(cfg, idp_xml=None):
 
 
 def sp_metadata_xml(cfg, now=None):
-    """This node's SP metadata as identity providers and federations need it (node/saml_metadata.py)."""
-    from node.saml_metadata import metadata_xml
+    """This node's SP metadata as identity providers and federations need it (node/identity/saml_metadata.py)."""
+    from node.identity.saml_metadata import metadata_xml
     if not os.path.exists(sp_files(cfg)[1]):
         raise errors.SignInUnavailable("This node has no SAML certificate yet: run 'circnode init'.")
     return metadata_xml(cfg, now or datetime.datetime.now(datetime.timezone.utc))

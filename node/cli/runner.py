@@ -1,4 +1,7 @@
-"""``circnode run``: the waitress server and the APScheduler jobs in one process."""
+"""``circnode run``: the waitress server and the APScheduler jobs in one process.
+
+With the CLI, above all it starts: the web app, the protocol's push, the daily jobs, the federation's refresh.
+"""
 import datetime
 import logging
 
@@ -29,7 +32,7 @@ def start_scheduler(cfg):
     scheduler.add_job(lambda: purge_nonces(cfg, utcnow()), "interval", minutes=10, id="purge_nonces")
     scheduler.add_job(checkpoint, "interval", seconds=1, id="wal_checkpoint")  # see checkpoints_in_background
     schedule_daily_jobs(scheduler, cfg)  # notices, overdue, lost, purge; notice retries
-    from node import saml_federation
+    from node.identity import saml_federation
     if saml_federation.configured(cfg):  # the federation's aggregate: at start, then every refresh_hours
         scheduler.add_job(saml_federation.refresh_safely, "interval", args=[cfg, utcnow],
                           hours=cfg.sections["saml"]["federation_refresh_hours"], id="federation_refresh",

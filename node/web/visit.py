@@ -1,0 +1,26 @@
+"""The desk visit of a patron whose identity was verified: by sign-in, on the phone, or by a network pass."""
+from flask import flash, redirect, session, url_for
+
+from node.domain import errors
+
+
+def begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
+    """Start the desk visit for a verified patron (standing checked), then on to item scanning."""
+    from node.domain import lending
+    visit = {"institution": institution, "id": home_id, "name": name, "provisional": False,
+             "loans": [], "verified": via}
+    if pass_text:
+        visit["pass"] = pass_text
+    try:
+        standing = lending.admit(cfg, lending.Borrower(institution, home_id, pass_text or None), now)
+    except errors.CircnodeError as exc:
+        flash(f"{cfg.library_name(institution)} patron {name or home_id}: {exc.message}", "error")
+        return redirect(url_for("desk.checkout"))
+    visit.update(name=name or standing.name, provisional=standing.provisional)
+    session["visit"] = visit
+    how = "network pass" if via == "pass" else f"signed in at {cfg.library_name(institution)}"
+    flash(f"{visit['name'] or home_id} ({how}).", "success")
+    if standing.provisional:
+        flash("The home library is not asked: loans are provisional, within this library's offline limit.",
+              "warning")
+    return redirect(url_for("desk.scan"))
