@@ -176,8 +176,8 @@ def queue_backlog(lender_db, plan, loans, first_sequence, item_ids, lender_patro
     made = [plan.next_loan() for _ in range(loans)]
     rows, sequence = [], first_sequence
     for loan_id, barcode, pid, out_at, due_at, back_at in made:
-        if at is not None:  # queued "now": a backlog of today, not of history
-            out_at, back_at = at, at
+        if at is not None:  # queued "now": a backlog of today, not of history (due still after checkout)
+            out_at, due_at, back_at = at, at + (due_at - out_at), at
         data = loan_event(loan_id, plan.lender, plan.home, pid, plan.lender, barcode, out_at, due_at)
         rows.append((plan.home, sequence, uuid7_at(out_at), "loan.created", payload(out_at, data), stamp(out_at)))
         back = return_event(loan_id, plan.lender, back_at, plan.lender)
@@ -186,7 +186,7 @@ def queue_backlog(lender_db, plan, loans, first_sequence, item_ids, lender_patro
         sequence += 2
     with connect(lender_db) as db:
         _insert(db, CLOSED_LOAN_INSERT,
-                ((lid, item_ids[bc], lender_patrons[pid], plan.lender, stamp(at or o), stamp(d),
+                ((lid, item_ids[bc], lender_patrons[pid], plan.lender, stamp(at or o), stamp(d if at is None else at + (d - o)),
                   stamp(at or b), plan.lender, stamp(at or b)) for lid, bc, pid, o, d, b in made))
         _insert(db, "INSERT INTO outbox_event (destination, sequence, event_id, type, payload, created_at, state, "
                     "attempts, last_error) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, '')", rows)
