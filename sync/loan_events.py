@@ -115,7 +115,7 @@ class Run:
                 for row in database.execute_sql(text, params).fetchall():
                     self._know_item(*row)
         self.new_loans = {}  # loan id: its INSERT row
-        self.closes = {}  # loan id already in the table: its CLOSE_LOAN row
+        self.closes = {}  # loan id already in the table: its Loan.CLOSE row
         self.moves, self.titles = {}, {}  # item id: its new status; its new title
 
     def _know_item(self, owner, barcode, item_id, title, open_loan, lender):
@@ -223,13 +223,13 @@ class Run:
         """Write what the events so far did: closes first, so an item's next loan may be open."""
         cursor = database.cursor()
         if self.closes:
-            cursor.executemany(circulation.CLOSE_LOAN, list(self.closes.values()))
+            cursor.executemany(Loan.CLOSE, list(self.closes.values()))
         if self.new_loans:
             cursor.executemany(_INSERT, list(self.new_loans.values()))
         if self.moves:
             cursor.executemany(_MOVE_TITLED, [(status, self.titles[item_id], self.stamp, item_id)
                                               for item_id, status in self.moves.items() if item_id in self.titles])
-            cursor.executemany(circulation.SET_ITEM_STATUS, [(status, self.stamp, item_id)
+            cursor.executemany(Item.SET_STATUS, [(status, self.stamp, item_id)
                                        for item_id, status in self.moves.items() if item_id not in self.titles])
         self.closes, self.new_loans, self.moves, self.titles = {}, {}, {}, {}
 

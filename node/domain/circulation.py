@@ -97,12 +97,9 @@ def _move(item, move, now):
     item._dirty.clear()
 
 
-SET_ITEM_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
-
-
 def set_item_status_row(item_id, status, now):
     """Set the item row ITEM_ID to STATUS as of NOW (no model at hand, or the caller moved it)."""
-    database.execute_sql(SET_ITEM_STATUS, (status, Item.updated_at.db_value(now), item_id))
+    database.execute_sql(Item.SET_STATUS, (status, Item.updated_at.db_value(now), item_id))
 
 
 def patron_record(institution, home_id, name="", email=""):
@@ -277,14 +274,10 @@ def close_loan(loan, returned_at, where):
     loan._dirty.clear()
 
 
-CLOSE_LOAN = ("UPDATE loan SET status = 'closed', returned_at = ?, returned_at_institution = ?, updated_at = ? "
-               "WHERE id = ?")
-
-
 def close_loan_row(loan_id, returned_at, where):
     """Close the loan row LOAN_ID as returned at RETURNED_AT at library WHERE (no model at hand)."""
     stamp = Loan.returned_at.db_value(returned_at)
-    database.execute_sql(CLOSE_LOAN, (stamp, Loan.returned_at_institution.db_value(where), stamp, loan_id))
+    database.execute_sql(Loan.CLOSE, (stamp, Loan.returned_at_institution.db_value(where), stamp, loan_id))
 
 
 def return_event_data(loan):

@@ -141,6 +141,9 @@ PATRON_OF = "SELECT * FROM patron WHERE institution = ? AND home_id = ?"
 
 
 class Item(BaseModel):
+    # The status move of one item row (the hot path of the desk and of sync batches).
+    SET_STATUS = "UPDATE item SET status = ?, updated_at = ? WHERE id = ?"
+
     owner = CharField()
     barcode = CharField()
     title = TextField(default="")
@@ -191,6 +194,10 @@ class Patron(BaseModel):
 
 
 class Loan(BaseModel):
+    # The close of one loan row as returned (the hot path of returns and of sync batches).
+    CLOSE = ("UPDATE loan SET status = 'closed', returned_at = ?, returned_at_institution = ?, updated_at = ? "
+             "WHERE id = ?")
+
     id = CharField(primary_key=True, default=new_uuid)
     item = ForeignKeyField(Item, backref="loans")
     patron = ForeignKeyField(Patron, backref="loans", null=True)
