@@ -137,7 +137,8 @@ _REFUSALS = {"patron_unknown": errors.PatronUnknown, "patron_blocked": errors.Pa
 
 def refuse_for_standing(standing):
     cls = _REFUSALS.get(standing.code, errors.PatronBlocked)
-    raise cls(standing.reason or cls.__doc__, code=standing.code)
+    details = {} if standing.code == cls.code else {"home_code": standing.code}
+    raise cls(standing.reason or cls.__doc__, **details)
 
 
 def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None):
