@@ -5,7 +5,6 @@ the audit line and the outbox event commit together in one ``BEGIN
 IMMEDIATE`` transaction, or not at all.  Views, JSON API and CLI call these
 functions, so the three cannot disagree.
 """
-import datetime
 from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError
@@ -50,8 +49,8 @@ class ReturnResult:
     notes: list = field(default_factory=list)
 
 
-def audit(staff, action, target="", detail="", now=None):
-    AuditLog.add(at=now or datetime.datetime.now(datetime.timezone.utc),
+def audit(staff, action, target, detail, now):
+    AuditLog.add(at=now,
                  staff=staff or "system", action=action, target=target, detail=detail)
 
 
@@ -102,11 +101,11 @@ def set_item_status_row(item_id, status, now):
     database.execute_sql(Item.SET_STATUS, (status, Item.updated_at.db_value(now), item_id))
 
 
-def patron_record(institution, home_id, name="", email=""):
-    """The local record of a patron, created for a visiting patron on first contact."""
+def patron_record(institution, home_id, name, email, now):
+    """The local record of a patron, created for a visiting patron on first contact (at NOW)."""
     patron = Patron.of(institution, home_id)
     if patron is None:
-        return Patron.add(institution=institution, home_id=home_id, name=name, email=email)
+        return Patron.add(institution=institution, home_id=home_id, name=name, email=email, updated_at=now)
     if (name and patron.name != name) or (email and patron.email != email):
         patron.name, patron.email = name or patron.name, email or patron.email
         database.execute_sql("UPDATE patron SET name = ?, email = ? WHERE id = ?",
@@ -163,7 +162,7 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
             raise errors.ItemNotLoanable(f"Items of type {item.item_type!r} do not leave the library.")
         if item.status == "on_loan":
             raise errors.ItemOnLoan(f"Item {item.barcode} is already on loan.")
-        patron = patron_record(institution, home_id, standing.name, standing.email)
+        patron = patron_record(institution, home_id, standing.name, standing.email, now)
         open_here, provisional = database.execute_sql(_OPEN_HERE, (patron.id, cfg.institution)).fetchone()
         if open_here >= rules["max_loans"]:
             raise errors.LoanLimit(f"The patron already holds {rules['max_loans']} loans from this library.")
