@@ -115,9 +115,7 @@ class Database(SqliteDatabase):
 
     def connection(self):
         """The connection this thread's statements run on: the writer's during its turn."""
-        if self.writer.holds():
-            return self.writer.connection()
-        return super().connection()
+        return self.writer.current() or super().connection()
 
     def cursor(self, named_cursor=None):
         """A cursor on ``connection()`` that takes its statement's rows when it runs."""
@@ -135,10 +133,8 @@ class Database(SqliteDatabase):
         """
         if self.query_hooks or _peewee_log.isEnabledFor(logging.DEBUG):
             return super().execute_sql(sql, params)
-        if self.is_closed():
-            self.connect()
         try:
-            cursor = self.connection().execute(sql, params or ())
+            cursor = (self.writer.current() or super().connection()).execute(sql, params or ())
         except sqlite3.Error as exc:
             mapped = _as_peewee_error(exc)
             if mapped is None:

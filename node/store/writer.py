@@ -31,7 +31,7 @@ class Writer:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._turn = threading.local()  # .holding: True on the thread whose turn it is
+        self._turn = threading.local()  # .connection: the write connection, on the thread whose turn it is
         self._database = None
         self._settings = None
 
@@ -64,23 +64,21 @@ class Writer:
         except BaseException:
             self._lock.release()
             raise
-        self._turn.holding = True
+        self._turn.connection = connection
         return connection
 
     def holds(self):
         """Whether it is this thread's turn."""
-        return getattr(self._turn, "holding", False)
+        return getattr(self._turn, "connection", None) is not None
 
-    def connection(self):
-        """The write connection; only for the thread whose turn it is."""
-        if not self.holds():
-            raise RuntimeError("only the thread whose turn it is may use the write connection")
-        return self._database.connection()
+    def current(self):
+        """The write connection if it is this thread's turn, else None."""
+        return getattr(self._turn, "connection", None)
 
     def give_back(self):
         """End this thread's turn (nothing if it has none); the next waiting thread takes it."""
         if self.holds():
-            self._turn.holding = False
+            self._turn.connection = None
             self._lock.release()
 
     def abandon(self):
@@ -88,7 +86,7 @@ class Writer:
         if not self.holds():
             return
         try:
-            connection = self._database.connection()
+            connection = self.current()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
         finally:
