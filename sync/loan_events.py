@@ -120,7 +120,7 @@ class Run:
                 for row in database.execute_sql(text, params).fetchall():
                     self._know_item(*row)
         self.new_loans = {}  # loan id: its INSERT row
-        self.closes = {}  # loan id already in the table: its CLOSE_LOAN row
+        self.closes = {}  # loan id already in the table: its lifecycle.CLOSE_LOAN row
         self.moves, self.titles = {}, {}  # item id: its new status; its new title
 
     def _know_item(self, owner, barcode, item_id, title, open_loan, lender):

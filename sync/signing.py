@@ -177,9 +177,9 @@ class _Verifier(HTTPMessageVerifier):
         return None
 
 
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(timezone.utc)
+def _utc(now: datetime) -> datetime:
+    if now is None:  # the clock is read at the edge (node/clock.py), never here
+        raise TypeError("now is required: pass the time the caller read at its edge")
     return now if now.tzinfo else now.replace(tzinfo=timezone.utc)  # naive = UTC
 
 

@@ -75,12 +75,13 @@ class Rogue:
         url = info.url + "/api/v1/sync/events"
         body = json.dumps({"events": events}, ensure_ascii=False, allow_nan=False).encode()
         nonce = secrets.token_urlsafe(16)
-        headers = sign_request("POST", url, body, self.code, self.key, nonce=nonce)
+        headers = sign_request("POST", url, body, self.code, self.key, nonce=nonce, now=datetime.datetime.now(datetime.timezone.utc))
         headers["Content-Type"] = "application/json"
         response = requests.post(url, data=body, headers=headers, timeout=timeout)
         if response.status_code == 200:  # a real sender trusts only a verified answer
             verify_response(response.status_code, response.headers, response.content, expected_key_id=receiver,
-                            public_key=decode_public_key(info.public_key), request_nonce=nonce)
+                            public_key=decode_public_key(info.public_key), request_nonce=nonce,
+                            now=datetime.datetime.now(datetime.timezone.utc))
         return response
 
 

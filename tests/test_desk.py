@@ -15,6 +15,7 @@ from node.store.models import Item, Loan, OutboxEvent, Patron, StaffSession
 from tests.helpers.desk import PASSWORD, banners, post_form, sign_in, token_of
 
 UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -197,7 +198,7 @@ def test_checkout_own_patron_two_items_with_success_banners(desk):
     ("", "Scan an item barcode."),
 ])
 def test_scan_refusals_are_banners_on_the_scan_page(desk, barcode, message):
-    Item.create(owner="SOUTH", barcode="S0001", title="South book")
+    Item.create(owner="SOUTH", barcode="S0001", title="South book", updated_at=NOW)
     start_visit(desk, "NORTH", "n-100")
     scan(desk, "N0001")
     before = Loan.select().count()
@@ -208,7 +209,7 @@ def test_scan_refusals_are_banners_on_the_scan_page(desk, barcode, message):
 
 
 def test_blocked_and_unknown_patrons_are_refused_on_the_checkout_page(desk):
-    Patron.create(institution="NORTH", home_id="n-bad", blocked=True, block_reason="Unpaid fees.")
+    Patron.create(institution="NORTH", home_id="n-bad", blocked=True, block_reason="Unpaid fees.", updated_at=NOW)
     for patron_id, message in [("n-bad", "North University patron n-bad: Unpaid fees."),
                                ("n-nobody", "North University patron n-nobody: Not a registered patron here."),
                                ("", "Scan or type the patron's id.")]:
@@ -268,7 +269,8 @@ def test_return_own_item_closes_loan_with_banner(desk):
 def _network_loan(barcode, patron_id="n-100", due_days=14):
     """A SOUTH item lent to a NORTH patron, as NORTH's inbox records it."""
     now = datetime.datetime.now(UTC)
-    item = Item.create(owner="SOUTH", barcode=barcode, title=f"South book {barcode}", status="on_loan")
+    item = Item.create(owner="SOUTH", barcode=barcode, title=f"South book {barcode}", status="on_loan",
+                       updated_at=NOW)
     patron = Patron.get(institution="NORTH", home_id=patron_id)
     return Loan.create(item=item, patron=patron, lender="SOUTH", checked_out_at=now,
                        due_at=now + datetime.timedelta(days=due_days), updated_at=now)
@@ -284,7 +286,7 @@ def test_peer_item_returned_at_home_library_says_where_to_send_it(desk):
 
 
 def test_shared_barcode_asks_whose_item_then_returns_the_chosen_one(desk):
-    Item.create(owner="SOUTH", barcode="N0003", title="South twin", status="available")
+    Item.create(owner="SOUTH", barcode="N0003", title="South twin", status="available", updated_at=NOW)
     start_visit(desk, "NORTH", "n-100")
     scan(desk, "N0003")
     page = return_scan(desk, "N0003")

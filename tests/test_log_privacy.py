@@ -93,7 +93,7 @@ def signed_standing_request(net, home_id, key):
     from sync.client import standing_path
     from sync.signing import sign_request
     url = net.info("SOUTH").url + standing_path(home_id)
-    return requests.get(url, headers=sign_request("GET", url, b"", "NORTH", key), timeout=10)
+    return requests.get(url, headers=sign_request("GET", url, b"", "NORTH", key, now=datetime.datetime.now(datetime.timezone.utc)), timeout=10)
 
 
 def sync_story(net):

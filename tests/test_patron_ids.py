@@ -14,6 +14,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from node.clock import utcnow
 from node.demo.network import DEMO_PASSWORD
 from sync.client import standing_path
 from sync.signing import encode_public_key, request_target, sign_request, target_uri
@@ -193,7 +194,7 @@ def north_home(tmp_path):
 
 
 def ask(client, path, **environ):
-    headers = sign_request("GET", "http://127.0.0.1:8080" + path, b"", "SOUTH", SOUTH_KEY)
+    headers = sign_request("GET", "http://127.0.0.1:8080" + path, b"", "SOUTH", SOUTH_KEY, now=utcnow())
     return client.get(path, headers=headers, environ_overrides=environ)
 
 

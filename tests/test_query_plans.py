@@ -6,7 +6,7 @@ slower with every loan it ever made (docs/benchmarks.md, "Growth").
 """
 import pytest
 
-from node.domain import billing, circulation
+from node.domain import billing, circulation, lifecycle
 
 from node.store import models
 from node.store.db import database, open_database
@@ -36,7 +36,7 @@ HOT = {
     "inbox run: its loans": (loan_events._LOANS.format(keys="?, ?"), ("L1", "L2"),
                              ["loan USING INDEX sqlite_autoindex_loan_1 (id=?)",
                               "item USING INTEGER PRIMARY KEY (rowid=?)"]),
-    "closing a loan": (circulation.CLOSE_LOAN, ("t", "SOUTH", "t", "L1"),
+    "closing a loan": (lifecycle.CLOSE_LOAN, ("t", "SOUTH", "t", "L1"),
                                   ["loan USING INDEX sqlite_autoindex_loan_1 (id=?)"]),
     "inbox: records of duplicates": (inbox._RECORDS, ("NORTH", "[1, 2]"),
                                      ["inbox_record USING INDEX sqlite_autoindex_inbox_record_1 "

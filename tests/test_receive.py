@@ -9,6 +9,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from node.clock import utcnow
 from node.store.models import InboxRecord, Loan, Patron, PeerNonce
 from sync.signing import encode_public_key, sign_request
 from tests.conftest import write_config
@@ -45,7 +46,7 @@ def batch(*sequences):
 
 
 def post(client, body, headers=None):
-    headers = headers or sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
+    headers = headers or sign_request("POST", URL, body, "SOUTH", SOUTH_KEY, now=utcnow())
     return client.post("/api/v1/sync/events", data=body, headers={**headers, "Content-Type": "application/json"})
 
 
@@ -56,7 +57,7 @@ def refused_as_replay(response):
 
 def test_batch_is_applied_once_and_its_replay_refused(home):
     body = batch(1, 2)
-    headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
+    headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY, now=utcnow())
     first = post(home, body, headers)
     assert first.status_code == 200 and "Signature" in first.headers
     assert [r["status"] for r in first.get_json()["results"]] == ["applied", "applied"]
@@ -68,13 +69,13 @@ def test_batch_is_applied_once_and_its_replay_refused(home):
 def test_nonce_is_recorded_with_the_batch_and_survives_a_rolled_back_first_chunk(home, monkeypatch):
     from sync import inbox
     body = batch(1)
-    headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
+    headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY, now=utcnow())
     monkeypatch.setattr(inbox, "_recorded", lambda *args: 1 / 0)  # fails inside the first chunk's transaction
     assert post(home, body, headers).status_code == 500
     monkeypatch.undo()
     assert InboxRecord.select().count() == 0 and PeerNonce.select().count() == 1
     assert refused_as_replay(post(home, body, headers))
-    fresh = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
+    fresh = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY, now=utcnow())
     answer = post(home, body, fresh)
     assert answer.status_code == 200 and "Signature" in answer.headers  # applied, its answer signed
     assert InboxRecord.select().count() == 1 and PeerNonce.select().count() == 2
@@ -86,12 +87,12 @@ def test_request_that_fails_still_uses_up_its_nonce(home, monkeypatch):
     def crash(cfg, origin, events, now):
         raise RuntimeError("disk on fire")
     not_json = b"{not json"
-    headers = sign_request("POST", URL, not_json, "SOUTH", SOUTH_KEY)
+    headers = sign_request("POST", URL, not_json, "SOUTH", SOUTH_KEY, now=utcnow())
     assert post(home, not_json, headers).status_code == 400
     assert refused_as_replay(post(home, not_json, headers))
     monkeypatch.setattr(inbox, "_apply_run", crash)
     body = batch(1)
-    headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY)
+    headers = sign_request("POST", URL, body, "SOUTH", SOUTH_KEY, now=utcnow())
     assert post(home, body, headers).status_code == 500
     monkeypatch.undo()
     assert refused_as_replay(post(home, body, headers))

@@ -269,10 +269,10 @@ def test_flask_receiver_reconstructs_target_uri():
     def events():
         url = target_uri("https://south.example.org", request.full_path)
         return verify_request(request.method, url, request.headers, request.get_data(),
-                              resolve_key=DIRECTORY.get, check_nonce=store)
+                              resolve_key=DIRECTORY.get, check_nonce=store, now=NOW)
 
     client = app.test_client()
-    response = client.post("/api/v1/events", data=BODY, headers=sign_request("POST", URL, BODY, "NORTH", NORTH),
+    response = client.post("/api/v1/events", data=BODY, headers=sign_request("POST", URL, BODY, "NORTH", NORTH, now=NOW),
                            base_url="https://south.example.org")
     assert response.status_code == 200 and response.data == b"NORTH"
 

@@ -52,7 +52,7 @@ def home(tmp_path):
 def ask(client, home_id, peer="SOUTH", headers=None):
     """A signed standing question of PEER; the response and the request's signature headers."""
     path = f"/api/v1/patrons/{home_id}/standing"
-    headers = headers or sign_request("GET", BASE + path, b"", peer, KEYS[peer])
+    headers = headers or sign_request("GET", BASE + path, b"", peer, KEYS[peer], now=utcnow())
     return client.get(path, headers=headers), headers
 
 

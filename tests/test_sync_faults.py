@@ -107,16 +107,18 @@ def _signed_batch(net, events):
 
     from node import config
     from node.keys import private_key
+    from node.clock import utcnow
     from sync.signing import decode_public_key, sign_request, verify_response
     cfg = config.load(net.info("NORTH").config)
     body = json.dumps({"events": events}).encode()
     url = cfg.peers["SOUTH"].base_url + "/api/v1/sync/events"  # what SOUTH believes its address is
-    headers = sign_request("POST", url, body, "NORTH", private_key(cfg), nonce=f"n{time.time_ns()}")
+    headers = sign_request("POST", url, body, "NORTH", private_key(cfg), nonce=f"n{time.time_ns()}",
+                           now=utcnow())
     headers["Content-Type"] = "application/json"
     nonce = headers["Signature-Input"].split('nonce="')[1].split('"')[0]
     r = requests.post(net.url("SOUTH", "/api/v1/sync/events"), data=body, headers=headers, timeout=10)
     verify_response(r.status_code, r.headers, r.content, expected_key_id="SOUTH",
-                    public_key=decode_public_key(cfg.peers["SOUTH"].public_key), request_nonce=nonce)
+                    public_key=decode_public_key(cfg.peers["SOUTH"].public_key), request_nonce=nonce, now=utcnow())
     return r.status_code, r.json()
 
 

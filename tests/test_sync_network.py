@@ -126,10 +126,11 @@ def test_peer_api_refuses_bad_signatures_and_changes_nothing(network):
     def post(headers, data=body):
         return requests.post(url, data=data, headers={**headers, "Content-Type": "application/json"}, timeout=5)
 
-    good = sign_request("POST", url, body, "NORTH", private_key(north))
+    now = __import__("datetime").datetime.now(__import__("datetime").timezone.utc)
+    good = sign_request("POST", url, body, "NORTH", private_key(north), now=now)
     cases = {
         "unsigned": post({}),
-        "foreign key": post(sign_request("POST", url, body, "NORTH", east_key)),
+        "foreign key": post(sign_request("POST", url, body, "NORTH", east_key, now=now)),
         "tampered body": post(good, data=body.replace(b"south-1", b"south-2")),
         "old": post(sign_request("POST", url, body, "NORTH", private_key(north),
                                  now=__import__("datetime").datetime.now(__import__("datetime").timezone.utc)

@@ -169,7 +169,7 @@ def _write_idp(info, infos, cfg, patrons):
     from node.demo.idp import write_demo_idp
     from node.identity.saml_sp import sp_metadata_xml
     with open(os.path.join(info.folder, "sp_metadata.xml"), "w", encoding="utf-8") as handle:
-        handle.write(sp_metadata_xml(cfg))
+        handle.write(sp_metadata_xml(cfg, datetime.datetime.now(datetime.timezone.utc)))
     code = info.code.lower()
     users = [(f"{code}-{n}", f"{info.code.title()} Patron {n}", f"patron{n}@{code}.example")
              for n in range(1, patrons + 1)]

@@ -5,7 +5,6 @@ the audit line and the outbox event commit together in one ``BEGIN
 IMMEDIATE`` transaction, or not at all.  Views, JSON API and CLI call these
 functions, so the three cannot disagree.
 """
-import datetime
 from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError
@@ -39,8 +38,8 @@ class ReturnResult:
     notes: list = field(default_factory=list)
 
 
-def audit(staff, action, target="", detail="", now=None):
-    AuditLog.add(at=now or datetime.datetime.now(datetime.timezone.utc),
+def audit(staff, action, target, detail, now):
+    AuditLog.add(at=now,
                  staff=staff or "system", action=action, target=target, detail=detail)
 
 
@@ -75,11 +74,11 @@ def open_loan_of(item):
     return Loan.select().where((Loan.item == item) & (Loan.status == "open")).first()
 
 
-def patron_record(institution, home_id, name="", email=""):
-    """The local record of a patron, created for a visiting patron on first contact."""
+def patron_record(institution, home_id, name, email, now):
+    """The local record of a patron, created for a visiting patron on first contact (at NOW)."""
     patron = Patron.of(institution, home_id)
     if patron is None:
-        return Patron.add(institution=institution, home_id=home_id, name=name, email=email)
+        return Patron.add(institution=institution, home_id=home_id, name=name, email=email, updated_at=now)
     if (name and patron.name != name) or (email and patron.email != email):
         patron.name, patron.email = name or patron.name, email or patron.email
         database.execute_sql("UPDATE patron SET name = ?, email = ? WHERE id = ?",
@@ -110,7 +109,8 @@ _REFUSALS = {"patron_unknown": errors.PatronUnknown, "patron_blocked": errors.Pa
 
 def refuse_for_standing(standing):
     cls = _REFUSALS.get(standing.code, errors.PatronBlocked)
-    raise cls(standing.reason or cls.__doc__, code=standing.code)
+    details = {} if standing.code == cls.code else {"home_code": standing.code}
+    raise cls(standing.reason or cls.__doc__, **details)
 
 
 def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None):
@@ -135,7 +135,7 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
             raise errors.ItemNotLoanable(f"Items of type {item.item_type!r} do not leave the library.")
         if item.status == "on_loan":
             raise errors.ItemOnLoan(f"Item {item.barcode} is already on loan.")
-        patron = patron_record(institution, home_id, standing.name, standing.email)
+        patron = patron_record(institution, home_id, standing.name, standing.email, now)
         open_here, provisional = database.execute_sql(_OPEN_HERE, (patron.id, cfg.institution)).fetchone()
         if open_here >= rules["max_loans"]:
             raise errors.LoanLimit(f"The patron already holds {rules['max_loans']} loans from this library.")

@@ -1,8 +1,15 @@
-"""Every refusal circnode gives, as a named exception with a stable code.
+"""Every refusal circnode gives, as a named exception with a stable code: the one catalogue.
 
 The code is the contract: the JSON API returns it, the desk shows the
-message, the CLI prints it.  Codes never change meaning once released.
+message, the CLI prints it.  Codes never change meaning once released.  Each
+class states its ``status`` (HTTP) and ``code`` once; ``CATALOGUE`` maps each
+code to its class, and tests/test_documented.py fails when one is missing
+from docs/api.md, docs/protocol.md or (sign-in) docs/identity.md.  The
+reasons a peer's event is rejected with are the protocol's own catalogue,
+``sync.catalogue.REASONS``.
 """
+
+CATALOGUE = {}  # code -> the class that refuses with it
 
 
 class CircnodeError(Exception):
@@ -10,6 +17,13 @@ class CircnodeError(Exception):
 
     status = 400
     code = "bad_request"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__} states no code of its own")
+        if CATALOGUE.setdefault(cls.code, cls) is not cls:
+            raise TypeError(f"{cls.__name__} reuses the code {cls.code!r} of {CATALOGUE[cls.code].__name__}")
 
     def __init__(self, message, **details):
         super().__init__(message)
@@ -23,143 +37,423 @@ class CircnodeError(Exception):
         return {"error": body}
 
 
-def _refusal(name, status, code, doc):
-    return type(name, (CircnodeError,), {"status": status, "code": code, "__doc__": doc})
+def by_code(code, default):
+    """The class refusing with CODE (one another node sent), or DEFAULT when the catalogue has none."""
+    return CATALOGUE.get(code, default)
 
 
-BadRequest = _refusal("BadRequest", 400, "bad_request", "The request is malformed.")
-InvalidField = _refusal("InvalidField", 400, "invalid_field", "A field is missing or of the wrong form.")
+class BadRequest(CircnodeError):
+    """The request is malformed."""
+    status, code = 400, "bad_request"
+
+
+class InvalidField(CircnodeError):
+    """A field is missing or of the wrong form."""
+    status, code = 400, "invalid_field"
+
+
 # Subclasses of BadRequest: a body the JSON parser must not be asked to hold (docs/api.md, "Errors").
-BodyTooDeep = type("BodyTooDeep", (BadRequest,), {"code": "body_too_deep",
-                                                  "__doc__": "The JSON body nests arrays or objects too deeply."})
-NumberOutOfRange = type("NumberOutOfRange", (BadRequest,), {
-    "code": "number_out_of_range", "__doc__": "A JSON number in the body is beyond what any field takes."})
-Unauthorized = _refusal("Unauthorized", 401, "unauthorized", "No valid credentials.")
-BadSignature = _refusal("BadSignature", 401, "bad_signature", "A peer request's signature was refused.")
-Forbidden = _refusal("Forbidden", 403, "forbidden", "Credentials valid but the role may not do this.")
-NotFound = _refusal("NotFound", 404, "not_found", "No such resource.")
-ItemNotFound = _refusal("ItemNotFound", 404, "item_not_found", "No item with that barcode here.")
-LoanNotFound = _refusal("LoanNotFound", 404, "loan_not_found", "No loan with that id.")
-PatronNotFound = _refusal("PatronNotFound", 404, "patron_not_found", "No patron with that id here.")
-ItemOnLoan = _refusal("ItemOnLoan", 409, "item_on_loan", "The item is already on an open loan.")
-AmbiguousBarcode = _refusal("AmbiguousBarcode", 409, "ambiguous_barcode",
-                            "Two owners' items share the barcode; say which owner.")
-TooLarge = _refusal("TooLarge", 413, "too_large", "The request body is too large.")
-ItemNotAvailable = _refusal("ItemNotAvailable", 422, "item_not_available",
-                            "The item is in transit, lost or missing.")
-ItemNotOwned = _refusal("ItemNotOwned", 422, "item_not_owned", "The item belongs to another library.")
-ItemNotLoanable = _refusal("ItemNotLoanable", 422, "item_not_loanable", "Items of this type do not circulate.")
-NotOnLoan = _refusal("NotOnLoan", 422, "not_on_loan", "The item is not on loan.")
-LoanClosed = _refusal("LoanClosed", 422, "loan_closed", "The loan is already closed.")
-LoanNotDisputed = _refusal("LoanNotDisputed", 422, "loan_not_disputed", "The loan is not disputed.")
-RenewalLimit = _refusal("RenewalLimit", 422, "renewal_limit_reached", "No renewals left under the policy.")
-LoanLimit = _refusal("LoanLimit", 422, "loan_limit_reached",
-                    "The patron holds as many loans from this library as the policy allows.")
-PatronBlocked = _refusal("PatronBlocked", 422, "patron_blocked", "The patron is blocked.")
-PatronExpired = _refusal("PatronExpired", 422, "patron_expired", "The patron's registration has expired.")
-PatronUnknown = _refusal("PatronUnknown", 422, "patron_unknown", "The home institution does not know the patron.")
-PatronLimitReached = _refusal("PatronLimitReached", 422, "patron_limit_reached",
-                              "The patron's home institution allows no more network loans.")
-OfflineLimitReached = _refusal("OfflineLimitReached", 422, "offline_limit_reached",
-                               "The home node cannot be reached and the offline loan limit is used up.")
-UnknownInstitution = _refusal("UnknownInstitution", 422, "unknown_institution",
-                              "The institution is neither this node nor a configured peer.")
-PeerUnreachable = _refusal("PeerUnreachable", 503, "peer_unreachable", "A peer node could not be reached.")
+class BodyTooDeep(BadRequest):
+    """The JSON body nests arrays or objects too deeply."""
+    status, code = 400, "body_too_deep"
+
+
+class NumberOutOfRange(BadRequest):
+    """A JSON number in the body is beyond what any field takes."""
+    status, code = 400, "number_out_of_range"
+
+
+class Unauthorized(CircnodeError):
+    """No valid credentials."""
+    status, code = 401, "unauthorized"
+
+
+class BadSignature(CircnodeError):
+    """A peer request's signature was refused."""
+    status, code = 401, "bad_signature"
+
+
+class Forbidden(CircnodeError):
+    """Credentials valid but the role may not do this."""
+    status, code = 403, "forbidden"
+
+
+class NotFound(CircnodeError):
+    """No such resource."""
+    status, code = 404, "not_found"
+
+
+class ItemNotFound(CircnodeError):
+    """No item with that barcode here."""
+    status, code = 404, "item_not_found"
+
+
+class LoanNotFound(CircnodeError):
+    """No loan with that id."""
+    status, code = 404, "loan_not_found"
+
+
+class PatronNotFound(CircnodeError):
+    """No patron with that id here."""
+    status, code = 404, "patron_not_found"
+
+
+class ItemOnLoan(CircnodeError):
+    """The item is already on an open loan."""
+    status, code = 409, "item_on_loan"
+
+
+class AmbiguousBarcode(CircnodeError):
+    """Two owners' items share the barcode; say which owner."""
+    status, code = 409, "ambiguous_barcode"
+
+
+class TooLarge(CircnodeError):
+    """The request body is too large."""
+    status, code = 413, "too_large"
+
+
+class ItemNotAvailable(CircnodeError):
+    """The item is in transit, lost or missing."""
+    status, code = 422, "item_not_available"
+
+
+class ItemNotOwned(CircnodeError):
+    """The item belongs to another library."""
+    status, code = 422, "item_not_owned"
+
+
+class ItemNotLoanable(CircnodeError):
+    """Items of this type do not circulate."""
+    status, code = 422, "item_not_loanable"
+
+
+class NotOnLoan(CircnodeError):
+    """The item is not on loan."""
+    status, code = 422, "not_on_loan"
+
+
+class LoanClosed(CircnodeError):
+    """The loan is already closed."""
+    status, code = 422, "loan_closed"
+
+
+class LoanNotDisputed(CircnodeError):
+    """The loan is not disputed."""
+    status, code = 422, "loan_not_disputed"
+
+
+class RenewalLimit(CircnodeError):
+    """No renewals left under the policy."""
+    status, code = 422, "renewal_limit_reached"
+
+
+class LoanLimit(CircnodeError):
+    """The patron holds as many loans from this library as the policy allows."""
+    status, code = 422, "loan_limit_reached"
+
+
+class PatronBlocked(CircnodeError):
+    """The patron is blocked."""
+    status, code = 422, "patron_blocked"
+
+
+class PatronExpired(CircnodeError):
+    """The patron's registration has expired."""
+    status, code = 422, "patron_expired"
+
+
+class PatronUnknown(CircnodeError):
+    """The home institution does not know the patron."""
+    status, code = 422, "patron_unknown"
+
+
+class PatronLimitReached(CircnodeError):
+    """The patron's home institution allows no more network loans."""
+    status, code = 422, "patron_limit_reached"
+
+
+class OfflineLimitReached(CircnodeError):
+    """The home node cannot be reached and the offline loan limit is used up."""
+    status, code = 422, "offline_limit_reached"
+
+
+class UnknownInstitution(CircnodeError):
+    """The institution is neither this node nor a configured peer."""
+    status, code = 422, "unknown_institution"
+
+
+class PeerUnreachable(CircnodeError):
+    """A peer node could not be reached."""
+    status, code = 503, "peer_unreachable"
+
+
 # A peer that answers and says no (any 4xx), or whose answer fails our signature check, is not
 # offline: nothing is lent provisionally on it (docs/protocol.md section 1).
-PeerRefused = _refusal("PeerRefused", 502, "peer_refused",
-                       "A peer node refused this node's signed request, or its answer failed our signature check.")
-HomeRefused = _refusal("HomeRefused", 502, "home_refused",
-                       "The patron's home node refused this node's standing check (keys, clocks or configuration "
-                       "between the two nodes); nothing is lent.")
-StaffExists = _refusal("StaffExists", 409, "staff_exists", "A staff account with that name exists already.")
-StaffNotFound = _refusal("StaffNotFound", 404, "staff_not_found", "No staff account with that name.")
-TokenNotFound = _refusal("TokenNotFound", 404, "token_not_found", "No API token with that id.")
-WeakPassword = _refusal("WeakPassword", 422, "weak_password", "The password is too easy to guess.")
-TooManyAttempts = _refusal("TooManyAttempts", 429, "too_many_attempts", "Too many failed logins; wait and retry.")
-RateLimited = _refusal("RateLimited", 429, "rate_limited",
-                       "The peer asked more often than this node answers; retry after Retry-After seconds.")
+class PeerRefused(CircnodeError):
+    """A peer node refused this node's signed request, or its answer failed our signature check."""
+    status, code = 502, "peer_refused"
+
+
+class HomeRefused(CircnodeError):
+    """The patron's home node refused this node's standing check (keys, clocks or configuration between the two
+    nodes); nothing is lent."""
+    status, code = 502, "home_refused"
+
+
+class StaffExists(CircnodeError):
+    """A staff account with that name exists already."""
+    status, code = 409, "staff_exists"
+
+
+class StaffNotFound(CircnodeError):
+    """No staff account with that name."""
+    status, code = 404, "staff_not_found"
+
+
+class TokenNotFound(CircnodeError):
+    """No API token with that id."""
+    status, code = 404, "token_not_found"
+
+
+class WeakPassword(CircnodeError):
+    """The password is too easy to guess."""
+    status, code = 422, "weak_password"
+
+
+class TooManyAttempts(CircnodeError):
+    """Too many failed logins; wait and retry."""
+    status, code = 429, "too_many_attempts"
+
+
+class RateLimited(CircnodeError):
+    """The peer asked more often than this node answers; retry after Retry-After seconds."""
+    status, code = 429, "rate_limited"
+
+
 # Billing (issue 5; docs/billing.md)
-FeeNotFound = _refusal("FeeNotFound", 404, "fee_not_found", "No fee with that id here.")
-FeeSettled = _refusal("FeeSettled", 409, "fee_settled", "The fee is already paid or waived.")
-FeeNotHome = _refusal("FeeNotHome", 422, "fee_not_home",
-                      "Payments and waivers are recorded at the patron's home library.")
-AmountTooLarge = _refusal("AmountTooLarge", 422, "amount_too_large", "The amount is more than the fee's open balance.")
-BatchNotFound = _refusal("BatchNotFound", 404, "batch_not_found", "No bursar export batch with that number.")
-ItemLost = _refusal("ItemLost", 422, "item_lost", "The item was declared lost; the loan cannot be renewed.")
+class FeeNotFound(CircnodeError):
+    """No fee with that id here."""
+    status, code = 404, "fee_not_found"
+
+
+class FeeSettled(CircnodeError):
+    """The fee is already paid or waived."""
+    status, code = 409, "fee_settled"
+
+
+class FeeNotHome(CircnodeError):
+    """Payments and waivers are recorded at the patron's home library."""
+    status, code = 422, "fee_not_home"
+
+
+class AmountTooLarge(CircnodeError):
+    """The amount is more than the fee's open balance."""
+    status, code = 422, "amount_too_large"
+
+
+class BatchNotFound(CircnodeError):
+    """No bursar export batch with that number."""
+    status, code = 404, "batch_not_found"
+
+
+class ItemLost(CircnodeError):
+    """The item was declared lost; the loan cannot be renewed."""
+    status, code = 422, "item_lost"
+
+
 
 # --- patron sign-in and network passes (issue 4; docs/identity.md) ---
-SignInUnavailable = _refusal("SignInUnavailable", 503, "sign_in_unavailable",
-                             "Sign-in at this institution is not configured or not working here.")
-SamlRefused = _refusal("SamlRefused", 403, "saml_refused", "The sign-in answer was refused.")
+class SignInUnavailable(CircnodeError):
+    """Sign-in at this institution is not configured or not working here."""
+    status, code = 503, "sign_in_unavailable"
+
+
+class SamlRefused(CircnodeError):
+    """The sign-in answer was refused."""
+    status, code = 403, "saml_refused"
+
+
 # A subclass of SignInUnavailable: every place that shows one shows it too, with its own code.
-SamlIdpNotInFederation = type("SamlIdpNotInFederation", (SignInUnavailable,), {
-    "code": "saml_idp_not_in_federation",
-    "__doc__": "The institution's identity provider is not in the federation's metadata aggregate."})
+class SamlIdpNotInFederation(SignInUnavailable):
+    """The institution's identity provider is not in the federation's metadata aggregate."""
+    status, code = 503, "saml_idp_not_in_federation"
+
+
 # Why the federation's metadata aggregate was not taken (docs/identity.md, "Federations"); the node keeps
 # its last good copy.  Shown on /admin/federation and by 'circnode saml federation refresh'.
-FederationRefused = _refusal("FederationRefused", 502, "federation_refused",
-                             "The federation's metadata aggregate was not taken.")
+class FederationRefused(CircnodeError):
+    """The federation's metadata aggregate was not taken."""
+    status, code = 502, "federation_refused"
 
 
-def _federation_refusal(name, code, doc):
-    return type(name, (FederationRefused,), {"code": code, "__doc__": doc})
+class FederationUnreachable(FederationRefused):
+    """The aggregate could not be fetched or read."""
+    status, code = 502, "federation_unreachable"
 
 
-FederationUnreachable = _federation_refusal("FederationUnreachable", "federation_unreachable",
-                                            "The aggregate could not be fetched or read.")
-FederationInvalid = _federation_refusal("FederationInvalid", "federation_invalid",
-                                        "The aggregate is not a well-formed, DTD-free SAML EntitiesDescriptor.")
-FederationUnsigned = _federation_refusal("FederationUnsigned", "federation_unsigned",
-                                         "The aggregate carries no signature over the whole document.")
-FederationBadSignature = _federation_refusal("FederationBadSignature", "federation_bad_signature",
-                                             "The aggregate's signature does not verify with the federation's "
-                                             "certificate (altered, or signed by another key).")
-FederationWeakAlgorithm = _federation_refusal("FederationWeakAlgorithm", "federation_weak_algorithm",
-                                              "The aggregate is signed or digested with an algorithm this node "
-                                              "refuses.")
-FederationExpired = _federation_refusal("FederationExpired", "federation_expired",
-                                        "The aggregate's validUntil has passed.")
-FederationNoValidUntil = _federation_refusal("FederationNoValidUntil", "federation_no_valid_until",
-                                             "The aggregate states no validUntil, so an old copy could be "
-                                             "replayed for ever.")
+class FederationInvalid(FederationRefused):
+    """The aggregate is not a well-formed, DTD-free SAML EntitiesDescriptor."""
+    status, code = 502, "federation_invalid"
 
 
-def _saml_refusal(name, code, doc):
-    # Subclasses of SamlRefused: one ``except`` catches them all, each keeps its own stable code.
-    return type(name, (SamlRefused,), {"status": 403, "code": code, "__doc__": doc})
+class FederationUnsigned(FederationRefused):
+    """The aggregate carries no signature over the whole document."""
+    status, code = 502, "federation_unsigned"
 
 
-SamlInvalid = _saml_refusal("SamlInvalid", "saml_invalid", "The sign-in answer is malformed or was not a success.")
-SamlUnsigned = _saml_refusal("SamlUnsigned", "saml_unsigned", "The sign-in answer carries no signed assertion.")
-SamlBadSignature = _saml_refusal("SamlBadSignature", "saml_bad_signature",
-                                 "The signature does not verify with the identity provider's key from its metadata.")
-SamlUnsolicited = _saml_refusal("SamlUnsolicited", "saml_unsolicited",
-                                "The answer does not reply to a sign-in this node started.")
-SamlReplay = _saml_refusal("SamlReplay", "saml_replay", "This sign-in answer was used already.")
-SamlExpired = _saml_refusal("SamlExpired", "saml_expired", "The sign-in answer or request has expired.")
-SamlWrongAudience = _saml_refusal("SamlWrongAudience", "saml_wrong_audience",
-                                  "The assertion was made for another service.")
-SamlWrongDestination = _saml_refusal("SamlWrongDestination", "saml_wrong_destination",
-                                     "The answer was addressed to another place.")
-SamlWrongInstitution = _saml_refusal("SamlWrongInstitution", "saml_wrong_institution",
-                                     "The answer comes from another institution than the one chosen.")
-SamlNoPatronId = _saml_refusal("SamlNoPatronId", "saml_no_patron_id",
-                               "The identity provider did not release the patron's id.")
-SamlEncryptedForAnotherKey = _saml_refusal("SamlEncryptedForAnotherKey", "saml_encrypted_for_another_key",
-                                           "The assertion was encrypted for a key that is not this node's "
-                                           "encryption key.")
-SamlCannotDecrypt = _saml_refusal("SamlCannotDecrypt", "saml_cannot_decrypt",
-                                  "The encrypted assertion or NameID cannot be decrypted with this node's keys.")
-SamlWeakAlgorithm = _saml_refusal("SamlWeakAlgorithm", "saml_weak_algorithm",
-                                  "The answer is signed, digested or encrypted with an algorithm this node refuses.")
-KeyRolloverRefused = _refusal("KeyRolloverRefused", 409, "key_rollover_refused",
-                              "The SAML key rollover cannot take this step now.")
-LinkUnknown = _refusal("LinkUnknown", 404, "link_unknown", "No such sign-in link.")
-LinkExpired = _refusal("LinkExpired", 410, "link_expired", "The sign-in link has expired.")
-LinkUsed = _refusal("LinkUsed", 410, "link_used", "The sign-in link was used already.")
-PassInvalid = _refusal("PassInvalid", 401, "pass_invalid", "The network pass is malformed or was altered.")
-PassWrongIssuer = _refusal("PassWrongIssuer", 401, "pass_wrong_issuer",
-                           "The network pass is not signed by its institution's node key.")
-PassExpired = _refusal("PassExpired", 422, "pass_expired", "The network pass has expired.")
-PassRevoked = _refusal("PassRevoked", 422, "pass_revoked", "The patron was blocked after the pass was issued.")
+class FederationBadSignature(FederationRefused):
+    """The aggregate's signature does not verify with the federation's certificate (altered, or signed by
+    another key)."""
+    status, code = 502, "federation_bad_signature"
+
+
+class FederationWeakAlgorithm(FederationRefused):
+    """The aggregate is signed or digested with an algorithm this node refuses."""
+    status, code = 502, "federation_weak_algorithm"
+
+
+class FederationExpired(FederationRefused):
+    """The aggregate's validUntil has passed."""
+    status, code = 502, "federation_expired"
+
+
+class FederationNoValidUntil(FederationRefused):
+    """The aggregate states no validUntil, so an old copy could be replayed for ever."""
+    status, code = 502, "federation_no_valid_until"
+
+
+# Subclasses of SamlRefused: one ``except`` catches them all, each keeps its own stable code.
+class SamlInvalid(SamlRefused):
+    """The sign-in answer is malformed or was not a success."""
+    status, code = 403, "saml_invalid"
+
+
+class SamlUnsigned(SamlRefused):
+    """The sign-in answer carries no signed assertion."""
+    status, code = 403, "saml_unsigned"
+
+
+class SamlBadSignature(SamlRefused):
+    """The signature does not verify with the identity provider's key from its metadata."""
+    status, code = 403, "saml_bad_signature"
+
+
+class SamlUnsolicited(SamlRefused):
+    """The answer does not reply to a sign-in this node started."""
+    status, code = 403, "saml_unsolicited"
+
+
+class SamlReplay(SamlRefused):
+    """This sign-in answer was used already."""
+    status, code = 403, "saml_replay"
+
+
+class SamlExpired(SamlRefused):
+    """The sign-in answer or request has expired."""
+    status, code = 403, "saml_expired"
+
+
+class SamlWrongAudience(SamlRefused):
+    """The assertion was made for another service."""
+    status, code = 403, "saml_wrong_audience"
+
+
+class SamlWrongDestination(SamlRefused):
+    """The answer was addressed to another place."""
+    status, code = 403, "saml_wrong_destination"
+
+
+class SamlWrongInstitution(SamlRefused):
+    """The answer comes from another institution than the one chosen."""
+    status, code = 403, "saml_wrong_institution"
+
+
+class SamlNoPatronId(SamlRefused):
+    """The identity provider did not release the patron's id."""
+    status, code = 403, "saml_no_patron_id"
+
+
+class SamlEncryptedForAnotherKey(SamlRefused):
+    """The assertion was encrypted for a key that is not this node's encryption key."""
+    status, code = 403, "saml_encrypted_for_another_key"
+
+
+class SamlCannotDecrypt(SamlRefused):
+    """The encrypted assertion or NameID cannot be decrypted with this node's keys."""
+    status, code = 403, "saml_cannot_decrypt"
+
+
+class SamlWeakAlgorithm(SamlRefused):
+    """The answer is signed, digested or encrypted with an algorithm this node refuses."""
+    status, code = 403, "saml_weak_algorithm"
+
+
+class KeyRolloverRefused(CircnodeError):
+    """The SAML key rollover cannot take this step now."""
+    status, code = 409, "key_rollover_refused"
+
+
+class LinkUnknown(CircnodeError):
+    """No such sign-in link."""
+    status, code = 404, "link_unknown"
+
+
+class LinkExpired(CircnodeError):
+    """The sign-in link has expired."""
+    status, code = 410, "link_expired"
+
+
+class LinkUsed(CircnodeError):
+    """The sign-in link was used already."""
+    status, code = 410, "link_used"
+
+
+class PassInvalid(CircnodeError):
+    """The network pass is malformed or was altered."""
+    status, code = 401, "pass_invalid"
+
+
+class PassWrongIssuer(CircnodeError):
+    """The network pass is not signed by its institution's node key."""
+    status, code = 401, "pass_wrong_issuer"
+
+
+class PassExpired(CircnodeError):
+    """The network pass has expired."""
+    status, code = 422, "pass_expired"
+
+
+class PassRevoked(CircnodeError):
+    """The patron was blocked after the pass was issued."""
+    status, code = 422, "pass_revoked"
+
+
+# --- the web layer's own refusals (node/web/app.py) ---
+class CsrfFailed(Forbidden):
+    """The form expired or did not come from this site."""
+    status, code = 403, "csrf_failed"
+
+
+class MethodNotAllowed(CircnodeError):
+    """The URL does not take this HTTP method."""
+    status, code = 405, "method_not_allowed"
+
+
+class HttpError(CircnodeError):
+    """Another HTTP error of the web server; its status is the one the server chose."""
+    status, code = 400, "http_error"
+
+    def __init__(self, message, status, **details):
+        super().__init__(message, **details)
+        self.status = status
+
+
+class InternalError(CircnodeError):
+    """Something went wrong on this node (a bug; logged)."""
+    status, code = 500, "internal_error"
+
+
+class RenewalRefused(CircnodeError):
+    """The lending node refused the renewal and gave no code this node knows."""
+    status, code = 422, "renewal_refused"

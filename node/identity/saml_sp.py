@@ -173,12 +173,12 @@ def _sp_config(cfg, idp_xml=None):
     return config
 
 
-def sp_metadata_xml(cfg, now=None):
+def sp_metadata_xml(cfg, now):
     """This node's SP metadata as identity providers and federations need it (node/identity/saml_metadata.py)."""
     from node.identity.saml_metadata import metadata_xml
     if not os.path.exists(sp_files(cfg)[1]):
         raise errors.SignInUnavailable("This node has no SAML certificate yet: run 'circnode init'.")
-    return metadata_xml(cfg, now or datetime.datetime.now(datetime.timezone.utc))
+    return metadata_xml(cfg, now)
 
 
 # --- identity providers of the institutions --------------------------------

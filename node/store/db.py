@@ -5,21 +5,19 @@ about survives a power cut, ``foreign_keys=ON``, and every write transaction
 starts with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy
 timeout instead of failing with "database is locked" half-way through.
 Connections stay open per thread (waitress keeps a fixed thread pool):
-reopening per request cost 2-3x in measurements.
-
-Writers of this process also queue on a lock before ``BEGIN IMMEDIATE``,
-and then write on one shared connection: SQLite's busy handler polls with
-sleeps of up to 100 ms, so a desk thread waiting for another's commit slept
-long after the lock was free (p99 of 4 desk clients 544 ms;
-docs/benchmarks.md), and a write on another thread's connection made each
-writer re-read its pages.  Other processes still meet the busy timeout.
+reopening per request cost 2-3x in measurements.  Write transactions of this
+process take turns on one connection: see ``node/store/writer.py``.
 """
+import functools
+import itertools
 import logging
 import os
-import threading
+import sqlite3
 
+import peewee
 from peewee import SqliteDatabase
-from peewee import __exception_wrapper__ as _map_errors
+
+from node.store.writer import Writer
 
 log = logging.getLogger(__name__)
 _peewee_log = logging.getLogger("peewee")
@@ -30,110 +28,162 @@ PRAGMAS = {
     "foreign_keys": 1,
     "busy_timeout": 10000,
 }
+TIMEOUT = 10  # seconds a connection waits on another process's write lock
 
-class _QueuedWriters(SqliteDatabase):
-    """A SqliteDatabase whose write transactions in this process take turns on one connection.
+# sqlite3's exceptions as peewee's, so callers catch peewee.IntegrityError whichever path ran the SQL.
+_PEEWEE_ERRORS = {
+    sqlite3.IntegrityError: peewee.IntegrityError,
+    sqlite3.OperationalError: peewee.OperationalError,
+    sqlite3.ProgrammingError: peewee.ProgrammingError,
+    sqlite3.InterfaceError: peewee.InterfaceError,
+    sqlite3.DataError: peewee.DataError,
+    sqlite3.NotSupportedError: peewee.NotSupportedError,
+    sqlite3.InternalError: peewee.InternalError,
+    sqlite3.DatabaseError: peewee.DatabaseError,
+}
 
-    Each thread reads on its own connection; a write transaction waits for a
-    lock, then runs on the one writer connection.  A connection must drop its
-    page cache whenever another connection has written since its last
-    transaction, so write transactions spread over waitress's threads re-read
-    every page they touched (34 page reads per checkout under strace); on the
-    one writer connection they stay cached.
 
-    Two rules follow.  Take a query's rows (``list(...)``) before writing in
-    the same thread: a statement still being read keeps its connection's
-    snapshot, so reads after the write would not see it yet.  And read a
-    cursor opened inside a write transaction before the transaction ends: it
-    belongs to the shared connection.
+def _as_peewee_error(exc):
+    for kind in type(exc).__mro__:
+        if kind in _PEEWEE_ERRORS:
+            return _PEEWEE_ERRORS[kind](exc, *exc.args)
+    return None
+
+
+class TakenRows:
+    """A cursor whose statement was read to its end when it ran.
+
+    A SELECT still being read keeps its connection's snapshot, and on the
+    writer's connection it would outlive the turn; once its rows are taken it
+    holds neither, so any query may be read at any time, inside or outside a
+    write transaction.  Statements without result columns (INSERT, UPDATE, ...)
+    are already complete when ``execute`` returns.
+    """
+
+    __slots__ = ("_connection", "_rows", "description", "lastrowid", "rowcount", "fetchone")
+
+    def __init__(self, connection):
+        self._connection = connection
+
+    def execute(self, sql, params=()):
+        """Run SQL with PARAMS and take its rows."""
+        return self._take(self._connection.execute(sql, params))
+
+    def executemany(self, sql, rows):
+        """Run SQL once per parameter tuple of ROWS."""
+        return self._take(self._connection.executemany(sql, rows))
+
+    def _take(self, cursor):
+        self._rows = rows = iter(cursor.fetchall() if cursor.description else ())
+        self.description, self.lastrowid, self.rowcount = cursor.description, cursor.lastrowid, cursor.rowcount
+        self.fetchone = functools.partial(next, rows, None)
+        return self
+
+    def fetchall(self):
+        return list(self._rows)
+
+    def fetchmany(self, size=1):
+        return list(itertools.islice(self._rows, size))
+
+    def __iter__(self):
+        return self._rows
+
+    def close(self):
+        self._rows = iter(())
+
+
+class Database(SqliteDatabase):
+    """The node's database: readers on a connection per thread, write transactions on the writer's.
+
+    ``begin()`` takes the writer's turn (``node/store/writer.py``) and
+    ``commit()``/``rollback()`` give it back; between them this thread's
+    statements run on the write connection.  Every cursor is a ``TakenRows``,
+    so no statement outlives a turn or holds a stale snapshot.
     """
 
     def __init__(self, *args, **kwargs):
-        self._writer = threading.Lock()
-        self._holder = threading.local()
-        self._writer_conn = None
-        super().__init__(*args, **kwargs)  # calls init()
+        self.writer = Writer()
+        super().__init__(*args, **kwargs)
 
-    def init(self, *args, **kwargs):
-        self._close_writer()
-        super().init(*args, **kwargs)
+    def init(self, database, pragmas=None, timeout=TIMEOUT, **kwargs):
+        """Point the handle at the file DATABASE, for readers and the writer."""
+        super().init(database, pragmas=pragmas, timeout=timeout, **kwargs)
+        if database is None:
+            self.writer.close()
+        else:
+            self.writer.open(database, PRAGMAS if pragmas is None else pragmas, timeout)
 
-    def begin(self, lock_type=None):
+    def connection(self):
+        """The connection this thread's statements run on: the writer's during its turn."""
+        return self.writer.current() or super().connection()
+
+    def cursor(self, named_cursor=None):
+        """A cursor on ``connection()`` that takes its statement's rows when it runs."""
         if self.is_closed():
             self.connect()  # this thread's own connection, for its reads
-        self._writer.acquire()
-        self._holder.own = self._state.conn
-        try:
-            if self._writer_conn is None:
-                self._writer_conn = self._connect()
-            elif self._writer_conn.in_transaction:
-                # Left open by a failure that skipped the rollback: end it, or every writer of
-                # the process would fail from now on.
-                log.error("the writer connection was left in a transaction; rolling it back")
-                self._writer_conn.execute("ROLLBACK")
-            self._state.conn = self._writer_conn
-            super().begin(lock_type)
-        except BaseException:
-            self._release()
-            raise
+        return TakenRows(self.connection())
 
     def execute_sql(self, sql, params=None):
-        """Run SQL on this thread's connection (the writer's in a write transaction).
+        """Run SQL on ``connection()``; returns a cursor (its rows already taken when it has any).
 
-        Straight to sqlite3, with peewee's exceptions: peewee's own path (query
-        logging, hooks, a new cursor each time) doubled the cost of a small
-        statement (3.6 against 1.7 µs), and an event of a sync batch runs about ten.
+        Straight to sqlite3 unless peewee's query log or hooks are on: peewee's
+        own path (logging, hooks, a new cursor object each time) doubled the
+        cost of a small statement (3.6 against 1.7 µs), and an event of a sync
+        batch runs about ten.
         """
-        if self._state.closed or self.query_hooks or _peewee_log.isEnabledFor(logging.DEBUG):
+        if self.query_hooks or _peewee_log.isEnabledFor(logging.DEBUG):
             return super().execute_sql(sql, params)
-        with _map_errors:
-            return self._state.conn.execute(sql, params or ())
+        try:
+            cursor = (self.writer.current() or super().connection()).execute(sql, params or ())
+        except sqlite3.Error as exc:
+            mapped = _as_peewee_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        if cursor.description is None:  # no rows: the statement is complete already
+            return cursor
+        return TakenRows(None)._take(cursor)
+
+    def begin(self, lock_type=None):
+        """Take the writer's turn, then ``BEGIN IMMEDIATE`` on its connection."""
+        if self.is_closed():
+            self.connect()
+        self.writer.take()
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self.writer.give_back()
+            raise
 
     def commit(self):
-        super().commit()  # on failure the transaction is still open: rollback() releases
-        self._release()
+        """Commit, then give the turn back (on failure the transaction stays open: roll back)."""
+        super().commit()
+        self.writer.give_back()
 
     def rollback(self):
+        """Roll back, and give the turn back whatever happens."""
         try:
             super().rollback()
         finally:
-            self._release()
+            self.writer.give_back()
 
     def close(self):
-        if self._holds_writer():  # closed mid-transaction: end it, never close the shared connection
-            try:
-                self._writer_conn.execute("ROLLBACK")
-            except Exception:  # the transaction may already be over
-                pass
-            self._release()
-            self._state.transactions = []
+        """Close this thread's connection, first ending any write transaction it left open.
+
+        A thread that closes mid-transaction (an abandoned request) must not
+        leave the writer's connection in a transaction, nor keep the turn.
+        """
+        if self.writer.holds():
+            while self.transaction_depth():
+                self.pop_transaction()
+            self.writer.abandon()
         try:
             return super().close()
         finally:
-            self._close_writer()  # reopened by the next write transaction
-
-    def _holds_writer(self):
-        return hasattr(self._holder, "own")
-
-    def _release(self):
-        if self._holds_writer():
-            self._state.conn = self._holder.__dict__.pop("own")
-            self._writer.release()
-
-    def _close_writer(self):
-        # Another thread's transaction may be running: wait for it, but never hang a shutdown.
-        if not self._writer.acquire(timeout=15):
-            log.error("a write transaction is still open; leaving the writer connection open")
-            return
-        try:
-            if self._writer_conn is not None:
-                self._writer_conn.close()
-                self._writer_conn = None
-        finally:
-            self._writer.release()
+            self.writer.close()  # reopened by the next write transaction
 
 
-database = _QueuedWriters(None, lock_type="IMMEDIATE")
+database = Database(None, lock_type="IMMEDIATE")
 
 
 def open_database(path):
@@ -142,7 +192,7 @@ def open_database(path):
     os.makedirs(folder, exist_ok=True)
     if not database.is_closed():
         database.close()
-    database.init(path, pragmas=PRAGMAS, timeout=10, check_same_thread=False)
+    database.init(path, pragmas=PRAGMAS, timeout=TIMEOUT, check_same_thread=False)
     database.connect(reuse_if_open=True)
     from node.store.migrations import migrate
     migrate(database)
@@ -162,6 +212,7 @@ def checkpoints_in_background():
     history (docs/benchmarks.md).  Call before other threads connect.
     """
     database.pragma("wal_autocheckpoint", 0, permanent=True)
+    database.writer.add_pragma("wal_autocheckpoint", 0)
     database.close()  # this thread's and the writer's connections reopen with it
 
 

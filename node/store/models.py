@@ -19,10 +19,6 @@ LOAN_STATES = ("open", "closed")
 ROLES = ("desk", "admin")
 
 
-def utcnow():
-    return datetime.datetime.now(UTC)
-
-
 def new_uuid():
     """A time-ordered UUID (version 7 layout) so new keys land at the index's end.
 
@@ -148,7 +144,7 @@ class Item(BaseModel):
     item_type = CharField(default="")
     replacement_cost = DecimalField(max_digits=10, decimal_places=2, null=True)
     status = CharField(default="available")
-    updated_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField()  # the caller passes its now
 
     class Meta:
         indexes = ((("owner", "barcode"), True),)
@@ -173,7 +169,7 @@ class Patron(BaseModel):
     expires_on = DateField(null=True)
     blocked = BooleanField(default=False)
     block_reason = TextField(default="")
-    updated_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField()  # the caller passes its now
 
     class Meta:
         indexes = ((("institution", "home_id"), True),)
@@ -205,7 +201,7 @@ class Loan(BaseModel):
     disputed = BooleanField(default=False)
     dispute_reason = TextField(default="")
     made_offline = BooleanField(default=False)
-    updated_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField()  # the caller passes its now
     lost_at = UTCDateTimeField(null=True)  # declared lost by the lender (migration 4)
 
     def is_overdue(self, now):
@@ -239,7 +235,7 @@ class OutboxEvent(BaseModel):
     event_id = CharField(unique=True)
     type = CharField()
     payload = TextField()
-    created_at = UTCDateTimeField(default=utcnow)
+    created_at = UTCDateTimeField()  # the caller passes its now
     state = CharField(default="pending")
     attempts = IntegerField(default=0)
     last_error = TextField(default="")
@@ -260,14 +256,14 @@ class Staff(BaseModel):
     role = CharField()
     password_hash = TextField()
     active = BooleanField(default=True)
-    created_at = UTCDateTimeField(default=utcnow)
+    created_at = UTCDateTimeField()  # the caller passes its now
     last_sign_in_at = UTCDateTimeField(null=True)  # at the desk; API tokens keep their own last use
 
 
 class ApiToken(BaseModel):
     staff = ForeignKeyField(Staff, backref="tokens", on_delete="CASCADE")
     token_hash = CharField(unique=True)
-    created_at = UTCDateTimeField(default=utcnow)
+    created_at = UTCDateTimeField()  # the caller passes its now
     last_used_at = UTCDateTimeField(null=True)
 
     class Meta:
@@ -296,7 +292,7 @@ class LoginFailure(BaseModel):
 
 
 class AuditLog(BaseModel):
-    at = UTCDateTimeField(default=utcnow)
+    at = UTCDateTimeField()  # the caller passes its now
     staff = CharField()
     action = CharField()
     target = TextField(default="")
@@ -407,7 +403,7 @@ class Fee(BaseModel):
     paid = CentsField(default=0)
     settled_at = UTCDateTimeField(null=True)
     bursar_batch = ForeignKeyField(BursarBatch, backref="fees", null=True)
-    updated_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField()  # the caller passes its now
 
     class Meta:
         indexes = ((("loan_id", "reason"), True),)

@@ -69,9 +69,8 @@ def renew_at_lender(cfg, home_id, loan_id, now, timeout=None):
                                   timeout=timeout or cfg.sync["standing_timeout_seconds"], now=now)
     if status != 200:
         error = (answer.get("error") or {}) if isinstance(answer, dict) else {}
-        refusal = errors.CircnodeError(error.get("message") or f"{cfg.library_name(loan.lender)} refused the renewal.")
-        refusal.status, refusal.code = 422, error.get("code") or "renewal_refused"
-        raise refusal
+        refusal = errors.by_code(error.get("code"), errors.RenewalRefused)
+        raise refusal(error.get("message") or f"{cfg.library_name(loan.lender)} refused the renewal.")
     due_at = datetime.datetime.fromisoformat(answer["due_at"]).astimezone(datetime.timezone.utc)
     with database.atomic():
         # The lender's loan.renewed event will say the same; applying it again changes nothing.

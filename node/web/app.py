@@ -100,16 +100,15 @@ def register_error_handlers(app):
 
     @app.errorhandler(CSRFError)
     def _csrf(exc):
-        refusal = errors.Forbidden("The form expired or did not come from this site. Reload and try again.")
-        refusal.code = "csrf_failed"
+        refusal = errors.CsrfFailed("The form expired or did not come from this site. Reload and try again.")
         return error_page(refusal)
 
     @app.errorhandler(HTTPException)
     def _http(exc):
-        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-                413: "too_large"}.get(exc.code, "http_error")
-        refusal = errors.CircnodeError(exc.description or exc.name)
-        refusal.status, refusal.code = exc.code, code
+        kind = {400: errors.BadRequest, 404: errors.NotFound, 405: errors.MethodNotAllowed,
+                413: errors.TooLarge}.get(exc.code)
+        message = exc.description or exc.name
+        refusal = kind(message) if kind else errors.HttpError(message, status=exc.code)
         response = error_response(refusal) if wants_json() else error_page(refusal)
         if exc.code == 405 and getattr(exc, "valid_methods", None):
             response = app.make_response(response)
@@ -119,8 +118,7 @@ def register_error_handlers(app):
     @app.errorhandler(Exception)
     def _crash(exc):
         log.exception("unexpected error on %s %s", request.method, route(request))  # a path may hold a patron id
-        refusal = errors.CircnodeError("Something went wrong on this node; it was logged.")
-        refusal.status, refusal.code = 500, "internal_error"
+        refusal = errors.InternalError("Something went wrong on this node; it was logged.")
         if wants_json():
             return error_response(refusal)
         return error_page(refusal)

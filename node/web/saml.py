@@ -69,7 +69,7 @@ def refused_page(exc):
 
 @bp.get("/saml/metadata")
 def metadata():
-    return saml_sp.sp_metadata_xml(get_config()), 200, {"Content-Type": "application/samlmetadata+xml"}
+    return saml_sp.sp_metadata_xml(get_config(), utcnow()), 200, {"Content-Type": "application/samlmetadata+xml"}
 
 
 @bp.get("/patron/login")
