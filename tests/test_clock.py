@@ -4,7 +4,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Below the web and CLI layers: the domain, the store, the protocol, and the identity modules.
-SCANNED = ["node/domain", "node/store", "sync", "node/saml_*.py", "node/phone_link.py", "node/keys.py"]
+SCANNED = ["node/domain", "node/store", "sync", "node/identity", "node/keys.py"]
 # (owner, attribute) of the calls that read the clock: datetime.now(), date.today(), time.time(), ...
 CLOCK_READS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"),
                ("time", "time"), ("time", "time_ns")}
@@ -18,7 +18,7 @@ EDGES = {
     ("node/domain/jobs.py", "run_daily_safely"): "the scheduler's daily job: the edge that reads the clock once",
     ("node/store/models.py", "new_uuid"): "an id's time part orders ids in the index; it is no business time",
     ("node/store/migrations.py", "migrate"): "when a schema step ran: bookkeeping of the file, at startup",
-    ("node/saml_keys.py", "make_self_signed"): "a certificate is valid from when its key is made (circnode init)",
+    ("node/identity/saml_keys.py", "make_self_signed"): "a certificate is valid from when its key is made (circnode init)",
 }
 
 
