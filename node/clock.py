@@ -2,7 +2,7 @@
 
 The web views, the CLI commands and the scheduler's jobs call ``utcnow()``
 once and pass the time down.  Below them (node/domain, node/store, sync, the
-SAML modules) nothing reads the clock but the edges tests/test_clock.py lists
+SAML modules) nothing reads the clock but the edges tests/system/test_clock.py lists
 with their reasons: the protocol's HTTP views (sync/receive.py), a signed
 request's own time (sync/client.py), the scheduler's daily job and the
 timing of its steps (node/domain/jobs.py), an id's time part, a migration's

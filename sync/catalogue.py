@@ -5,7 +5,7 @@ their types and bounds), **who may send it** (its authority rule) and which
 domain function applies it.  The inbox admits an event here (``admit``:
 validate, then check authority) before any handler runs, and the send side
 builds payloads here (``build``), so the two ends, docs/protocol.md and the
-privacy page (``shared_rows``) cannot drift apart: tests/test_catalogue.py
+privacy page (``shared_rows``) cannot drift apart: tests/sync/test_catalogue.py
 compares them.
 
 A signature says who is speaking, not that they are right.  Every rule
@@ -469,7 +469,7 @@ def _field_doc(f):
 
 
 def markdown_table():
-    """The event table of docs/protocol.md (tests/test_catalogue.py checks the document holds it)."""
+    """The event table of docs/protocol.md (tests/sync/test_catalogue.py checks the document holds it)."""
     lines = ["| type | version | sent by → to | `data` fields | who may send it (authority) |",
              "| --- | --- | --- | --- | --- |"]
     for spec in EVENTS.values():

@@ -7,7 +7,7 @@ loans), applies each event in order against those rows kept in memory, and
 writes the outcome with one ``executemany`` per statement: a loan made and
 returned within the run is inserted closed, an item moved several times is
 written once, as it ends.  The effect is that of applying the events one
-after the other, which ``tests/test_loan_runs.py`` checks run against runs of one.
+after the other, which ``tests/sync/test_loan_runs.py`` checks run against runs of one.
 
 The inbox admits each event (sync/catalogue.py: its payload and its
 sender's authority) before its handler here runs, the run answering the

@@ -193,7 +193,7 @@ def _new_nonce() -> str:
 # message: 0.3-0.4 ms each, against 0.07 ms for Ed25519 itself
 # (docs/benchmarks.md).  For the shapes this protocol sends (plain URLs, our
 # header values, token-like keyid and nonce) the signature base is written
-# here; tests/test_signing.py checks it byte for byte against the library's.
+# here; tests/sync/test_signing.py checks it byte for byte against the library's.
 # Anything else, including every peer message outside these shapes, still goes
 # through the library.
 

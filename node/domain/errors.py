@@ -3,7 +3,7 @@
 The code is the contract: the JSON API returns it, the desk shows the
 message, the CLI prints it.  Codes never change meaning once released.  Each
 class states its ``status`` (HTTP) and ``code`` once; ``CATALOGUE`` maps each
-code to its class, and tests/test_documented.py fails when one is missing
+code to its class, and tests/system/test_documented.py fails when one is missing
 from docs/api.md, docs/protocol.md or (sign-in) docs/identity.md.  The
 reasons a peer's event is rejected with are the protocol's own catalogue,
 ``sync.catalogue.REASONS``.

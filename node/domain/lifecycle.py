@@ -4,7 +4,7 @@ One declarative table, as invenio-circulation's ``transitions``: a move names
 the states it may start from, the state it leads to, and the actors allowed
 to make it (the desk, a peer's event, a scheduled job, an admin, a patron on
 their account page).  Nothing writes an item's ``status`` or a loan's
-``status`` and flags except through the moves here (``tests/test_lifecycle.py``
+``status`` and flags except through the moves here (``tests/domain/test_lifecycle.py``
 walks the table and scans the code for writes outside it).
 
 Writers either move one row through ``move_item``/``close_loan`` (the model
@@ -204,7 +204,7 @@ def settle_rows(quiet, disputed):
 
 
 def markdown_table():
-    """The table as docs/architecture.md shows it (tests/test_lifecycle.py checks the document holds it)."""
+    """The table as docs/architecture.md shows it (tests/domain/test_lifecycle.py checks the document holds it)."""
     lines = ["| of | move | from → to | who | what |", "| --- | --- | --- | --- | --- |"]
     for found in MOVES.values():
         moves = ", ".join(f"{'(new)' if start is NEW else start}→{end}" for start, end in found.transitions.items())

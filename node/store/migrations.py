@@ -2,7 +2,7 @@
 
 Each migration is a list of SQL statements applied in one transaction, and
 ``schema_version`` records the ones applied.  Never edit a released
-migration; append a new one.  ``tests/test_migrations.py`` checks that the
+migration; append a new one.  ``tests/store/test_migrations.py`` checks that the
 migrated schema matches the peewee models.
 """
 import datetime

@@ -2,7 +2,7 @@
 
 Written by hand from the views (node/web/api.py, node/web/billing_api.py, node/web/sync_queue.py,
 node/web/standing_lookups.py, node/web/me.py, sync/receive.py), not generated from them:
-it is the contract, and tests/test_openapi.py runs schemathesis against a live
+it is the contract, and tests/web/test_openapi.py runs schemathesis against a live
 node to hold the code to it.  ``python -m node.web.openapi > docs/openapi.json``
 writes the file; a test keeps the two identical.
 """

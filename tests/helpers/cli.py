@@ -2,9 +2,9 @@
 import os
 import subprocess
 import sys
+from tests.helpers import REPO
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def circnode(*args, input=None, env=None, cwd=None):

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 from node.store.db import database
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}

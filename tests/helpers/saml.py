@@ -1,4 +1,4 @@
-"""Patron sign-in through SAML against a live NORTH and the demo IdPs (tests/test_saml.py).
+"""Patron sign-in through SAML against a live NORTH and the demo IdPs (tests/identity/test_saml.py).
 """
 import base64
 import html

@@ -7,7 +7,6 @@ and body are the ones described.  Bounded (max_examples per operation,
 derandomized) so that it takes well under two minutes on two cores.
 """
 import json
-import pathlib
 import re
 
 import pytest
@@ -19,8 +18,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 
 from node.web import openapi
 from node.demo.network import DEMO_NODES
+from tests.helpers import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

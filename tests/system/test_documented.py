@@ -1,10 +1,9 @@
 """Every CLI command and every API endpoint is documented (README.md or docs/)."""
-import pathlib
 import re
 
 import click
+from tests.helpers import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def documentation():

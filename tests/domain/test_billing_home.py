@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers.billing import NOW, fee_event, lend, post
+from tests.helpers import REPO
 
 UTC = datetime.timezone.utc
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def standing(cfg):

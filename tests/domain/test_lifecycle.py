@@ -1,13 +1,12 @@
 """The lifecycle table is whole, and nothing writes an item's or a loan's status outside it."""
 import ast
-import pathlib
 import re
 
 import pytest
 
 from node.domain import errors, lifecycle
+from tests.helpers import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATES = {"item": set(lifecycle.ITEM_STATES), "loan": set(lifecycle.LOAN_STATES)}
 
 
@@ -127,11 +126,10 @@ def test_the_scan_catches_a_status_written_by_hand():
 
 
 def test_architecture_page_holds_the_lifecycle_table_as_declared():
-    import os
     import re
 
     from node.domain import lifecycle
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "architecture.md")
+    path = ROOT / "docs" / "architecture.md"
     with open(path, encoding="utf-8") as handle:
         found = re.search(r"<!-- lifecycle -->\n(.*?)\n<!-- /lifecycle -->", handle.read(), re.DOTALL)
     assert found and found.group(1) == lifecycle.markdown_table(), "run: python -m node.domain.lifecycle"

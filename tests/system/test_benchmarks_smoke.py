@@ -1,10 +1,9 @@
 """The benchmark suite runs end to end in its quick mode and reports every figure (no thresholds: CI is noisy)."""
 import json
-import os
 import subprocess
 import sys
+from tests.helpers import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ["checkout_1_client", "checkout_4_clients", "checkout_4_vs_1", "checkout_vs_bare_transaction",
            "checkout_1_client_ceiling", "drain", "resend", "growth_checkout", "growth_drain", "memory_drain_peak",
            "memory_idle", "week_offline"]

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from sync import catalogue, inbox  # noqa: F401  (inbox binds every handler)
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def between(text, marker):

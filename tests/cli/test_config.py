@@ -8,8 +8,8 @@ import pytest
 from node import config
 from tests.conftest import write_config
 from tests.helpers.cli import circnode
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(REPO, "node.ini.example")
 GOOD_KEY = "ed25519:" + "A" * 43 + "="
 

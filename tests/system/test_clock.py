@@ -1,8 +1,7 @@
 """Time is a parameter below the web and CLI layers: the wall clock is read only at the edges listed here."""
 import ast
-import pathlib
+from tests.helpers import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Below the web and CLI layers: the domain, the store, the protocol, and the identity modules.
 SCANNED = ["node/domain", "node/store", "sync", "node/identity", "node/keys.py"]
 # (owner, attribute) of the calls that read the clock: datetime.now(), date.today(), time.time(), ...

@@ -1,7 +1,7 @@
 """Pushing the outbox: a verified answer marks each event, and the home node's objections flag the loans.
 
 The peer's answer is given here (its signature and transport are the subject
-of tests/test_signing.py and tests/test_sync_faults.py).
+of tests/sync/test_signing.py and tests/sync/test_sync_faults.py).
 """
 import datetime
 
