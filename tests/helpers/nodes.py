@@ -1,12 +1,18 @@
-"""Nodes built in this process for a test."""
+"""Nodes for a test: built in this process, or started as real processes."""
+import contextlib
 import datetime
+import os
+import signal
+from types import SimpleNamespace
 
 from node import config
+from node.demo.network import DEMO_NODES, make_network, start_idp, start_node, wait_healthy, wait_idp
 from node.keys import ensure_key
 from node.store.db import database
 from node.store.models import Item, Loan, Patron
 from node.web.app import create_app
 from tests.conftest import write_config
+from tests.network import free_port
 
 UTC = datetime.timezone.utc
 
@@ -32,3 +38,24 @@ def network_node(folder):
         Loan.create(id="NL1", item=own, patron=visitor, lender="NORTH", checked_out_at=NOW - datetime.timedelta(days=30),
                     due_at=NOW - datetime.timedelta(days=10), updated_at=NOW)
     return cfg
+
+
+@contextlib.contextmanager
+def north_and_south_with_idp(base):
+    """NORTH and SOUTH as real processes in folder BASE, with SOUTH's demo IdP; stopped afterwards."""
+    nodes = DEMO_NODES[:2]
+    # A generous standing timeout: on a busy test machine SOUTH must still count as reachable.
+    infos = {info.code: info for info in make_network(
+        str(base), nodes=nodes, items=10, patrons=3, ports=[free_port() for _ in nodes], idps=True,
+        overrides={"sync": {"standing_timeout_seconds": "20"}})}
+    processes = [start_node(infos["NORTH"]), start_node(infos["SOUTH"]), start_idp(infos["SOUTH"])]
+    try:
+        wait_healthy(infos["NORTH"], timeout=60, process=processes[0])
+        wait_healthy(infos["SOUTH"], timeout=60, process=processes[1])
+        wait_idp(infos["SOUTH"], timeout=60, process=processes[2])
+        yield SimpleNamespace(north=infos["NORTH"], south=infos["SOUTH"])
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=15)

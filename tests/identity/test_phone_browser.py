@@ -6,42 +6,24 @@ demo`` builds them.  One browser context is the desk computer, another the
 patron's phone.  The last tests check the phone link's refusals in-process.
 """
 import datetime
-import os
 import re
-import signal
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 
-from node.demo.network import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.network import DEMO_PASSWORD
 from node.demo.idp import DEMO_PATRON_PASSWORD
 from tests.conftest import needs_chromium
-from tests.network import free_port
+from tests.helpers.nodes import north_and_south_with_idp
 
 UTC = datetime.timezone.utc
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("phone")
-    nodes = DEMO_NODES[:2]
-    # A generous standing timeout: on a busy test machine SOUTH must still count as reachable.
-    infos = {info.code: info for info in make_network(
-        str(base), nodes=nodes, items=10, patrons=3, ports=[free_port() for _ in nodes], idps=True,
-        overrides={"sync": {"standing_timeout_seconds": "20"}})}
-    processes = [start_node(infos["NORTH"]), start_node(infos["SOUTH"]), start_idp(infos["SOUTH"])]
-    try:
-        wait_healthy(infos["NORTH"], timeout=60, process=processes[0])
-        wait_healthy(infos["SOUTH"], timeout=60, process=processes[1])
-        wait_idp(infos["SOUTH"], timeout=60, process=processes[2])
-        yield SimpleNamespace(north=infos["NORTH"], south=infos["SOUTH"])
-    finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=15)
+    with north_and_south_with_idp(tmp_path_factory.mktemp("phone")) as started:
+        yield started
 
 
 def new_page(chromium, **options):

@@ -8,17 +8,15 @@ reported, neither as a ``securitypolicyviolation`` event nor on the console.
 """
 import datetime
 import os
-import signal
-from types import SimpleNamespace
 
 import pytest
 import requests
 
 from node.domain.accounts import add_staff
-from node.demo.network import DEMO_NODES, DEMO_PASSWORD, make_network, start_idp, start_node, wait_healthy, wait_idp
+from node.demo.network import DEMO_PASSWORD
 from node.demo.idp import DEMO_PATRON_PASSWORD
 from tests.conftest import needs_chromium, write_config
-from tests.network import free_port
+from tests.helpers.nodes import north_and_south_with_idp
 from tests.helpers.desk import PASSWORD, post_form
 
 UTC = datetime.timezone.utc
@@ -133,22 +131,8 @@ def test_hsts_only_when_base_url_is_https(tmp_path):
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    base = tmp_path_factory.mktemp("csp")
-    nodes = DEMO_NODES[:2]
-    infos = {info.code: info for info in make_network(
-        str(base), nodes=nodes, items=10, patrons=3, ports=[free_port() for _ in nodes], idps=True,
-        overrides={"sync": {"standing_timeout_seconds": "20"}})}
-    processes = [start_node(infos["NORTH"]), start_node(infos["SOUTH"]), start_idp(infos["SOUTH"])]
-    try:
-        wait_healthy(infos["NORTH"], timeout=60, process=processes[0])
-        wait_healthy(infos["SOUTH"], timeout=60, process=processes[1])
-        wait_idp(infos["SOUTH"], timeout=60, process=processes[2])
-        yield SimpleNamespace(north=infos["NORTH"], south=infos["SOUTH"])
-    finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=15)
+    with north_and_south_with_idp(tmp_path_factory.mktemp("csp")) as started:
+        yield started
 
 
 class Watched:
