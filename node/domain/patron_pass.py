@@ -173,14 +173,6 @@ def standing_from_pass(cfg, npass, now):
     return Standing(True, reason="network pass: home node not asked", name=npass.name, provisional=True)
 
 
-def standing_for_visit(cfg, visit, now):
-    """The standing for a desk visit: from its pass when it began with one, else from the home node."""
-    if visit.get("pass"):
-        return standing_from_pass(cfg, verify(cfg, visit["pass"], now), now)
-    from node.domain.standing import standing_for
-    return standing_for(cfg, visit["institution"], visit["id"], now)
-
-
 def qr_svg(text, scale=3):
     """TEXT as an inline SVG QR code (for the account page and the desk)."""
     import segno
