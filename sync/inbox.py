@@ -22,17 +22,15 @@ SQLite prepares each anew).  The other event types keep their model code,
 one event at a time.
 """
 import collections
-import contextlib
-import functools
 import itertools
 import json
 import logging
 import re
 import time
 
-from node.store.db import database
-from node.store.models import InboxRecord
-from sync import catalogue, wire
+from node.store.db import database, savepoint
+from node.store.models import InboxRecord, received_at_text
+from sync import billing_events, catalogue, loan_events, wire  # noqa: F401  (billing_events binds the catalogue's handlers)
 from sync.catalogue import EventRejected
 from sync.facts import EventContext
 
@@ -143,14 +141,10 @@ def _recorded(origin, sequences):
     return {row[0]: row[1:] for row in database.execute_sql(_RECORDS, (origin, json.dumps(sequences)))}
 
 
-# Every row a batch writes carries the same ``now``: its text is worked out once.
-stamp = functools.lru_cache(maxsize=8)(InboxRecord.received_at.db_value)
-
-
 def _record_row(origin, event, result, now):
     """The inbox_record row of an applied or rejected EVENT (its dedup key and first outcome)."""
     return (origin, event["sequence"], InboxRecord.event_id.db_value(event["event_id"]), event["type"],
-            stamp(now), result["status"], result["reason"],
+            received_at_text(now), result["status"], result["reason"],
             wire.text(event))
 
 
@@ -189,19 +183,6 @@ def _receive_one(cfg, origin, event, now, through, recorded):
     except EventRejected as exc:
         return refused(origin, event, now, exc.code)
     return applied(origin, event, now, extras)
-
-
-@contextlib.contextmanager
-def savepoint(name):
-    """Undo what the block wrote if it raises (a SAVEPOINT of a fixed NAME: prepared once)."""
-    database.execute_sql(f"SAVEPOINT {name}")
-    try:
-        yield
-    except BaseException:
-        database.execute_sql(f"ROLLBACK TO {name}")
-        raise
-    finally:
-        database.execute_sql(f"RELEASE {name}")
 
 
 def _apply_run(cfg, origin, events, now):
@@ -248,5 +229,3 @@ def apply_event(cfg, origin, event, now):
     except (KeyError, TypeError, ValueError) as exc:  # a value the tables cannot hold
         raise EventRejected("malformed_event", f"{event['type']}: {exc.__class__.__name__}") from None
 
-
-from sync import billing_events, loan_events  # noqa: E402,F401  (bind the handlers of the catalogue's events)

@@ -24,11 +24,10 @@ from collections import defaultdict
 
 from node.domain import billing, circulation, lifecycle
 from node.domain.lifecycle import NEW, PEER
-from node.store.db import database
-from node.store.models import AuditLog, Item, Loan, Patron
+from node.store.db import database, savepoint
+from node.store.models import AuditLog, Item, Loan, Patron, received_at_text
 from sync.catalogue import handles
 from sync.facts import LOAN_FACTS, LoanFacts
-from sync.inbox import savepoint, stamp
 
 TYPES = ("loan.created", "loan.returned")
 MAX_RUN = 500  # events a run holds in memory (a run commits within the inbox's chunk time)
@@ -102,7 +101,7 @@ class Run:
     """
 
     def __init__(self, cfg, origin, events, now):
-        self.cfg, self.origin, self.now, self.stamp = cfg, origin, now, stamp(now)
+        self.cfg, self.origin, self.now, self.stamp = cfg, origin, now, received_at_text(now)
         self.institution = cfg.institution
         self.patrons = {patron.home_id: patron
                         for text, params in _statements(_PATRONS, (cfg.institution,), _keys(events, _patron_key))

@@ -53,7 +53,7 @@ def run(ctx, host, port, threads):
     """Serve the node with waitress and run the scheduler in the same process."""
     from node.cli.runner import serve
     from node.identity.saml_keys import ensure_encryption_on_start
-    from node.identity.saml_sp import sign_in_institutions, xmlsec_binary
+    from node.identity.saml_names import sign_in_institutions, xmlsec_binary
     cfg = ctx.open()
     ensure_encryption_on_start(cfg)  # a node initialised before encryption keys existed gets one
     if sign_in_institutions(cfg):  # patron sign-in is configured: it cannot work without xmlsec1

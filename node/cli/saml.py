@@ -20,7 +20,7 @@ def saml_metadata(ctx, output):
     """Print (or write to FILE) this node's SP metadata, for a federation operator or an IdP admin."""
     from node.identity import saml_metadata as metadata
     from node.clock import utcnow
-    from node.identity.saml_sp import sp_metadata_xml
+    from node.identity.saml_metadata import sp_metadata_xml
     cfg = ctx.cfg
     if output:
         folder = os.path.dirname(os.path.abspath(output))

@@ -167,7 +167,7 @@ def _free_port():
 def _write_idp(info, infos, cfg, patrons):
     """INFO's SP metadata and its institution's demo IdP, whose accounts match the sample patrons."""
     from node.demo.idp import write_demo_idp
-    from node.identity.saml_sp import sp_metadata_xml
+    from node.identity.saml_metadata import sp_metadata_xml
     with open(os.path.join(info.folder, "sp_metadata.xml"), "w", encoding="utf-8") as handle:
         handle.write(sp_metadata_xml(cfg, datetime.datetime.now(datetime.timezone.utc)))
     code = info.code.lower()

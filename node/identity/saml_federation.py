@@ -29,6 +29,7 @@ from xml.sax.saxutils import quoteattr
 import requests
 
 from node.identity import saml_crypto
+from node.identity.saml_names import xmlsec_binary
 from node.domain import errors
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,6 @@ def _time(text):
 
 def _xmlsec_verify(cfg, data, root_id):
     """True when xmlsec1 verifies the signature of the element ROOT_ID with the federation's certificate only."""
-    from node.identity.saml_sp import xmlsec_binary
     xmlsec = xmlsec_binary(cfg)
     with tempfile.NamedTemporaryFile(prefix="circnode-federation-", suffix=".xml") as handle:
         handle.write(data)

@@ -11,9 +11,12 @@ Organization and the technical, support and security contacts from
 ``[saml]``.  Built with ElementTree (it is written, never parsed, here).
 """
 import datetime
+import os
 import xml.etree.ElementTree as ET
 
+from node.domain import errors
 from node.identity import saml_attributes, saml_crypto, saml_keys
+from node.identity.saml_names import acs_url, entity_id, sign_in_institutions
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 MDUI = "urn:oasis:names:tc:SAML:metadata:ui"
@@ -49,7 +52,6 @@ def _lang(parent, ns, tag, text):
 
 def patron_id_attributes(cfg):
     """The distinct patron id attributes of the institutions whose patrons sign in here (name_id left out)."""
-    from node.identity.saml_sp import sign_in_institutions
     codes = sign_in_institutions(cfg) or [cfg.institution]
     names = []
     for code in codes:
@@ -60,7 +62,6 @@ def patron_id_attributes(cfg):
 
 
 def _uses_name_id(cfg):
-    from node.identity.saml_sp import sign_in_institutions
     return any((cfg.node["patron_id_attribute"] if code == cfg.institution
                 else cfg.peers[code].patron_id_attribute).lower() == "name_id" for code in sign_in_institutions(cfg))
 
@@ -91,9 +92,15 @@ def _duration(hours):
     return f"P{hours // 24}D" if hours % 24 == 0 else f"PT{hours}H"
 
 
+def sp_metadata_xml(cfg, now):
+    """This node's SP metadata as identity providers and federations need it; refused before 'circnode init'."""
+    if not os.path.exists(saml_keys.pair(cfg, saml_keys.SIGNING).cert):
+        raise errors.SignInUnavailable("This node has no SAML certificate yet: run 'circnode init'.")
+    return metadata_xml(cfg, now)
+
+
 def metadata_xml(cfg, now):
     """The SP metadata document (text) of this node at NOW."""
-    from node.identity.saml_sp import acs_url, entity_id
     settings = cfg.sections["saml"]
     base = cfg.node["base_url"]
     root = ET.Element(f"{{{MD}}}EntityDescriptor", {"entityID": entity_id(cfg)})

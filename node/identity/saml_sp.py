@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 import warnings
@@ -28,6 +27,7 @@ from defusedxml import ElementTree as SafeET
 from peewee import IntegrityError
 
 from node.identity import saml_attributes, saml_crypto, saml_federation, saml_keys
+from node.identity.saml_names import acs_url, entity_id, xmlsec_binary
 from node.domain import errors
 from node.store.db import database
 from node.store.models import SamlAssertion, SamlRequest
@@ -118,26 +118,6 @@ def ensure_sp_certificate(cfg):
     return signing.cert, created or encryption_created
 
 
-def entity_id(cfg):
-    return cfg.node["base_url"] + "/saml/metadata"
-
-
-def acs_url(cfg):
-    return cfg.node["base_url"] + "/saml/acs"
-
-
-def xmlsec_binary(cfg):
-    """The xmlsec1 executable, or SignInUnavailable saying how to get it."""
-    configured = cfg.sections.get("saml", {}).get("xmlsec_binary") or ""
-    path = configured or shutil.which("xmlsec1")
-    if not path or not os.access(path, os.X_OK):
-        where = f"[saml] xmlsec_binary = {configured}" if configured else "xmlsec1 on PATH"
-        raise errors.SignInUnavailable(
-            f"Patron sign-in needs xmlsec1 and {where} was not found. Install it "
-            "(Debian/Ubuntu: apt-get install xmlsec1) or set [saml] xmlsec_binary.")
-    return path
-
-
 def _settings(cfg):
     return cfg.sections["saml"]
 
@@ -173,14 +153,6 @@ def _sp_config(cfg, idp_xml=None):
     return config
 
 
-def sp_metadata_xml(cfg, now):
-    """This node's SP metadata as identity providers and federations need it (node/identity/saml_metadata.py)."""
-    from node.identity.saml_metadata import metadata_xml
-    if not os.path.exists(sp_files(cfg)[1]):
-        raise errors.SignInUnavailable("This node has no SAML certificate yet: run 'circnode init'.")
-    return metadata_xml(cfg, now)
-
-
 # --- identity providers of the institutions --------------------------------
 
 def idp_settings(cfg, institution):
@@ -204,12 +176,6 @@ def idp_settings(cfg, institution):
     if not source.startswith(("http://", "https://")):
         source = os.path.join(os.path.dirname(cfg.path), source)
     return source, attribute
-
-
-def sign_in_institutions(cfg):
-    """Codes of the institutions whose patrons can sign in here (an IdP is configured)."""
-    codes = [cfg.institution] if cfg.node.get("idp_metadata") or cfg.node.get("idp_entity_id") else []
-    return codes + [code for code, peer in cfg.peers.items() if peer.idp_metadata or peer.idp_entity_id]
 
 
 def sign_in_problem(cfg, institution, now):

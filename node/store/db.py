@@ -8,6 +8,7 @@ Connections stay open per thread (waitress keeps a fixed thread pool):
 reopening per request cost 2-3x in measurements.  Write transactions of this
 process take turns on one connection: see ``node/store/writer.py``.
 """
+import contextlib
 import functools
 import itertools
 import logging
@@ -228,3 +229,16 @@ def connection():
     """Make sure this thread has an open connection (cheap when it has)."""
     database.connect(reuse_if_open=True)
     return database
+
+
+@contextlib.contextmanager
+def savepoint(name):
+    """Undo what the block wrote if it raises (a SAVEPOINT of a fixed NAME: prepared once)."""
+    database.execute_sql(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        database.execute_sql(f"ROLLBACK TO {name}")
+        raise
+    finally:
+        database.execute_sql(f"RELEASE {name}")

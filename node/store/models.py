@@ -319,6 +319,10 @@ class InboxRecord(BaseModel):
         primary_key = CompositeKey("origin", "sequence")
 
 
+# Every row an inbox batch writes carries the same ``now``: its text is worked out once.
+received_at_text = functools.lru_cache(maxsize=8)(InboxRecord.received_at.db_value)
+
+
 class PeerState(BaseModel):
     """Per peer: how far we have applied its events, and how pushing to it goes."""
 

@@ -12,8 +12,8 @@ from urllib.parse import quote
 from flask import Blueprint, flash, redirect, render_template, url_for
 
 from node.domain import billing, circulation, errors, lifecycle
-from node.identity import saml_sp
-from node.web.app import get_config
+from node.identity import saml_names
+from node.web.context import get_config
 from node.clock import utcnow
 from node.store.db import database
 from node.store.models import Loan, Patron
@@ -117,7 +117,7 @@ def page():
     patron = signed_in_patron(cfg, now)
     if patron is None or patron["institution"] != cfg.institution:
         return render_template("patron_account.html", patron=None,
-                               can_sign_in=cfg.institution in saml_sp.sign_in_institutions(cfg))
+                               can_sign_in=cfg.institution in saml_names.sign_in_institutions(cfg))
     loans = list(circulation.loans_query(institution=cfg.institution, home_id=patron["id"]).limit(500))
     npass, refusal = None, None
     try:

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 
 from node.clock import utcnow
 from node.domain import circulation, errors, lending
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.auth import api_role, current_staff_name
 
 bp = Blueprint("api", __name__)
@@ -14,7 +14,7 @@ bp = Blueprint("api", __name__)
 
 def init_app(app):
     """Register the JSON API; CSRF-exempt, it takes Bearer tokens only, never cookies."""
-    from node.web.app import csrf
+    from node.web.context import csrf
     app.register_blueprint(bp)
     csrf.exempt(bp)
 

@@ -2,8 +2,8 @@
 import datetime
 import logging
 
-from flask import Flask, current_app, jsonify, request
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask import Flask, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 import sync
@@ -12,9 +12,9 @@ from node.domain import errors
 from node.store.db import connection, open_database
 from node.domain.notices import templates_folder
 from node.logs import route
+from node.web.context import csrf, error_response, wants_json
 
 log = logging.getLogger(__name__)
-csrf = CSRFProtect()
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
@@ -75,18 +75,6 @@ def create_app(cfg, test_config=None):
     register_error_handlers(app)
     app.jinja_env.globals["node"] = cfg
     return app
-
-
-def get_config():
-    return current_app.extensions["circnode"]
-
-
-def wants_json():
-    return request.path.startswith("/api/") or request.path == "/healthz"
-
-
-def error_response(exc):
-    return jsonify(exc.to_dict()), exc.status
 
 
 def register_error_handlers(app):

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from node.domain import billing, bursar, errors
 from node.web.api import int_arg, json_body
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.auth import api_role, current_staff_name
 from node.clock import utcnow
 from node.store.models import Fee, FeePayment, Patron
@@ -18,7 +18,7 @@ bp = Blueprint("billing_api", __name__)
 
 def init_app(app):
     """Register the fee and bursar API (CSRF-exempt: Bearer tokens only)."""
-    from node.web.app import csrf
+    from node.web.context import csrf
     app.register_blueprint(bp)
     csrf.exempt(bp)
 

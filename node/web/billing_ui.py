@@ -6,7 +6,7 @@ Same domain calls as the JSON API and the CLI; refusals become banners.
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from node.domain import billing, bursar, errors, jobs, notices
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.billing_api import BATCH_ID, batch_csv_response
 from node.web.auth import current_staff, desk_role
 from node.clock import utcnow

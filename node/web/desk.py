@@ -10,7 +10,7 @@ so a browser reload never scans twice).
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
 from node.domain import circulation, errors, lending
-from node.web.app import get_config
+from node.web.context import get_config
 from node.domain.accounts import check_login
 from node.web.auth import current_staff, desk_role, end_session, start_session
 from node.clock import utcnow

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from node.clock import utcnow
 from node.domain import errors
 from node.identity import saml_federation
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.auth import desk_role
 
 bp = Blueprint("federation", __name__)

@@ -3,7 +3,7 @@ from flask import Blueprint, jsonify
 
 from node.clock import utcnow
 from node.domain import errors
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.saml import signed_in_patron
 
 bp = Blueprint("me", __name__)

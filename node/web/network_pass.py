@@ -7,7 +7,7 @@ from flask import Blueprint, flash, redirect, request, url_for
 
 from node.clock import utcnow
 from node.domain import errors
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.auth import desk_role
 from node.web.visit import begin_visit
 

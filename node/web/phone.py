@@ -11,8 +11,8 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 
 from node.clock import utcnow
 from node.domain import errors
-from node.identity import phone_link, saml_sp
-from node.web.app import get_config
+from node.identity import phone_link, saml_names, saml_sp
+from node.web.context import get_config
 from node.web.auth import desk_role
 from node.web.saml import refused_page
 from node.web.visit import begin_visit
@@ -30,7 +30,7 @@ def init_app(app):
 def start():
     cfg = get_config()
     institution = request.form.get("institution", "").strip().upper()[:32]
-    if institution not in saml_sp.sign_in_institutions(cfg):
+    if institution not in saml_names.sign_in_institutions(cfg):
         flash(f"Sign-in at {cfg.library_name(institution)} is not set up at this library.", "error")
         return redirect(url_for("desk.checkout"))
     problem = saml_sp.sign_in_problem(cfg, institution, utcnow())

@@ -1,7 +1,7 @@
 """The public page that lists what this node shares with its peers, and how long it keeps patron data."""
 from flask import Blueprint, render_template
 
-from node.web.app import get_config
+from node.web.context import get_config
 from sync.catalogue import shared_rows
 
 bp = Blueprint("privacy", __name__)

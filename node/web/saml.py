@@ -21,8 +21,8 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 
 from node.domain import errors
 
-from node.identity import phone_link, saml_sp
-from node.web.app import get_config
+from node.identity import phone_link, saml_metadata, saml_names, saml_sp
+from node.web.context import get_config
 from node.web.auth import current_staff
 from node.web.visit import begin_visit
 from node.clock import utcnow
@@ -36,9 +36,9 @@ def init_app(app, csrf):
     app.register_blueprint(bp)
     csrf.exempt(acs)
     cfg = app.extensions["circnode"]
-    if saml_sp.sign_in_institutions(cfg):
+    if saml_names.sign_in_institutions(cfg):
         try:
-            saml_sp.xmlsec_binary(cfg)
+            saml_names.xmlsec_binary(cfg)
         except errors.SignInUnavailable as exc:
             log.error("%s", exc.message)
 
@@ -53,7 +53,7 @@ def _hash(value):
 def _choices():
     """Each institution: (code, name, sign-in configured, why it cannot work now or None)."""
     cfg = get_config()
-    ready = set(saml_sp.sign_in_institutions(cfg))
+    ready = set(saml_names.sign_in_institutions(cfg))
     now = utcnow()
     choices = sorted(((code, cfg.library_name(code), code in ready,
                        saml_sp.sign_in_problem(cfg, code, now) if code in ready else None)
@@ -69,7 +69,7 @@ def refused_page(exc):
 
 @bp.get("/saml/metadata")
 def metadata():
-    return saml_sp.sp_metadata_xml(get_config(), utcnow()), 200, {"Content-Type": "application/samlmetadata+xml"}
+    return saml_metadata.sp_metadata_xml(get_config(), utcnow()), 200, {"Content-Type": "application/samlmetadata+xml"}
 
 
 @bp.get("/patron/login")

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, jsonify, render_template, request
 
 from node.domain import errors
 from node.web.api import int_arg
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.auth import api_role, desk_role
 from sync import lookups
 
@@ -18,7 +18,7 @@ web_bp = Blueprint("standing_lookups", __name__)
 
 def init_app(app):
     """Register the lookups' API and page; exempt only the API from CSRF."""
-    from node.web.app import csrf
+    from node.web.context import csrf
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
     csrf.exempt(api_bp)

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 
 from node.domain import errors
 from node.web.api import int_arg, json_body
-from node.web.app import get_config
+from node.web.context import get_config
 from node.web.auth import api_role, current_staff_name, desk_role
 from node.clock import utcnow
 from sync import queue
@@ -19,7 +19,7 @@ web_bp = Blueprint("sync_queue", __name__)
 
 def init_app(app):
     """Register the queue's API and page; exempt only the API from CSRF."""
-    from node.web.app import csrf
+    from node.web.context import csrf
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
     csrf.exempt(api_bp)

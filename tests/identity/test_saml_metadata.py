@@ -44,7 +44,7 @@ def make_node(tmp_path, extra=CONTACTS, south_attribute="uid"):
 
 
 def metadata(cfg, now=NOW):
-    from node.identity.saml_sp import sp_metadata_xml
+    from node.identity.saml_metadata import sp_metadata_xml
     return ET.fromstring(sp_metadata_xml(cfg, now).encode())
 
 
@@ -134,7 +134,7 @@ def test_metadata_is_schema_valid_and_an_idp_reads_its_encryption_certificate(tm
 
     from node.identity import saml_keys
     from node.demo.idp import load_settings, server_config, write_demo_idp
-    from node.identity.saml_sp import sp_metadata_xml
+    from node.identity.saml_metadata import sp_metadata_xml
     cfg = make_node(tmp_path)
     text = sp_metadata_xml(cfg, NOW)
     validate(text)
