@@ -3,53 +3,16 @@
 Plain helper functions live in tests/helpers/; test modules import from there, never from each other.
 """
 import datetime
-import os
-import textwrap
 
 import pytest
 
 import sync
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.config import write_config
 
 sync.connect()  # the domain's ports, as create_app and the circnode group connect them
 
 UTC = datetime.timezone.utc
-
-
-def write_config(folder, institution="NORTH", name="North University", port=8080, peers=(), extra=""):
-    """Write a node.ini for INSTITUTION into FOLDER and return its path."""
-    os.makedirs(folder, exist_ok=True)
-    peer_text = "".join(
-        textwrap.dedent(f"""
-        [peer:{code}]
-        name = {peer_name}
-        base_url = {url}
-        public_key = {key}
-        """) for code, peer_name, url, key in peers)
-    text = textwrap.dedent(f"""
-        [node]
-        institution = {institution}
-        name = {name}
-        base_url = http://127.0.0.1:{port}
-        timezone = Europe/Zurich
-        secret_key = test-secret-{institution}-0123456789
-
-        [policy]
-        loan_days = 14
-        renewals_allowed = 2
-        max_loans = 5
-        offline_max_loans = 2
-
-        [policy:reference]
-        loanable = no
-
-        [sync]
-        interval_seconds = 1
-        max_backoff_seconds = 4
-        """) + peer_text + textwrap.dedent(extra)
-    path = os.path.join(folder, "node.ini")
-    with open(path, "w") as handle:
-        handle.write(text)
-    return path
 
 
 @pytest.fixture
@@ -173,14 +136,6 @@ def network(tmp_path):
     yield build
     for net in made:
         net.stop_all()
-
-
-# Debian's chromium, driven by playwright's Python API (never playwright's own browser download).
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-                                    reason=f"{CHROMIUM} is not installed (CI installs it and never skips)")
 
 
 @pytest.fixture(scope="session")

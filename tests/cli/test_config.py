@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from node import config
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.helpers.cli import circnode
 from tests.helpers import REPO
 

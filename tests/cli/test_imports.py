@@ -18,7 +18,7 @@ PATRON_HEADER = "id,name,email,expires_on,blocked\n"
 
 @pytest.fixture
 def ini(tmp_path):
-    from tests.conftest import write_config
+    from tests.helpers.config import write_config
     path = write_config(str(tmp_path / "north"))
     ok(circnode("--config", path, "init"))
     return path

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.helpers.billing import lend
 
 UTC = datetime.timezone.utc

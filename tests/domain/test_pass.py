@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.helpers.cli import circnode, ok
 
 UTC = datetime.timezone.utc

@@ -1,7 +1,7 @@
 """A lender with billing terms and a calendar, loans at it, and fees posted to it by SOUTH."""
 import datetime
 
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 
 UTC = datetime.timezone.utc
 

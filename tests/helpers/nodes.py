@@ -11,7 +11,7 @@ from node.keys import ensure_key
 from node.store.db import database
 from node.store.models import Item, Loan, Patron
 from node.web.app import create_app
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.network import free_port
 
 UTC = datetime.timezone.utc

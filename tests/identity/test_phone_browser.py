@@ -14,7 +14,7 @@ import pytest
 
 from node.demo.network import DEMO_PASSWORD
 from node.demo.idp import DEMO_PATRON_PASSWORD
-from tests.conftest import needs_chromium
+from tests.helpers.browser import needs_chromium
 from tests.helpers.nodes import north_and_south_with_idp
 
 UTC = datetime.timezone.utc

@@ -228,7 +228,7 @@ def test_sp_metadata_names_the_acs_and_requires_signed_assertions(net):
 # --- set-up: init makes the SP certificate; run refuses without xmlsec1 ------
 
 def test_init_creates_the_sp_certificate_and_run_refuses_without_xmlsec1(tmp_path):
-    from tests.conftest import write_config
+    from tests.helpers.config import write_config
     from tests.helpers.cli import circnode, ok
     ini = write_config(str(tmp_path / "north"), peers=[("SOUTH", "South College", "http://127.0.0.1:9", "")],
                        extra="\n[saml]\nxmlsec_binary = /nonexistent/xmlsec1\n")

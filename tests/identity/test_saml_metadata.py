@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.helpers.cli import circnode, ok, refused
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"

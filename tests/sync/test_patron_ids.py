@@ -18,7 +18,7 @@ from node.clock import utcnow
 from node.demo.network import DEMO_PASSWORD
 from sync.client import standing_path
 from sync.signing import encode_public_key, request_target, sign_request, target_uri
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.network import Network
 from tests.helpers.live import FAST, db_rows, drained, give_back, wait_until
 

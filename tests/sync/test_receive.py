@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node.clock import utcnow
 from node.store.models import InboxRecord, Loan, Patron, PeerNonce
 from sync.signing import encode_public_key, sign_request
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 
 UTC = datetime.timezone.utc
 URL = "http://127.0.0.1:8080/api/v1/sync/events"

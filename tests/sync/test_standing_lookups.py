@@ -17,7 +17,7 @@ from node.store.db import database
 from node.store.models import Patron, PeerNonce, StandingLookup
 from sync import lookups
 from sync.signing import encode_public_key, sign_request, verify_response
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.helpers.queue import _csrf, _plans, _recorded, bearer, circnode
 
 UTC = datetime.UTC

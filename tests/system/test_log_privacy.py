@@ -200,7 +200,7 @@ def test_log_hash_is_ten_hex_digits_keyed_by_the_node_and_printed_by_the_cli(nod
     from node import config
     from node.keys import ensure_key
     from node.logs import patron_hash
-    from tests.conftest import write_config
+    from tests.helpers.config import write_config
     tag = patron_hash(node_config, QUENTIN[0])
     assert len(tag) == 10 and int(tag, 16) >= 0
     assert patron_hash(node_config, QUENTIN[0]) == tag != patron_hash(node_config, URSULA[0])

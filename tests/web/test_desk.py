@@ -117,7 +117,7 @@ def test_session_cookie_is_secure_when_base_url_is_https(tmp_path):
     from node.web.app import create_app
     from node.config import load
     from node.store.db import database
-    from tests.conftest import write_config
+    from tests.helpers.config import write_config
     path = write_config(str(tmp_path / "https"))
     with open(path) as handle:
         text = handle.read().replace("http://127.0.0.1:8080", "https://desk.north.example")

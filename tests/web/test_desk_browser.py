@@ -9,7 +9,7 @@ import re
 import pytest
 
 from node.demo.network import DEMO_PASSWORD
-from tests.conftest import needs_chromium
+from tests.helpers.browser import needs_chromium
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 

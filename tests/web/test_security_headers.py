@@ -15,7 +15,8 @@ import requests
 from node.domain.accounts import add_staff
 from node.demo.network import DEMO_PASSWORD
 from node.demo.idp import DEMO_PATRON_PASSWORD
-from tests.conftest import needs_chromium, write_config
+from tests.helpers.browser import needs_chromium
+from tests.helpers.config import write_config
 from tests.helpers.nodes import north_and_south_with_idp
 from tests.helpers.desk import PASSWORD, post_form
 

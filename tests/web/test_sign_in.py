@@ -15,7 +15,7 @@ from node.domain.accounts import add_staff, check_login
 from node.store.models import LoginFailure, Staff
 from node.web.proxies import TrustedProxies
 from node.domain.throttle import SignInLimits
-from tests.conftest import write_config
+from tests.helpers.config import write_config
 from tests.helpers.desk import PASSWORD, banners, post_form, sign_in, token_of
 
 UTC = datetime.timezone.utc
