@@ -13,5 +13,6 @@ def connect():
 
     ports.outbox.connect(SimpleNamespace(build=catalogue.build, enqueue=outbox.enqueue))
     ports.home_node.connect(SimpleNamespace(ask_standing=client.ask_standing, record_refusal=client.record_refusal))
+    ports.lenders.connect(SimpleNamespace(ask_renewal=client.ask_renewal))
     ports.retention.connect(SimpleNamespace(
         purge=lambda cfg, now: {"standing_lookups_dropped": lookups.purge(cfg, now)}))  # after standing_lookup_days

@@ -145,3 +145,17 @@ def ask_standing(cfg, peer_code, home_id, now):
     if not isinstance(answer, dict) or "ok" not in answer:
         raise refusal(peer_code, status, "HTTP 200 without a standing answer")
     return answer
+
+
+def ask_renewal(cfg, lender, loan_id, home_id, now, timeout=None):
+    """LENDER's answer to renewing its LOAN_ID of our patron HOME_ID (signed); its refusal raised with its code."""
+    status, answer = peer_request(cfg, lender, "POST", f"/api/v1/peer/loans/{quote(loan_id, safe='')}/renew",
+                                  {"patron": {"institution": cfg.institution, "id": home_id}},
+                                  timeout=timeout or cfg.sync["standing_timeout_seconds"], now=now)
+    if status != 200:
+        error = (answer.get("error") or {}) if isinstance(answer, dict) else {}
+        refusal = errors.by_code(error.get("code"), errors.RenewalRefused)
+        raise refusal(error.get("message") or f"{cfg.library_name(lender)} refused the renewal.")
+    if not isinstance(answer, dict) or not isinstance(answer.get("due_at"), str):
+        raise errors.PeerRefused(f"{cfg.library_name(lender)} answered the renewal without a due date.")
+    return answer

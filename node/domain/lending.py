@@ -8,10 +8,13 @@ standing (our records, their home node through the port, or the pass,
 verified offline), then the policy and the checkout transaction
 (node/domain/circulation.py).
 """
+import datetime
 from dataclasses import dataclass
 
-from node.domain import circulation, errors, patron_pass
+from node.domain import circulation, errors, lifecycle, patron_pass, ports
 from node.domain.lifecycle import DESK
+from node.store.db import database
+from node.store.models import Loan, Patron
 from node.domain.standing import standing_for
 
 
@@ -72,3 +75,38 @@ def give_back(cfg, item_barcode, now, owner=None, staff=None):
 def renew(cfg, loan_id, now, staff=None, actor=DESK):
     """Renew this library's loan LOAN_ID under its policy as of NOW; return the loan."""
     return circulation.renew(cfg, loan_id, now, staff=staff, actor=actor)
+
+
+def renew_for_patron(cfg, home_id, loan_id, now, timeout=None):
+    """Renew our patron HOME_ID's loan LOAN_ID, wherever it was lent, as of NOW; return the loan.
+
+    A loan of ours renews here under our policy; another library's is asked
+    of its lender (signed, through the port), whose policy decides.  Raises
+    the lender's refusal with its code, or PeerUnreachable: then nothing
+    changed here (the lender changed nothing either, or will tell us by event).
+    """
+    loan = Loan.get_or_none(id=loan_id)
+    patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+    if loan is None or patron is None or loan.patron_id != patron.id:
+        raise errors.LoanNotFound("No such loan on your account.", loan_id=loan_id)
+    if loan.status != "open":
+        raise errors.LoanClosed("The loan is already returned.")
+    if loan.lost_at is not None:
+        raise errors.ItemLost("The item was declared lost; the loan cannot be renewed.")
+    standing = circulation.own_patron_standing(cfg, home_id, now)
+    if not standing.ok:
+        circulation.refuse_for_standing(standing)
+    if loan.lender == cfg.institution:
+        return circulation.renew(cfg, loan_id, now, staff="patron", actor=lifecycle.PATRON)
+    answer = ports.lenders.ask_renewal(cfg, loan.lender, loan_id, home_id, now, timeout)
+    due_at = datetime.datetime.fromisoformat(answer["due_at"]).astimezone(datetime.timezone.utc)
+    with database.atomic():
+        # The lender's loan.renewed event will say the same; applying it again changes nothing.
+        loan = Loan.get_by_id(loan_id)
+        if loan.status == "open":
+            lifecycle.move("renew", loan.status, lifecycle.PATRON)
+            loan.due_at = max(loan.due_at, due_at)
+            loan.renewals = max(loan.renewals, int(answer.get("renewals", loan.renewals)))
+            loan.updated_at = now
+            loan.save()
+    return loan

@@ -1,4 +1,4 @@
-"""What the domain needs from the layers above it: two small interfaces the sync layer fills at start.
+"""What the domain needs from the layers above it: small interfaces the sync layer fills at start.
 
 The domain never imports the protocol (``sync/``); arrows point down only (docs in README, "Layout").
 Where a business action must tell another node something, or ask a patron's home node, it calls
@@ -51,6 +51,17 @@ class HomeNode(_Port):
         return self._need().record_refusal(exc, what, now)
 
 
+class Lenders(_Port):
+    """The libraries that lent to our patrons, asked over the network."""
+
+    def ask_renewal(self, cfg, lender, loan_id, home_id, now, timeout=None):
+        """LENDER's answer (a dict with due_at, renewals) to renewing LOAN_ID of our patron HOME_ID.
+
+        Raises the lender's refusal (a CircnodeError with its code) or PeerUnreachable.
+        """
+        return self._need().ask_renewal(cfg, lender, loan_id, home_id, now, timeout)
+
+
 class Retention(_Port):
     """Patron data kept by the layers above the domain, forgotten by the daily privacy purge."""
 
@@ -61,4 +72,5 @@ class Retention(_Port):
 
 outbox = Outbox("outbox")
 home_node = HomeNode("home node")
+lenders = Lenders("lenders")
 retention = Retention("retention")

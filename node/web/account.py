@@ -6,16 +6,13 @@ Renew button asks the lender, signed and online: the lender's policy
 decides, and its answer is shown.  When the lender cannot be reached, the
 page says so and nothing changes anywhere.
 """
-import datetime
-from urllib.parse import quote
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 
-from node.domain import billing, circulation, errors, lifecycle
+from node.domain import billing, circulation, errors, lending
 from node.identity import saml_names
 from node.web.context import get_config
 from node.clock import utcnow
-from node.store.db import database
 from node.store.models import Loan, Patron
 
 bp = Blueprint("account", __name__)
@@ -42,46 +39,6 @@ def loan_status(loan, now):
     if loan.lost_at is not None:
         return "lost"
     return "overdue" if loan.is_overdue(now) else "on loan"
-
-
-def renew_at_lender(cfg, home_id, loan_id, now, timeout=None):
-    """Renew our patron's loan by asking its lender (signed); return the loan with its new due date.
-
-    Raises the lender's refusal with its code, or PeerUnreachable: then nothing
-    changed here (the lender changed nothing either, or will tell us by event).
-    """
-    loan = Loan.get_or_none(id=loan_id)
-    patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
-    if loan is None or patron is None or loan.patron_id != patron.id:
-        raise errors.LoanNotFound("No such loan on your account.", loan_id=loan_id)
-    if loan.status != "open":
-        raise errors.LoanClosed("The loan is already returned.")
-    if loan.lost_at is not None:
-        raise errors.ItemLost("The item was declared lost; the loan cannot be renewed.")
-    standing = circulation.own_patron_standing(cfg, home_id, now)
-    if not standing.ok:
-        circulation.refuse_for_standing(standing)
-    if loan.lender == cfg.institution:
-        return circulation.renew(cfg, loan_id, now, staff="patron", actor=lifecycle.PATRON)
-    from sync.client import peer_request
-    status, answer = peer_request(cfg, loan.lender, "POST", f"/api/v1/peer/loans/{quote(loan_id, safe='')}/renew",
-                                  {"patron": {"institution": cfg.institution, "id": home_id}},
-                                  timeout=timeout or cfg.sync["standing_timeout_seconds"], now=now)
-    if status != 200:
-        error = (answer.get("error") or {}) if isinstance(answer, dict) else {}
-        refusal = errors.by_code(error.get("code"), errors.RenewalRefused)
-        raise refusal(error.get("message") or f"{cfg.library_name(loan.lender)} refused the renewal.")
-    due_at = datetime.datetime.fromisoformat(answer["due_at"]).astimezone(datetime.timezone.utc)
-    with database.atomic():
-        # The lender's loan.renewed event will say the same; applying it again changes nothing.
-        loan = Loan.get_by_id(loan_id)
-        if loan.status == "open":
-            lifecycle.move("renew", loan.status, lifecycle.PATRON)
-            loan.due_at = max(loan.due_at, due_at)
-            loan.renewals = max(loan.renewals, int(answer.get("renewals", loan.renewals)))
-            loan.updated_at = now
-            loan.save()
-    return loan
 
 
 def network_account(cfg, home_id, now):
@@ -141,7 +98,7 @@ def renew(loan_id):
     loan = Loan.get_or_none(id=loan_id)
     lender = cfg.library_name(loan.lender) if loan else "the lending library"
     try:
-        renewed = renew_at_lender(cfg, patron["id"], loan_id, now)
+        renewed = lending.renew_for_patron(cfg, patron["id"], loan_id, now)
     except errors.PeerUnreachable:
         flash(f"{lender} cannot be reached right now, so the loan was not renewed and nothing has changed. "
               "Please try again later.", "warning")

@@ -98,7 +98,7 @@ def test_renew_from_the_home_account_asks_the_lender_and_shows_its_answer(south_
 
 def test_a_patron_cannot_renew_someone_elses_loan_and_the_lender_checks_the_home(south_in_process):
     from node.domain import errors
-    from node.web.account import renew_at_lender
+    from node.domain.lending import renew_for_patron
     from node.clock import utcnow
     from sync.client import peer_request
     net, cfg, app = south_in_process
@@ -112,7 +112,7 @@ def test_a_patron_cannot_renew_someone_elses_loan_and_the_lender_checks_the_home
     other = r.json()["id"]
     assert net.cli("NORTH", "sync").returncode == 0
     with pytest.raises(errors.LoanNotFound):
-        renew_at_lender(cfg, "south-1", other, utcnow())  # south-2's loan
+        renew_for_patron(cfg, "south-1", other, utcnow())  # south-2's loan
     # Signed by SOUTH, for a loan of one of NORTH's own patrons: the lender refuses.
     status, answer = peer_request(cfg, "NORTH", "POST", f"/api/v1/peer/loans/{north_loan}/renew", {})
     assert status == 404 and answer["error"]["code"] == "loan_not_found"
