@@ -71,7 +71,8 @@ def _visit(cfg, loan_ids):
     if len(loans) != len(set(loan_ids)) or any(loan.lender != cfg.institution or loan.patron_id is None
                                                or loan.patron_id != loans[0].patron_id for loan in loans):
         return None
-    return "slip_visit.html", url_for("desk.checkout"), {"loans": loans, "patron": loans[0].patron}
+    # Back to the visit, when it goes on; the scan page sends a desk whose visit is done to the checkout.
+    return "slip_visit.html", url_for("desk.scan"), {"loans": loans, "patron": loans[0].patron}
 
 
 def _transit(cfg, loan_ids):
