@@ -8,8 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.domain.test_billing_home import held_loan
-from tests.helpers.billing import NOW, fee_event, post
+from tests.helpers.billing import NOW, fee_event, held_loan, post
 
 UTC = datetime.timezone.utc
 OLDEST_FIRST = ("fee-f", "fee-r", "fee-p")
