@@ -336,9 +336,10 @@ def _balance_currency(patron, currency):
     """CURRENCY, or the one currency PATRON owes in; several without a choice is a question back."""
     owed = sorted(code for code, open_amount in balances(patron).items() if open_amount > 0)
     if currency:
-        if not isinstance(currency, str) or currency.upper() not in owed:
-            raise errors.NoOpenFees(f"Nothing is owed in {currency!s:.3}.", currency=str(currency)[:3])
-        return currency.upper()
+        code = currency.strip().upper() if isinstance(currency, str) else ""
+        if code not in owed:
+            raise errors.NoOpenFees(f"Nothing is owed in {str(currency)[:3]}.", currency=str(currency)[:3])
+        return code
     if not owed:
         raise errors.NoOpenFees("This patron owes nothing.")
     if len(owed) > 1:
@@ -377,9 +378,12 @@ def _split(charges, fee, amount, currency):
 
 
 def receipt_of(cfg, payment_ids):
-    """The receipt of earlier payments PAYMENT_IDS (one cashier action), or None when they are not all ours."""
+    """The receipt of earlier payments PAYMENT_IDS (one cashier action), or None when they are not one patron's.
+
+    ``remaining`` is the patron's balance now: right after the action, what it left open.
+    """
     payments = list(FeePayment.select(FeePayment, Fee).join(Fee).where(FeePayment.id.in_(payment_ids))
-                    .order_by(Fee.assessed_at, Fee.id))
+                    .order_by(Fee.assessed_at, Fee.id, FeePayment.id))
     if not payments or len(payments) != len(set(payment_ids)) or any(p.fee.patron_id is None for p in payments):
         return None
     patron = payments[0].fee.patron

@@ -261,3 +261,20 @@ def test_lender_ledger_shows_patron_barcode_and_title_not_the_loan_id(lender):
     assert Fee.get().amount == Decimal("1.00")
     assert "SOUTH · south-7" in row and "N0002" in row and "Book 2" in row
     assert f"<code>{Fee.get().loan_id}</code>" not in row
+
+
+def test_a_refused_waiver_after_the_credits_were_applied_leaves_nothing_behind(home):
+    """One transaction: the credit's payments, made before the waiver is found to split a fee, roll back too."""
+    from node.domain import billing, errors
+    from node.store.models import FeePayment, OutboxEvent
+    assert post(home, fee_event(4, "fee-c", "-45.00", reason="refund", refund_of="fee-r")) == ["applied"]
+    with pytest.raises(errors.AmountSplitsFee) as refused:
+        billing.waive_balance(home, "n-100", "12.00", "goodwill", NOW, staff="boss")
+    # After the credit: fine and replacement paid by it (5.00 + 40.00), 5.00 of the replacement and 10.00 open.
+    assert refused.value.details == {"below": "5.00", "above": "15.00"}
+    assert FeePayment.select().count() == 0 and OutboxEvent.select().count() == 0
+    assert fees()["fee-c"] == ("open", "0.00") and fees()["fee-r"] == ("open", "0.00")
+    receipt = billing.waive_balance(home, "n-100", "15.00", "goodwill", NOW, staff="boss")
+    assert (receipt.paid, receipt.waived, receipt.remaining) == (Decimal("0.00"), Decimal("15.00"), Decimal("0.00"))
+    assert fees() == {"fee-f": ("paid", "5.00"), "fee-r": ("waived", "40.00"), "fee-p": ("waived", "0.00"),
+                      "fee-c": ("paid", "-45.00")}
