@@ -190,6 +190,16 @@ def _time_of_day(value):
     return int(match.group(1)), int(match.group(2))
 
 
+def _print_slips(value):
+    """no: a Print link on each slip; auto (or yes): each slip opens and prints by itself."""
+    lowered = value.strip().lower()
+    if lowered in ("auto", "yes", "true", "on", "1"):
+        return "auto"
+    if lowered in ("no", "false", "off", "0"):
+        return "no"
+    raise ValueError("expected no or auto")
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str
@@ -370,6 +380,10 @@ SETTINGS = [
             "Days the record of each received event is kept to refuse duplicates."),
     *BILLING_SETTINGS,
     *IDENTITY_SETTINGS,
+    # The desk's slips (issue 14, point 5; README "Slips").
+    Setting("desk", "print_slips", "no", _print_slips,
+            "no: the desk shows a Print link for each slip (due-date receipt, transit slip, payment receipt); "
+            "auto: each slip opens and its print dialog comes up as soon as it is made."),
 ]
 
 PEER_SETTINGS = [

@@ -80,34 +80,92 @@ def fees_list(ctx, home_id, status):
     from node.domain import billing
     cfg = ctx.open()
     query = billing.fees_query(cfg, home_id=home_id, lender=None if home_id else cfg.institution, status=status)
+    click.echo(f"{'fee':36}  {'lender':8} {'patron':20} {'barcode':12} {'title':24} {'reason':11} {'amount':>9} "
+               f"{'cur':3}  {'status':6} {'paid':>9}")
     for fee in query.limit(1000):
-        click.echo(f"{fee.id}  {fee.lender:8} {fee.reason:11} {fee.amount:>9} {fee.currency}  {fee.status:6} "
-                   f"paid {fee.paid}  loan {fee.loan_id}")
+        patron = f"{fee.patron.institution}:{fee.patron.home_id}" if fee.patron_id else "(anonymised)"
+        click.echo(f"{fee.id:36}  {fee.lender:8} {_cut(patron, 20)} {_cut(fee.item_barcode, 12)} "
+                   f"{_cut(fee.item_title, 24)} {fee.reason:11} {fee.amount:>9} {fee.currency:3}  {fee.status:6} "
+                   f"{fee.paid:>9}")
+
+
+def _cut(text, width):
+    """TEXT in a column of WIDTH characters: cut with '~' when longer, padded when shorter."""
+    text = " ".join(str(text).split())  # a title's newline or tab would break the table
+    return (text[:width - 1] + "~" if len(text) > width else text).ljust(width)
+
+
+def _fee_or_patron(fee_id, amount, home_id, amount_option):
+    """FEE_ID AMOUNT (one fee) or --patron ID --amount X (the balance, oldest first), never both or half."""
+    if home_id is None:
+        if fee_id is None or amount is None or amount_option is not None:
+            raise click.UsageError("give FEE_ID AMOUNT, or --patron ID --amount X")
+        return None
+    if fee_id is not None or amount is not None:
+        raise click.UsageError("give FEE_ID AMOUNT, or --patron ID --amount X, not both")
+    if amount_option is None:
+        raise click.UsageError("--patron needs --amount X (the whole balance or part of it)")
+    return home_id
+
+
+def _echo_receipt(receipt):
+    for payment in receipt.payments:
+        fee = payment.fee
+        click.echo(f"  {payment.kind:7} {payment.amount:>9} {fee.currency}  {fee.item_barcode} {fee.item_title} "
+                   f"({fee.reason}, {fee.lender}; fee {fee.id} now {fee.status})")
+    done = f"paid {receipt.paid}" if receipt.paid else f"waived {receipt.waived}"
+    click.echo(f"patron {receipt.patron.home_id}: {done} {receipt.currency}"
+               + (f" ({receipt.method})" if receipt.paid and receipt.method else "")
+               + f"; {receipt.remaining} {receipt.currency} left")
 
 
 @fees.command("pay")
-@click.argument("fee_id")
-@click.argument("amount")
+@click.argument("fee_id", required=False)
+@click.argument("amount", required=False)
+@click.option("--patron", "home_id", metavar="ID", help="Pay this patron's balance, oldest fees first.")
+@click.option("--amount", "amount_option", metavar="X", help="With --patron: how much (the balance or part of it).")
+@click.option("--method", default="cash", show_default=True,
+              help="With --patron: how the patron paid: cash, card, transfer or other (printed on the receipt).")
+@click.option("--currency", metavar="CODE", help="With --patron: when the patron owes in several currencies.")
 @click.option("--note", default="", help="Receipt number or other note.")
 @pass_ctx
 @refusals
-def fees_pay(ctx, fee_id, amount, note):
-    """Record AMOUNT (e.g. 12.50) paid on fee FEE_ID; the lender is told."""
+def fees_pay(ctx, fee_id, amount, home_id, amount_option, method, currency, note):
+    """Record AMOUNT (e.g. 12.50) paid on fee FEE_ID, or --amount X on patron ID's fees (oldest first);
+    the lender of each fee is told."""
     from node.domain import billing
+    home_id = _fee_or_patron(fee_id, amount, home_id, amount_option)
     cfg = ctx.open()
+    if home_id is not None:
+        _echo_receipt(billing.pay_balance(cfg, home_id, amount_option, method, utcnow(), staff="cli",
+                                          currency=currency, note=note))
+        return
     fee = billing.record_payment(cfg, fee_id, amount, utcnow(), staff="cli", note=note)
     click.echo(f"fee {fee.id}: paid {fee.paid} of {fee.amount} {fee.currency} ({fee.status})")
 
 
 @fees.command("waive")
-@click.argument("fee_id")
+@click.argument("fee_id", required=False)
+@click.option("--patron", "home_id", metavar="ID", help="Waive whole fees of this patron's balance, oldest first.")
+@click.option("--amount", "amount_option", metavar="X", help="With --patron: how much (ends on a whole fee).")
+@click.option("--currency", metavar="CODE", help="With --patron: when the patron owes in several currencies.")
 @click.option("--reason", required=True, help="Why the fee is waived (sent to the lender).")
 @pass_ctx
 @refusals
-def fees_waive(ctx, fee_id, reason):
-    """Waive what is open on fee FEE_ID; the lender is told."""
+def fees_waive(ctx, fee_id, home_id, amount_option, currency, reason):
+    """Waive what is open on fee FEE_ID, or --amount X of patron ID's fees (whole fees, oldest first);
+    the lender of each fee is told."""
     from node.domain import billing
+    if home_id is not None:
+        if fee_id is not None or amount_option is None:
+            raise click.UsageError("give FEE_ID, or --patron ID --amount X")
+    elif fee_id is None or amount_option is not None:
+        raise click.UsageError("give FEE_ID, or --patron ID --amount X")
     cfg = ctx.open()
+    if home_id is not None:
+        _echo_receipt(billing.waive_balance(cfg, home_id, amount_option, reason, utcnow(), staff="cli",
+                                            currency=currency))
+        return
     fee = billing.record_waiver(cfg, fee_id, reason, utcnow(), staff="cli")
     click.echo(f"fee {fee.id}: waived ({fee.amount - fee.paid} {fee.currency})")
 

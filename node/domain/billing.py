@@ -11,6 +11,7 @@ lender as ``fee.paid`` / ``fee.waived``.  Money is ``Decimal``, never float.
 """
 import datetime
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 
 from peewee import JOIN, Case, fn
@@ -194,9 +195,9 @@ def settlement_event_data(fee, payment):
                  status=fee.status, paid=str(fee.paid), note=payment.note)
 
 
-def _settle(cfg, fee, kind, amount, now, staff, note):
+def _settle(cfg, fee, kind, amount, now, staff, note, method=""):
     payment = FeePayment.create(id=new_uuid(), fee=fee, kind=kind, amount=amount, at=now,
-                                staff=staff or "system", note=note)
+                                staff=staff or "system", note=note, method=method)
     if kind == "payment":
         fee.paid += amount
     if kind == "waiver" or fee.paid == fee.amount:
@@ -234,6 +235,163 @@ def record_waiver(cfg, fee_id, reason, now, staff=None):
         fee = _home_fee(cfg, fee_id)
         _settle(cfg, fee, "waiver", fee.amount - fee.paid, now, staff, reason.strip())
     return fee
+
+
+# --- the cashier: a patron's balance at once, oldest fee first ------------------
+
+# How a patron paid, printed on the payment receipt; kept at the home node (the lender's
+# fee.paid event carries only the amount and the note).
+METHODS = ("cash", "card", "transfer", "other")
+
+
+@dataclass
+class Receipt:
+    """What one cashier action did: the patron, its payments and waivers in order, what is still open."""
+    patron: Patron
+    currency: str
+    payments: list  # FeePayment rows, each with its fee
+    remaining: Decimal
+
+    @property
+    def paid(self):
+        """Money handed over (a credit applied to a charge is one payment each way and nets to nothing)."""
+        return sum((p.amount for p in self.payments if p.kind == "payment"), ZERO)
+
+    @property
+    def waived(self):
+        return sum((p.amount for p in self.payments if p.kind == "waiver"), ZERO)
+
+    @property
+    def method(self):
+        return next((p.method for p in self.payments if p.method), "")
+
+
+def pay_balance(cfg, home_id, amount, method, now, staff=None, currency=None, note=""):
+    """Record AMOUNT paid on our patron HOME_ID's open fees, oldest first, partial on the last, in one transaction.
+
+    Open credits (refunds) are applied to the oldest charges first, as the
+    balance already counts them.  Each fee gets its own payment and its own
+    ``fee.paid`` event, exactly as ``record_payment`` makes them.
+    """
+    if method not in METHODS:
+        raise errors.InvalidField(f"'method' is one of {', '.join(METHODS)}.", field="method")
+    return _settle_balance(cfg, home_id, amount, "payment", now, staff, currency, _note(note, "note"), method)
+
+
+def waive_balance(cfg, home_id, amount, reason, now, staff=None, currency=None):
+    """Waive AMOUNT of our patron HOME_ID's open fees, whole fees oldest first, in one transaction.
+
+    A waiver settles a whole fee (``fee.waived`` has no partial form), so an
+    amount that ends inside a fee is refused (``amount_splits_fee``) with the
+    amounts just below and above that can be waived.
+    """
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+        raise errors.InvalidField("'reason' must say why, in at most 500 characters.", field="reason")
+    return _settle_balance(cfg, home_id, amount, "waiver", now, staff, currency, reason.strip(), "")
+
+
+def _note(text, field):
+    if not isinstance(text, str) or len(text) > 500 or not text.isprintable():
+        raise errors.InvalidField(f"'{field}' is at most 500 printable characters.", field=field)
+    return text.strip()
+
+
+def _settle_balance(cfg, home_id, amount, kind, now, staff, currency, note, method):
+    amount = parse_amount(amount)
+    with database.atomic():
+        patron = Patron.get_or_none(institution=cfg.institution, home_id=home_id)
+        if patron is None:
+            raise errors.PatronNotFound(f"{cfg.node['name']} has no patron {home_id!r}.", patron_id=home_id)
+        currency = _balance_currency(patron, currency)
+        parse_amount(amount, currency=currency)  # no cents of a currency that has none
+        fees = list(Fee.select().where((Fee.patron == patron) & (Fee.status == "open") & (Fee.currency == currency))
+                    .order_by(Fee.assessed_at, Fee.id))
+        charges = [fee for fee in fees if fee.amount > 0]
+        credits = [fee for fee in fees if fee.amount < 0]
+        balance = sum((fee.amount - fee.paid for fee in fees), ZERO)  # above zero (_balance_currency)
+        if amount > balance:
+            raise errors.AmountTooLarge(f"Only {balance} {currency} is open on this patron's account.",
+                                        outstanding=str(balance))
+        payments = _apply_credits(cfg, charges, credits, now, staff, method)
+        left = amount
+        for fee in charges:
+            open_amount = fee.amount - fee.paid
+            if left == 0:
+                break
+            if open_amount == 0:
+                continue
+            if kind == "payment":
+                part = min(open_amount, left)
+                payments.append(_settle(cfg, fee, "payment", part, now, staff, note, method))
+            else:
+                if left < open_amount:
+                    raise _split(charges, fee, amount, currency)
+                part = open_amount
+                payments.append(_settle(cfg, fee, "waiver", part, now, staff, note))
+            left -= part
+    return Receipt(patron=patron, currency=currency, payments=payments, remaining=balance - amount)
+
+
+def _balance_currency(patron, currency):
+    """CURRENCY, or the one currency PATRON owes in; several without a choice is a question back."""
+    owed = sorted(code for code, open_amount in balances(patron).items() if open_amount > 0)
+    if currency:
+        code = currency.strip().upper() if isinstance(currency, str) else ""
+        if code not in owed:
+            raise errors.NoOpenFees(f"Nothing is owed in {str(currency)[:3]}.", currency=str(currency)[:3])
+        return code
+    if not owed:
+        raise errors.NoOpenFees("This patron owes nothing.")
+    if len(owed) > 1:
+        raise errors.InvalidField(f"The patron owes in {' and '.join(owed)}: say which 'currency'.", field="currency")
+    return owed[0]
+
+
+def _apply_credits(cfg, charges, credits, now, staff, method):
+    """Pay the oldest charges with the open credits (the balance nets them): a payment each way."""
+    payments = []
+    charges = iter(charges)
+    fee = next(charges, None)
+    for credit in credits:
+        left = credit.paid - credit.amount  # what is still open on the credit, as a positive amount
+        while left > 0 and fee is not None:
+            part = min(left, fee.amount - fee.paid)
+            if part > 0:
+                payments.append(_settle(cfg, credit, "payment", -part, now, staff, "credit applied", method))
+                payments.append(_settle(cfg, fee, "payment", part, now, staff, "credit applied", method))
+                left -= part
+            if fee.amount == fee.paid:
+                fee = next(charges, None)
+    return payments
+
+
+def _split(charges, fee, amount, currency):
+    """The refusal of a waiver that ends inside FEE, naming the waivable amounts around AMOUNT."""
+    below = ZERO
+    for each in charges:
+        if each is fee:
+            break
+        below += each.amount - each.paid
+    above = below + fee.amount - fee.paid
+    return errors.AmountSplitsFee(f"A waiver settles whole fees: waive {below} or {above} {currency}, not {amount}.",
+                                  below=str(below), above=str(above))
+
+
+def receipt_of(cfg, payment_ids):
+    """The receipt of earlier payments PAYMENT_IDS (one cashier action), or None when they are not one patron's.
+
+    ``remaining`` is the patron's balance now: right after the action, what it left open.
+    """
+    payments = list(FeePayment.select(FeePayment, Fee).join(Fee).where(FeePayment.id.in_(payment_ids))
+                    .order_by(Fee.assessed_at, Fee.id, FeePayment.id))
+    if not payments or len(payments) != len(set(payment_ids)) or any(p.fee.patron_id is None for p in payments):
+        return None
+    patron = payments[0].fee.patron
+    currency = payments[0].fee.currency
+    if any(p.fee.patron_id != patron.id or p.fee.currency != currency for p in payments):
+        return None
+    return Receipt(patron=patron, currency=currency, payments=payments,
+                   remaining=balances(patron).get(currency, ZERO))
 
 
 # --- balances, blocks and reports --------------------------------------------

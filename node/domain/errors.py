@@ -248,8 +248,18 @@ class FeeNotHome(CircnodeError):
 
 
 class AmountTooLarge(CircnodeError):
-    """The amount is more than the fee's open balance."""
+    """The amount is more than what is open on the fee (or on the patron's balance)."""
     status, code = 422, "amount_too_large"
+
+
+class NoOpenFees(CircnodeError):
+    """The patron owes nothing (in that currency): there is no balance to pay or waive."""
+    status, code = 422, "no_open_fees"
+
+
+class AmountSplitsFee(CircnodeError):
+    """A waiver of part of a balance must end on a whole fee (details: the amounts below and above)."""
+    status, code = 422, "amount_splits_fee"
 
 
 class BatchNotFound(CircnodeError):

@@ -260,6 +260,10 @@ MIGRATIONS = {
         # when each member last signed in at the desk.
         "ALTER TABLE staff ADD COLUMN last_sign_in_at DATETIME",
     ],
+    11: [
+        # The cashier (issue 14, point 8): how a patron paid, for the payment receipt.
+        "ALTER TABLE fee_payment ADD COLUMN method TEXT NOT NULL DEFAULT ''",
+    ],
 }
 
 

@@ -439,6 +439,7 @@ class FeePayment(BaseModel):
     at = UTCDateTimeField()
     staff = CharField(default="")
     note = TextField(default="")
+    method = CharField(default="")  # cash, card, transfer, other (billing.METHODS); "" for waivers and peers' rows
 
     class Meta:
         table_name = "fee_payment"

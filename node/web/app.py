@@ -48,7 +48,7 @@ def create_app(cfg, test_config=None):
 
     # One blueprint per URL area, in the order they were always registered.
     from node.web import (account, api, billing_api, billing_ui, desk, federation, me, network_pass, phone, privacy,
-                          saml, standing_lookups, sync_queue)
+                          saml, slips, standing_lookups, sync_queue)
     from sync import receive
     api.init_app(app)  # the JSON API: Bearer tokens only, CSRF-exempt
     desk.init_app(app)
@@ -64,6 +64,7 @@ def create_app(cfg, test_config=None):
     billing_ui.init_app(app)  # cashier, ledger and bursar pages
     account.init_app(app)  # the patron's account page and renew at the lender
     privacy.init_app(app)  # /privacy
+    slips.init_app(app)  # printable receipts and transit slips
 
     @app.before_request
     def _connect():

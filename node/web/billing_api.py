@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from node.domain import billing, bursar, errors
 from node.web.api import int_arg, json_body
+from node.web import slips
 from node.web.context import get_config
 from node.web.auth import api_role, current_staff_name
 from node.clock import utcnow
@@ -92,6 +93,51 @@ def waive(fee_id):
     cfg = get_config()
     waived = billing.record_waiver(cfg, fee_id, json_body().get("reason"), utcnow(), staff=current_staff_name())
     return jsonify(waived.to_dict(cfg.tz))
+
+
+def receipt_json(cfg, receipt):
+    """A cashier action's answer: what was paid or waived on which fee, what is left, and its printable receipt."""
+    return {"patron": {"institution": receipt.patron.institution, "id": receipt.patron.home_id},
+            "currency": receipt.currency, "paid": str(receipt.paid), "waived": str(receipt.waived),
+            "remaining": str(receipt.remaining), "method": receipt.method,
+            "payments": [{"id": p.id, "fee_id": p.fee_id, "kind": p.kind, "amount": str(p.amount),
+                          "lender": p.fee.lender, "item": {"barcode": p.fee.item_barcode, "title": p.fee.item_title},
+                          "at": p.at.astimezone(cfg.tz).isoformat(), "staff": p.staff, "note": p.note,
+                          "method": p.method} for p in receipt.payments],
+            "receipt_url": slips.slip_url("payment", [p.id for p in receipt.payments])}
+
+
+def _balance_request():
+    body = json_body()
+    home_id = body.get("patron_id")
+    if not isinstance(home_id, str) or not home_id.strip() or len(home_id) > 200:
+        raise errors.InvalidField("'patron_id' is the id of one of our patrons.", field="patron_id")
+    currency = body.get("currency")
+    if currency is not None and not isinstance(currency, str):
+        raise errors.InvalidField("'currency' is an ISO 4217 code such as CHF.", field="currency")
+    return body, home_id.strip(), currency
+
+
+@bp.post("/api/v1/fees/pay-balance")
+@api_role("desk")
+def pay_balance():
+    """Pay {"patron_id", "amount", "method"[, "currency", "note"]} on a patron's open fees, oldest first."""
+    cfg = get_config()
+    body, home_id, currency = _balance_request()
+    receipt = billing.pay_balance(cfg, home_id, body.get("amount"), body.get("method", "cash"), utcnow(),
+                                  staff=current_staff_name(), currency=currency, note=body.get("note") or "")
+    return jsonify(receipt_json(cfg, receipt))
+
+
+@bp.post("/api/v1/fees/waive-balance")
+@api_role("admin")
+def waive_balance():
+    """Waive {"patron_id", "amount", "reason"[, "currency"]}: whole open fees of a patron, oldest first."""
+    cfg = get_config()
+    body, home_id, currency = _balance_request()
+    receipt = billing.waive_balance(cfg, home_id, body.get("amount"), body.get("reason"), utcnow(),
+                                    staff=current_staff_name(), currency=currency)
+    return jsonify(receipt_json(cfg, receipt))
 
 
 @bp.get("/api/v1/settlement")

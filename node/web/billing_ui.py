@@ -10,7 +10,8 @@ from node.web.context import get_config
 from node.web.billing_api import BATCH_ID, batch_csv_response
 from node.web.auth import current_staff, desk_role
 from node.clock import utcnow
-from node.store.models import Patron
+from node.store.models import FeePayment, Patron
+from node.web import slips
 
 bp = Blueprint("billing", __name__)
 
@@ -50,8 +51,10 @@ def account(home_id):
         flash(f"{cfg.node['name']} has no patron {home_id}.", "error")
         return render_template("billing_cashier.html", patron=None, home_id=home_id), 404
     fees = list(billing.fees_query(cfg, home_id=home_id).limit(500))
+    receipt = request.args.get("receipt", "")[:4000]
     return render_template("billing_cashier.html", patron=patron, home_id=home_id, fees=fees,
-                           summary=account_summary(cfg, patron))
+                           summary=account_summary(cfg, patron), methods=billing.METHODS, receipt=receipt,
+                           owed={code: amount for code, amount in billing.balances(patron).items() if amount > 0})
 
 
 @bp.post("/billing/fees/<fee_id>/pay")
@@ -65,7 +68,7 @@ def pay(fee_id):
         flash(exc.message, "error")
         return _back(fee_id)
     flash(f"Payment recorded: {fee.paid} of {fee.amount} {fee.currency} paid ({fee.status}).", "success")
-    return _back(fee_id)
+    return _back(fee_id, _latest_payment(fee))
 
 
 @bp.post("/billing/fees/<fee_id>/waive")
@@ -79,14 +82,61 @@ def waive(fee_id):
         flash(exc.message, "error")
         return _back(fee_id)
     flash(f"Fee waived ({fee.amount - fee.paid} {fee.currency}).", "success")
-    return _back(fee_id)
+    return _back(fee_id, _latest_payment(fee))
 
 
-def _back(fee_id):
+def _latest_payment(fee):
+    # Payment ids are time-ordered (models.new_uuid): the newest is the one just recorded.
+    return fee.payments.order_by(FeePayment.at.desc(), FeePayment.id.desc()).first()
+
+
+def _back(fee_id, payment=None):
     fee = billing.Fee.get_or_none(id=fee_id)
     if fee is not None and fee.patron_id:
-        return redirect(url_for("billing.account", home_id=fee.patron.home_id))
+        return _to_account(fee.patron.home_id, [payment.id] if payment else [])
     return redirect(url_for("billing.cashier"))
+
+
+def _to_account(home_id, payment_ids):
+    """Back to the account; after a payment or waiver, with its receipt (printing at once when auto)."""
+    if payment_ids and slips.auto_print():
+        return redirect(slips.slip_url("payment", payment_ids, print_now=True))
+    receipt = {"receipt": slips.slip_token("payment", payment_ids)} if payment_ids else {}
+    return redirect(url_for("billing.account", home_id=home_id, **receipt))
+
+
+@bp.post("/billing/patrons/<home_id>/pay")
+@desk_role()
+def pay_balance(home_id):
+    """Pay the balance, or part of it: oldest fees first, the last one partly."""
+    cfg = get_config()
+    try:
+        receipt = billing.pay_balance(cfg, home_id, request.form.get("amount", ""), request.form.get("method", ""),
+                                      utcnow(), staff=current_staff().name,
+                                      currency=request.form.get("currency") or None,
+                                      note=request.form.get("note", "")[:200])
+    except errors.CircnodeError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("billing.account", home_id=home_id))
+    flash(f"Payment recorded: {receipt.paid} {receipt.currency} ({receipt.method}) on "
+          f"{len({p.fee_id for p in receipt.payments})} fees; {receipt.remaining} {receipt.currency} left.", "success")
+    return _to_account(home_id, [p.id for p in receipt.payments])
+
+
+@bp.post("/billing/patrons/<home_id>/waive")
+@desk_role("admin")
+def waive_balance(home_id):
+    """Waive the balance, or whole fees of it, oldest first."""
+    cfg = get_config()
+    try:
+        receipt = billing.waive_balance(cfg, home_id, request.form.get("amount", ""), request.form.get("reason", ""),
+                                        utcnow(), staff=current_staff().name,
+                                        currency=request.form.get("currency") or None)
+    except errors.CircnodeError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("billing.account", home_id=home_id))
+    flash(f"Waived {receipt.waived} {receipt.currency}; {receipt.remaining} {receipt.currency} left.", "success")
+    return _to_account(home_id, [p.id for p in receipt.payments])
 
 
 @bp.get("/billing/ledger")

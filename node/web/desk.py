@@ -10,6 +10,7 @@ so a browser reload never scans twice).
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
 from node.domain import circulation, errors, lending
+from node.web import slips
 from node.web.context import get_config
 from node.domain.accounts import check_login
 from node.web.auth import current_staff, desk_role, end_session, start_session
@@ -142,8 +143,9 @@ def scan():
         _scan_one(cfg, visit, barcode)
         session["visit"] = visit
         return redirect(url_for("desk.scan"))
-    return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]),
-                           loans=_visit_loans(visit.get("loans") or []))
+    loans = _visit_loans(visit.get("loans") or [])
+    return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]), loans=loans,
+                           receipt=slips.slip_url("visit", [loan.id for loan in loans], print_now=True) if loans else "")
 
 
 def _scan_one(cfg, visit, barcode):
@@ -175,9 +177,11 @@ def _visit_loans(loan_ids):
 @bp.post("/checkout/done")
 @desk_role()
 def done():
-    session.pop("visit", None)
+    visit = session.pop("visit", None) or {}
     session.pop("patron", None)  # the patron signed in at this desk is signed out for the next one
     session.pop("phone_link", None)
+    if visit.get("loans") and slips.auto_print():  # the due-date receipt prints, then the next patron
+        return redirect(slips.slip_url("visit", visit["loans"], print_now=True))
     return redirect(url_for("desk.checkout"))
 
 
@@ -186,7 +190,8 @@ def done():
 def return_item():
     cfg = get_config()
     if request.method == "GET":
-        return render_template("return.html", owners=None, barcode="")
+        return render_template("return.html", owners=None, barcode="",
+                               transit_slip=request.args.get("transit_slip", "")[:2000])
     barcode = _field("item_barcode")
     owner = _field("owner").upper() or None
     if not barcode:
@@ -207,6 +212,9 @@ def return_item():
         _banner("success", f"{barcode} received back from transit: {title} is available. Shelve it.")
     elif result.transit_to:
         _banner("transit", f"{barcode} returned: {title}. Send to {cfg.library_name(result.transit_to)}.")
+        if slips.auto_print():
+            return redirect(slips.slip_url("transit", [result.loan.id], print_now=True))
+        return redirect(url_for("desk.return_item", transit_slip=slips.slip_token("transit", [result.loan.id])))
     else:
         _banner("success", f"{barcode} returned: {title}. Shelve it.")
     return redirect(url_for("desk.return_item"))

@@ -15,7 +15,8 @@ ERROR_CODES = {
     404: "not_found, item_not_found, loan_not_found, patron_not_found, fee_not_found, batch_not_found",
     409: "item_on_loan, ambiguous_barcode, fee_settled",
     413: "too_large (bodies over 2 MB)",
-    422: "a refusal of the business rules: item_not_available, patron_blocked, renewal_limit_reached, ...",
+    422: "a refusal of the business rules: item_not_available, patron_blocked, renewal_limit_reached, "
+         "no_open_fees, amount_splits_fee, ...",
     429: "rate_limited",
     502: "home_refused, peer_refused",
     503: "peer_unreachable",
@@ -76,6 +77,14 @@ SCHEMAS = {
         "bursar_batch": _nullable(INTEGER)}),
     "Payment": _object({"id": STRING, "kind": {"type": "string", "enum": ["payment", "waiver"]}, "amount": AMOUNT,
                         "at": TIME, "staff": STRING, "note": STRING}),
+    "Receipt": _object({
+        "patron": _ref("PatronRef"), "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "paid": AMOUNT,
+        "waived": AMOUNT, "remaining": AMOUNT, "method": STRING,
+        "payments": {"type": "array", "items": _object({
+            "id": STRING, "fee_id": STRING, "kind": {"type": "string", "enum": ["payment", "waiver"]},
+            "amount": AMOUNT, "lender": STRING, "item": _object({"barcode": STRING, "title": STRING}), "at": TIME,
+            "staff": STRING, "note": STRING, "method": STRING})},
+        "receipt_url": {"type": "string", "description": "The printable payment receipt (a desk page)."}}),
     "Batch": _object({"id": INTEGER, "created_at": TIME, "staff": STRING, "fee_count": INTEGER, "totals": STRING,
                       "csv": STRING}),
 }
@@ -205,6 +214,19 @@ def _paths():
             {"200": _answer(fee), **_errors(*STAFF_WRITE, 403, 409)}, parameters=[FEE_ID],
             body=_body({"reason": {"type": "string", "minLength": 1, "maxLength": 500}}, ["reason"]),
             tag="billing")},
+        "/api/v1/fees/pay-balance": {"post": _operation(
+            "Pay a patron's balance or part of it: open fees oldest first, the last one partly (home node).", "desk",
+            {"200": _answer(_ref("Receipt")), **_errors(400, 401, 404, 413, 422)},
+            body=_body({"patron_id": {"type": "string", "minLength": 1, "maxLength": 200}, "amount": AMOUNT_IN,
+                        "method": {"type": "string", "enum": ["cash", "card", "transfer", "other"]},
+                        "currency": {"type": "string"}, "note": {"type": "string", "maxLength": 500}},
+                       ["patron_id", "amount"]), tag="billing")},
+        "/api/v1/fees/waive-balance": {"post": _operation(
+            "Waive whole open fees of a patron, oldest first, up to an amount that ends on a fee (home node).",
+            "admin", {"200": _answer(_ref("Receipt")), **_errors(*STAFF_WRITE, 403)},
+            body=_body({"patron_id": {"type": "string", "minLength": 1, "maxLength": 200}, "amount": AMOUNT_IN,
+                        "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+                        "currency": {"type": "string"}}, ["patron_id", "amount", "reason"]), tag="billing")},
         "/api/v1/settlement": {"get": _operation("What each peer owes and is owed, per currency.", "desk", {
             "200": _answer(_object({"institution": STRING, "rows": {"type": "array", "items": {"type": "object"}}})),
             **_errors(401)}, tag="billing")},

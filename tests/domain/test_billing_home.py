@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.helpers.billing import NOW, fee_event, lend, post
+from tests.helpers.billing import NOW, fee_event, held_loan, lend, post
 from tests.helpers import REPO
 
 UTC = datetime.timezone.utc
@@ -16,16 +16,6 @@ UTC = datetime.timezone.utc
 def standing(cfg):
     from node.domain.circulation import own_patron_standing
     return own_patron_standing(cfg, "n-100", NOW)
-
-
-def held_loan(cfg, loan_id="loan-s-1", home_id="n-100"):
-    """SOUTH's loan LOAN_ID of its item S0001 to our patron, as an applied loan.created leaves it here."""
-    from node.store.models import Item, Loan, Patron
-    item = Item.get_or_none(owner="SOUTH", barcode="S0001") or Item.create(
-        owner="SOUTH", barcode="S0001", title="Southern atlas", status="on_loan", updated_at=NOW)
-    Loan.create(id=loan_id, item=item, patron=Patron.get(institution="NORTH", home_id=home_id), lender="SOUTH",
-                checked_out_at=NOW - datetime.timedelta(days=60), due_at=NOW - datetime.timedelta(days=39),
-                updated_at=NOW)
 
 
 @pytest.fixture

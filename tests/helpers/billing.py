@@ -55,6 +55,16 @@ def lend(cfg, barcode, institution="NORTH", home_id="n-100", when=datetime.datet
 NOW = datetime.datetime(2026, 4, 20, 10, 0, tzinfo=UTC)
 
 
+def held_loan(cfg, loan_id="loan-s-1", home_id="n-100"):
+    """SOUTH's loan LOAN_ID of its item S0001 to our patron, as an applied loan.created leaves it here."""
+    from node.store.models import Item, Loan, Patron
+    item = Item.get_or_none(owner="SOUTH", barcode="S0001") or Item.create(
+        owner="SOUTH", barcode="S0001", title="Southern atlas", status="on_loan", updated_at=NOW)
+    Loan.create(id=loan_id, item=item, patron=Patron.get(institution="NORTH", home_id=home_id), lender="SOUTH",
+                checked_out_at=NOW - datetime.timedelta(days=60), due_at=NOW - datetime.timedelta(days=39),
+                updated_at=NOW)
+
+
 def fee_event(sequence, fee_id, amount, reason="replacement", patron="n-100", loan_id="loan-s-1", by="SOUTH",
               refund_of=None):
     return {"event_id": f"ev-{sequence}", "type": "fee.assessed", "version": 1, "origin": "SOUTH",

@@ -4,8 +4,9 @@ A SOUTH patron borrows two items at NORTH and never returns them: notices
 reach a real SMTP server on the right days, the items are declared lost,
 the fees land on SOUTH's account, the patron is blocked at every lender,
 SOUTH exports the fees to its bursar file once, records a payment that
-NORTH's ledger then shows settled; and the second item, returned at SOUTH
-after all, is refunded by NORTH's rule.
+NORTH's ledger then shows settled; the second item, returned at SOUTH
+after all, is refunded by NORTH's rule; and the patron pays the rest of
+the balance at once, the refund credit applied first.
 """
 import csv
 import datetime
@@ -135,7 +136,20 @@ def test_unreturned_items_are_billed_home_blocked_exported_paid_and_refunded(net
     assert borrow(net, "EAST", "E00001").status_code == 201
     assert "LOST_REFUND,-45.00" in net.cli("SOUTH", "bursar", "export", "--output", "-").stdout
 
-    # 8. No patron id, name, address or title in any node's log.
+    # 8. The patron pays the rest at once at SOUTH's cashier (issue 14): the refund credit is applied to the
+    #    oldest charges, the money to the rest, and NORTH's ledger, after one sync, shows every fee settled.
+    paid = net.cli("SOUTH", "fees", "pay", "--patron", PATRON, "--amount", "15.00", "--method", "card")
+    assert paid.returncode == 0 and "paid 15.00 CHF (card); 0.00 CHF left" in paid.stdout, paid.stdout + paid.stderr
+    assert account(net)["balance"] == {}
+    synced(net, "SOUTH")
+    ledger = net.api("NORTH", "GET", "/api/v1/fees").json()["fees"]
+    assert sorted((f["reason"], f["status"], f["paid"]) for f in ledger if f["loan_id"] == loans[1]["id"]) == [
+        ("fine", "paid", "5.00"), ("processing", "paid", "10.00"), ("refund", "paid", "-45.00"),
+        ("replacement", "paid", "45.00")]
+    (north_row,) = net.api("NORTH", "GET", "/api/v1/settlement").json()["rows"]
+    assert (north_row["collected"], north_row["open"]) == ("75.00", "0.00")  # 60.00 + 15.00 in money
+
+    # 9. No patron id, name, address or title in any node's log.
     for log_path in glob.glob(os.path.join(net.base_dir, "*", "node.log")):
         with open(log_path, encoding="utf-8", errors="replace") as handle:
             text = handle.read()

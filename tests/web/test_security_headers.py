@@ -223,7 +223,8 @@ def test_every_desk_page_loads_without_a_csp_violation(net, chromium):
         with page.expect_navigation():
             page.press("#item_barcode", "Enter")
         assert "checked out" in page.inner_text(".banner")
-        visited = {}
+        receipt = page.get_attribute("#print-receipt", "href").removesuffix("?print=1")  # a slip, and its script
+        visited = {receipt: watched.visit(north + receipt).status}
         for path in ("/checkout/scan", "/return", "/loans", "/items?barcode=N00001", "/patrons",
                      "/patrons/NORTH/north-1", "/admin/queue", "/admin/standing-lookups", "/billing",
                      "/billing/patrons/north-1", "/billing/ledger", "/billing/bursar", "/privacy",
@@ -231,7 +232,8 @@ def test_every_desk_page_loads_without_a_csp_violation(net, chromium):
             visited[path] = watched.visit(north + path).status
         assert visited["/no-such-page"] == 404
         assert all(status == 200 for path, status in visited.items() if path != "/no-such-page"), visited
-        assert page.locator("link[rel=stylesheet]").count() == 1
+        assert [page.locator("link[rel=stylesheet]").nth(n).get_attribute("href") for n in range(2)] == [
+            "/static/desk.css", "/static/print.css"]  # the screen, then the paper (slips)
         assert page.evaluate("getComputedStyle(document.querySelector('header')).display") == "flex"
         assert watched.violations == []
     finally:
