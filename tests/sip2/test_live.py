@@ -78,3 +78,46 @@ def test_south_pass_holder_borrows_renews_and_returns_at_north_kiosk(net):
     assert at_south["patron"] == {"institution": "SOUTH", "id": "south-1"}
     assert at_south["renewals"] == 1 and at_south["lender"] == "NORTH"
     assert at_south["item"]["barcode"] == "N00001"
+
+
+def test_visitor_by_card_number_is_asked_of_home_once_per_kiosk_visit(tmp_path):
+    net = Network(tmp_path, items=10, patrons=3, overrides=FAST)
+    try:
+        info = net.info("NORTH")
+        with open(info.config, encoding="utf-8") as handle:
+            text = handle.read()
+        with open(info.config, "w", encoding="utf-8") as handle:  # SOUTH's card numbers: south-1, south-blocked, ...
+            handle.write(text.replace("[peer:SOUTH]\n", "[peer:SOUTH]\ncard_pattern = south-[a-z0-9]+\n", 1))
+        port = free_port()
+        enable_sip2(info, port, "card_numbers = yes\n")
+        add_kiosk_account(net)
+        net.start_all()
+
+        def lookups():
+            return db_rows(net, "SOUTH", "SELECT COUNT(*) FROM standing_lookup WHERE home_id = 'south-2'")[0][0]
+
+        kiosk = Kiosk(port)
+        kiosk.connect()
+        assert kiosk.login()["fixed"]["Ok"] == "1"
+        kiosk.patron = "south-2"
+        status = kiosk.ask(kiosk.sip_patron_status_request(), kiosk.sip_patron_status_response)
+        assert field(status, "BL") == "Y" and field(status, "CQ") == "N" and "no PINs" in field(status, "AF")
+        assert field(status, "AE") == "South Patron 2"  # as SOUTH answered
+        assert lookups() == 1
+        for barcode in ("N00002", "N00003"):
+            out = kiosk.ask(kiosk.sip_checkout_request(barcode), kiosk.sip_checkout_response)
+            assert out["fixed"]["Ok"] == "1" and "provisional" not in field(out, "AF"), field(out, "AF")
+        assert lookups() == 1  # the same patron in the same kiosk session: the answer is reused
+        kiosk.ask(kiosk.sip_end_patron_session_request(), kiosk.sip_end_patron_session_response)
+        kiosk.ask(kiosk.sip_patron_status_request(), kiosk.sip_patron_status_response)
+        assert lookups() == 2  # a new visit asks again
+
+        kiosk.patron = "south-blocked"  # SOUTH refuses: not valid, SOUTH's reason on the kiosk's screen
+        refused = kiosk.ask(kiosk.sip_patron_status_request(), kiosk.sip_patron_status_response)
+        assert field(refused, "BL") == "N" and refused["fixed"]["PatronStatus"].startswith("YYYY")
+        out = kiosk.ask(kiosk.sip_checkout_request("N00004"), kiosk.sip_checkout_response)
+        assert out["fixed"]["Ok"] == "0" and field(out, "AF")
+        kiosk.disconnect()
+        assert db_rows(net, "NORTH", "SELECT COUNT(*) FROM loan WHERE status = 'open' AND provisional = 0") == [(2,)]
+    finally:
+        net.stop_all()
