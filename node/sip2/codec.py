@@ -135,6 +135,8 @@ def parse(raw, encoding="utf-8"):
         if len(part) - 2 > limit:
             raise Malformed(f"field {part[:2]} is too long")
         fields.setdefault(part[:2], []).append(part[2:])
+    if "AY" in fields or "AZ" in fields:
+        raise Malformed("a sequence number or checksum that is not one, or not at the end")
     return Request(code, name, fixed, fields, sequence, bool(checked))
 
 

@@ -25,6 +25,7 @@ class Session:
         self.account = None  # the kiosk account's name once logged in
         self.location = ""
         self.last_response = None
+        self.last_raw = None  # the message last answered, as sent: a repeat with its sequence number is not redone
         self.patron_text = None  # AA of the patron at the kiosk now; a new AA begins a new visit
         self.borrower = None
 
@@ -46,6 +47,12 @@ class Session:
             return None
         if request.code == "97":
             return self.last_response or codec.resend_request(request.checksummed)
+        if request.sequence is not None and raw == self.last_raw and self.last_response is not None:
+            # The same message with the same sequence number: the kiosk did not get our answer and sent it
+            # again.  It gets the same answer; nothing is done twice.
+            log.info("kiosk %s at %s: message %s repeated (sequence %s), answered again", self.account or "-",
+                     self.address, request.code, request.sequence)
+            return self.last_response
         if request.code != "93" and self.account is None:
             log.warning("kiosk at %s sent %s before logging in; closing", self.address, request.code)
             return None
@@ -63,7 +70,7 @@ class Session:
                       request.code, type(exc).__name__)
             return None
         response = codec.format_response(code, fixed, fields, self.encoding, request.sequence, request.checksummed)
-        self.last_response = response
+        self.last_response, self.last_raw = response, raw
         return response
 
     def _dispatch(self, request, now):

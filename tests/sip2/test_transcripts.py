@@ -141,3 +141,17 @@ def test_wrong_kiosk_password_is_refused_and_throttled(kiosk_node, kiosk):
     # The sixth try is refused even with the right password: the name is locked, as a staff name would be.
     assert kiosk.ask(f"9300CNkiosk1|CO{KIOSK_PASSWORD}|\r".encode()) == b"940"
     assert kiosk.ask(b"9900802.00\r") == b""  # still not logged in
+
+
+def test_a_message_repeated_with_its_sequence_number_is_answered_again_not_redone(kiosk_node, kiosk):
+    from node.store.db import database
+    login(kiosk)
+    checkout = with_checksum(f"11NN20260302    101600{BLANK}AONORTH|AAn-100|ABN0006|AC|", 3) + b"\r"
+    first = kiosk.ask(checkout)
+    assert first.startswith(b"121")
+    assert kiosk.ask(checkout) == first  # the kiosk missed our answer: the same answer, no second checkout
+    assert database.execute_sql("SELECT COUNT(*) FROM loan").fetchone() == (1,)
+    # A new sequence number is a new message: the item is on loan now.
+    assert kiosk.ask(with_checksum(f"11NN20260302    101600{BLANK}AONORTH|AAn-100|ABN0006|AC|", 4)
+                     + b"\r").startswith(b"120")
+    assert kiosk.ask(b"9900802.00AYx\r").startswith(b"96")  # a sequence number that is none: damaged
