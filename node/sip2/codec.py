@@ -7,10 +7,11 @@ checksum), and a carriage return.  The checksum is the two's complement of
 the 16-bit sum of every byte from the first to the ``AZ``, as four upper-case
 hex digits: summed with it, the message adds up to zero.
 
-Written here rather than taken from PyPI: the SIP2 packages there (``sip2``,
-``pysip2``, ``sip2-client``...) are clients that build requests and parse
-responses, the other half of the conversation; none parses requests or
-formats responses (docs/sip2.md, "Why our own codec").
+Written here rather than taken from PyPI: most SIP2 packages there (``sip2``
+among them) are clients, the other half of the conversation; the one
+server-side codec, ``pysip2``, is a single alpha release, AnyIO-only, and
+refuses any field over 255 bytes, while a network pass in AA is about 260
+(docs/sip2.md, "Why our own codec").
 """
 import datetime
 import re
