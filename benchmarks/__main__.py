@@ -45,6 +45,8 @@ def main(argv=None):
     print(report.table(figs))
     print()
     print(report.cpu_table(raw))
+    print()
+    print(report.kiosk_table(raw))
     print(f"\n{'quick' if args.quick else 'full'} run in {time.monotonic() - began:.0f}s; "
           f"ratios are the node's median over the limit's median, measured interleaved")
     if args.plot:

@@ -28,7 +28,8 @@ class DeskLoad:
         self._local = threading.local()
         self._random = random.Random(seed)
 
-    def _next_visit(self):
+    def next_visit(self):
+        """(patron id, barcodes) of the next visit: a new patron, 3-5 items none has borrowed."""
         with self._lock:
             size = self._random.randint(3, 5)
             return next(self._patrons), [next(self._barcodes) for _ in range(size)]
@@ -37,7 +38,7 @@ class DeskLoad:
         """One checkout of the current visit (a new visit when the last one is done)."""
         visit = getattr(self._local, "visit", None)
         if not visit or not visit[1]:
-            visit = self._local.visit = self._next_visit()
+            visit = self._local.visit = self.next_visit()
         patron_id, barcodes = visit
         barcode = barcodes.pop()
         answer = session.post(self.url + "/api/v1/checkouts", headers=self.headers, timeout=30,

@@ -136,6 +136,27 @@ def cpu_table(raw):
     return "\n".join(lines)
 
 
+def kiosk_rows(raw):
+    """(kiosks, SIP2 rate, p50, p99, HTTP rate, p50, p99, ratio) at the smallest history, when measured."""
+    rows = []
+    for key in ("kiosk_1", "kiosk_4"):
+        one = raw["levels"][0].get(key)
+        if one:
+            kiosk, http = one["kiosk"], one["http"]
+            rows.append((one["clients"], kiosk["median"], kiosk["p50_ms"], kiosk["p99_ms"], http["median"],
+                         http["p50_ms"], http["p99_ms"], kiosk["median"] / http["median"] if http["median"] else 0))
+    return rows
+
+
+def kiosk_table(raw):
+    """SIP2 kiosk checkouts against the same node's HTTP checkouts, measured in the same rounds."""
+    lines = [f"{'kiosks':>6} {'SIP2 checkout':>14} {'p50/p99 ms':>11} {'HTTP checkout':>14} {'p50/p99 ms':>11} "
+             f"{'ratio':>6}"]
+    lines += [f"{n:>6} {k:>12,.0f}/s {kp50:>5.0f}/{kp99:<5.0f} {h:>12,.0f}/s {hp50:>5.0f}/{hp99:<5.0f} {r:>6.2f}"
+              for n, k, kp50, kp99, h, hp50, hp99, r in kiosk_rows(raw)]
+    return "\n".join(lines)
+
+
 def _latency(desk):
     return f"{desk['p50_ms']:.0f}/{desk['p99_ms']:.0f}"
 
@@ -231,4 +252,9 @@ def markdown(figs, raw, info):
               "| clients | request | lender | home | clients | total |", "| ---: | --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {c} | {name} | {lender:.2f} | {home:.2f} | {client:.2f} | {total:.2f} |"
               for c, name, lender, home, client, total in cpu_rows(raw)]
+    lines += ["", "Self-check kiosks (SIP2) against the same node's HTTP checkout, in the same rounds:", "",
+              "| kiosks | SIP2 checkout (p50/p99 ms) | HTTP checkout (p50/p99 ms) | ratio |",
+              "| ---: | ---: | ---: | ---: |"]
+    lines += [f"| {n} | {k:,.0f}/s ({kp50:.0f}/{kp99:.0f}) | {h:,.0f}/s ({hp50:.0f}/{hp99:.0f}) | {r:.2f} |"
+              for n, k, kp50, kp99, h, hp50, hp99, r in kiosk_rows(raw)]
     return "\n".join(lines)

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from benchmarks import history
 from benchmarks.desk import DeskLoad, desk_benchmark
 from benchmarks.drain import DrainBench, cli_drain_peak_mb, desk_week, push_all
+from benchmarks.kiosk import KioskLoad, kiosk_benchmark
 from benchmarks.limits import BareCheckout, BareDrain
 from benchmarks.stats import rss_mb
+
+from node.demo.network import DEMO_KIOSK, DEMO_PASSWORD
 
 UTC = datetime.timezone.utc
 LENDER, HOME = ("NORTH", "North University"), ("SOUTH", "South College")
@@ -47,6 +50,7 @@ def run(sizes, workdir, progress):
 
     net = Network(os.path.join(workdir, "net"), nodes=[LENDER, HOME], items=20, patrons=5, overrides=OVERRIDES)
     lender, home = net.info("NORTH"), net.info("SOUTH")
+    kiosk_port = kiosks_by_card_number(lender, free_port())
     cfg = config_module.load(lender.config)
     lender_db, home_db = cfg.database_path, config_module.load(home.config).database_path
     results = {"levels": [], "sizes": sizes.__dict__, "batch_size": cfg.sync["batch_size"]}
@@ -65,6 +69,7 @@ def run(sizes, workdir, progress):
         plan = history.Plan("NORTH", "SOUTH", history_barcodes, patron_ids)
         # Desk visits take patrons from the far end of the list, the week offline from the start.
         load = DeskLoad(lender.direct_url, lender.token, "SOUTH", desk_barcodes, reversed(patron_ids))
+        kiosks = KioskLoad(kiosk_port, DEMO_KIOSK, DEMO_PASSWORD, load)
         grown = 0
         for number, level in enumerate(sizes.levels):
             progress(f"growing history to {level:,} loans and events on both nodes")
@@ -87,6 +92,10 @@ def run(sizes, workdir, progress):
                                            pids)
             one["desk_4"] = desk_benchmark(load, bare_checkout, sizes.rounds, sizes.desk_seconds, 4, progress, label,
                                            pids)
+            if number == 0:  # SIP2 kiosks against the same node's HTTP checkout, in the same rounds
+                one["kiosk_1"] = kiosk_benchmark(load, kiosks, sizes.rounds, sizes.desk_seconds, 1, progress, label)
+                one["kiosk_4"] = kiosk_benchmark(load, kiosks, sizes.rounds, sizes.desk_seconds, 4, progress, label)
+                kiosks.close()
             one["locked_in_logs"] = _locked_lines(net)
             drain = DrainBench(cfg, "SOUTH", lender_db, plan, item_ids, lender_patrons, bare_drain, progress)
             one["drain"] = drain.run(sizes.rounds, sizes.backlog_loans, label)
@@ -106,6 +115,18 @@ def run(sizes, workdir, progress):
         bare_drain.close()
         bare_checkout.close()
     return results
+
+
+def kiosks_by_card_number(lender, port):
+    """The lender's SIP2 server on PORT (the demo's kiosk account), SOUTH's patrons by card number; its port."""
+    from node.demo.network import enable_kiosks
+    with open(lender.config, encoding="utf-8") as handle:
+        text = handle.read()
+    if "card_pattern" not in text:  # the benchmark's patron ids are SOUTH's card numbers
+        text = text.replace("[peer:SOUTH]\n", "[peer:SOUTH]\ncard_pattern = bench-\\d{6}\n", 1)
+        with open(lender.config, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n[sip2]\nhost = 127.0.0.1\n" f"port = {port}\ncard_numbers = yes\n")
+    return enable_kiosks(lender, port)
 
 
 def week_offline(net, cfg, barcodes, patron_ids, transactions, progress):

@@ -336,6 +336,40 @@ SIGN_IN_SETTINGS = [
             "The window in which address_failures are counted."),
 ]
 
+def _encoding(value):
+    value = value.strip().lower()
+    if value not in ("utf-8", "cp850"):
+        raise ValueError("expected utf-8 or cp850")
+    return value
+
+
+def _regex(value):
+    """A regular expression (Python syntax) matched against a whole card number; empty: none."""
+    value = value.strip()
+    if value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"expected a regular expression ({exc})") from None
+    return value
+
+
+# Self-check kiosks (issue 15; docs/sip2.md).  The SIP2 server starts only when node.ini has a [sip2] section.
+SIP2_SETTINGS = [
+    Setting("sip2", "host", "127.0.0.1", _text, "Address the SIP2 server listens on."),
+    Setting("sip2", "port", "6001", _int_at_least(1, 65535), "TCP port of the SIP2 server."),
+    Setting("sip2", "tls_certificate", "", _optional_text,
+            "PEM certificate (chain) of the SIP2 server; with tls_key, kiosks connect over TLS."),
+    Setting("sip2", "tls_key", "", _optional_text, "PEM private key of tls_certificate."),
+    Setting("sip2", "allow_plain", "no", _bool,
+            "yes: plain TCP on an address other than loopback (only on a network you trust)."),
+    Setting("sip2", "encoding", "utf-8", _encoding, "Character set of SIP2 messages: utf-8 or cp850 (older kiosks)."),
+    Setting("sip2", "idle_timeout_seconds", "600", _int_at_least(5, 86400),
+            "A kiosk connection that sends nothing this long is closed."),
+    Setting("sip2", "card_numbers", "no", _bool,
+            "yes: visiting patrons may also borrow by card number (institution found by [peer:CODE] card_pattern)."),
+]
+
 SETTINGS = [
     Setting("node", "institution", REQUIRED, _institution, "This library's institution code, e.g. NORTH."),
     Setting("node", "name", REQUIRED, _text, "The library's name as patrons and peers see it."),
@@ -384,6 +418,7 @@ SETTINGS = [
     Setting("desk", "print_slips", "no", _print_slips,
             "no: the desk shows a Print link for each slip (due-date receipt, transit slip, payment receipt); "
             "auto: each slip opens and its print dialog comes up as soon as it is made."),
+    *SIP2_SETTINGS,
 ]
 
 PEER_SETTINGS = [
@@ -397,6 +432,9 @@ PEER_SETTINGS = [
             "SAML attribute holding the peer's patron id, as its home node knows it (name_id: the NameID)."),
     Setting("peer", "idp_entity_id", "", _optional_text,
             "Entity id of the peer institution's IdP in [saml] federation_metadata (instead of idp_metadata)."),
+    Setting("peer", "card_pattern", "", _regex,
+            "Regular expression matching the whole card number of the peer's patrons, for SIP2 kiosks "
+            "([sip2] card_numbers)."),
 ]
 
 
@@ -409,6 +447,7 @@ class Peer:
     idp_metadata: str = ""
     patron_id_attribute: str = "uid"
     idp_entity_id: str = ""  # its IdP in the federation's aggregate ([saml] federation_metadata)
+    card_pattern: str = ""  # its patrons' card numbers, for SIP2 kiosks ([sip2] card_numbers)
 
 
 @dataclass
@@ -435,6 +474,11 @@ class Config:
             return self.node["name"]
         peer = self.peers.get(code)
         return peer.name if peer else code
+
+    @property
+    def sip2(self):
+        """The [sip2] settings when node.ini has that section (the SIP2 server runs), else None."""
+        return self.sections["sip2"] if self.raw is not None and self.raw.has_section("sip2") else None
 
     def policy_for(self, item_type):
         """The policy that applies to ITEM_TYPE: its own section over [policy]."""
@@ -535,6 +579,36 @@ def _check_federation(path, saml, sections):
                               "needs [saml] federation_metadata, the aggregate the IdP is looked up in")
 
 
+def _check_sip2(path, sip2):
+    """Resolve the TLS files and refuse a server that would take kiosk passwords in plain text off loopback."""
+    import ipaddress
+    import ssl
+    folder = os.path.dirname(path)
+    certificate, key = sip2["tls_certificate"], sip2["tls_key"]
+    if bool(certificate) != bool(key):
+        missing = "tls_key" if certificate else "tls_certificate"
+        raise ConfigError(path, "sip2", missing, "missing; TLS needs both tls_certificate and tls_key")
+    if certificate:
+        sip2["tls_certificate"] = certificate = os.path.normpath(os.path.join(folder, certificate))
+        sip2["tls_key"] = key = os.path.normpath(os.path.join(folder, key))
+        for name, file in (("tls_certificate", certificate), ("tls_key", key)):
+            if not os.path.isfile(file):
+                raise ConfigError(path, "sip2", name, f"cannot read {file}")
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certificate, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(path, "sip2", "tls_certificate",
+                              f"{certificate} and {key} are not a PEM certificate and its key ({exc})") from None
+        return
+    try:
+        loopback = ipaddress.ip_address(sip2["host"]).is_loopback
+    except ValueError:
+        loopback = sip2["host"] == "localhost"
+    if not loopback and not sip2["allow_plain"]:
+        raise ConfigError(path, "sip2", "host", f"{sip2['host']} is not loopback: set tls_certificate and "
+                                                "tls_key, or allow_plain = yes on a network you trust")
+
+
 def known_sections():
     return {s.section for s in SETTINGS}
 
@@ -598,6 +672,7 @@ def load(path):
             peers[name] = Peer(code=name, **values)
         elif kind == "policy" and section != "policy":
             raise ConfigError(path, section, "", "policy overrides are named [policy:ITEM_TYPE]")
+    _check_sip2(path, by_section["sip2"])
     _check_federation(path, by_section["saml"],
                       [("node", node)] + [(f"peer:{code}", vars(peer)) for code, peer in peers.items()])
     return Config(path=path, node=node, policy=policy, peers=peers,

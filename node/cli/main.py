@@ -7,8 +7,8 @@ import os
 import click
 
 from node import config as config_module
-from node.cli import (billing, imports, jobs, keys, loans, log_hash, network_pass, saml, staff, standing_lookups,
-                      sync_queue)
+from node.cli import (billing, imports, jobs, keys, loans, log_hash, network_pass, saml, sip2, staff,
+                      standing_lookups, sync_queue)
 from node.cli.common import Context, fail, pass_ctx
 from node.domain import errors
 
@@ -101,7 +101,7 @@ def demo(base_dir, port_base):
 
 
 for _module in (keys, log_hash, staff, imports, loans, jobs, billing, sync_queue, standing_lookups, network_pass,
-                saml):
+                saml, sip2):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

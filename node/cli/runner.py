@@ -52,9 +52,22 @@ def schedule_daily_jobs(scheduler, cfg):
                       minutes=cfg.sections["smtp"]["retry_minutes"], id="notice_retry")
 
 
+def start_sip2(cfg):
+    """The SIP2 server for self-check kiosks when node.ini has [sip2] (docs/sip2.md), else None."""
+    if cfg.sip2 is None:
+        return None
+    from node.cli.common import fail
+    from node.sip2.server import start
+    try:
+        return start(cfg)
+    except OSError as exc:
+        fail(f"{cfg.path}: [sip2] port: cannot listen on {cfg.sip2['host']}:{cfg.sip2['port']} ({exc.strerror})")
+
+
 def serve(cfg, host, port, threads=8):
     from node.store.db import checkpoints_in_background
     app = create_app(cfg)
+    kiosks = start_sip2(cfg)  # before the scheduler: a port in use stops the node before anything runs
     checkpoints_in_background()  # the scheduler's job, not a desk's commit, writes the WAL back
     scheduler = start_scheduler(cfg)
     log.info("%s (%s) serving on http://%s:%d", cfg.node["name"], cfg.institution, host, port)
@@ -62,3 +75,5 @@ def serve(cfg, host, port, threads=8):
         waitress_serve(app, host=host, port=port, threads=threads, ident="circnode")
     finally:
         scheduler.shutdown(wait=False)
+        if kiosks is not None:
+            kiosks.shutdown()

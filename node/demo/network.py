@@ -234,9 +234,32 @@ def wait_healthy(info, timeout=20.0, process=None):
     raise RuntimeError(f"{info.code} did not start on {info.url}:\n{tail}")
 
 
+DEMO_KIOSK = "kiosk"
+
+
+def enable_kiosks(info, port):
+    """Give INFO's node a SIP2 server on loopback PORT and a kiosk account (docs/sip2.md); safe to run twice."""
+    from node import config as config_module
+    from node.domain.kiosks import add_account
+    from node.store.db import database, open_database
+    from node.store.models import Sip2Account
+    with open(info.config, encoding="utf-8") as handle:
+        configured = "\n[sip2]" in handle.read()
+    if not configured:
+        with open(info.config, "a", encoding="utf-8") as handle:
+            handle.write(f"\n[sip2]\nhost = 127.0.0.1\nport = {port}\n")
+    cfg = config_module.load(info.config)
+    open_database(cfg.database_path)
+    if not Sip2Account.get_or_none(name=DEMO_KIOSK):
+        add_account(DEMO_KIOSK, DEMO_PASSWORD, datetime.datetime.now(datetime.timezone.utc), location="LOBBY")
+    database.close()
+    return cfg.sip2["port"]
+
+
 def run_demo(base_dir, base_port, echo=print):
     """Build and start the demo network; block until Ctrl-C, then stop every node."""
     infos = make_network(base_dir, base_port=base_port, idps=True)
+    sip2_port = enable_kiosks(infos[0], 6001 if base_port == 8101 else base_port + 99)  # NORTH's self-check kiosks
 
     def _stop(signum, frame):
         raise KeyboardInterrupt  # SIGTERM stops the children too, like Ctrl-C
@@ -266,6 +289,8 @@ def run_demo(base_dir, base_port, echo=print):
             echo(f"  or: at {first.name}'s checkout, click 'Sign in at your library' next to {second.name}, "
                  f"sign in as {second.code.lower()}-1, scan {first.code[0]}00001; after a sync the loan "
                  f"shows at {second.url}/patron/account")
+        echo(f"  {infos[0].name}'s SIP2 server for self-check kiosks: 127.0.0.1:{sip2_port}, kiosk login "
+             f"{DEMO_KIOSK} / {DEMO_PASSWORD} (docs/sip2.md)")
         echo(f"  data and logs: {base_dir}")
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)

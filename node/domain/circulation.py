@@ -13,7 +13,7 @@ from node.domain import billing, errors, lifecycle
 from node.domain.calendar import calendar_of
 from node.domain.lifecycle import ADMIN, CLOSE_LOAN, DESK  # noqa: F401 (CLOSE_LOAN: the statement's old home)
 from node.store.db import database
-from node.store.models import AuditLog, Item, Loan, Patron
+from node.store.models import AppliedOnce, AuditLog, Item, Loan, Patron
 from node.domain.policy import due_date, renewal_due_date
 from node.domain.ports import outbox
 
@@ -113,18 +113,33 @@ def refuse_for_standing(standing):
     raise cls(standing.reason or cls.__doc__, **details)
 
 
-def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None):
+def apply_once(key, now):
+    """Record KEY inside the caller's transaction; AlreadyApplied when it was recorded before.
+
+    The key commits with the action's rows or not at all, so an action sent
+    twice (a kiosk's stored "no block" transaction) takes effect once.
+    """
+    try:
+        with database.atomic():  # a savepoint: the refusal leaves the caller's transaction usable
+            AppliedOnce.add(key=key, applied_at=now)
+    except IntegrityError:
+        raise errors.AlreadyApplied("This transaction was applied before; nothing changed.") from None
+
+
+def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None, once=None):
     """Lend one of this library's items; return the new open loan.
 
     STANDING comes from the patron's home node (or ``own_patron_standing``),
     fetched by the caller before this transaction so no network call holds
-    the write lock.
+    the write lock.  ONCE: see ``apply_once``.
     """
     if institution != cfg.institution and institution not in cfg.peers:
         raise errors.UnknownInstitution(f"{institution!r} is not a library of this network.")
     if not standing.ok:
         refuse_for_standing(standing)
     with database.atomic():
+        if once:
+            apply_once(once, now)
         item = Item.of(cfg.institution, item_barcode)
         if item is None:
             if find_items(item_barcode):
@@ -206,9 +221,11 @@ def renew(cfg, loan_id, now, staff=None, actor=DESK):
     return loan
 
 
-def return_item(cfg, item_barcode, now, owner=None, staff=None):
-    """Check an item in at this desk: close its loan, or receive it back from transit."""
+def return_item(cfg, item_barcode, now, owner=None, staff=None, once=None):
+    """Check an item in at this desk: close its loan, or receive it back from transit.  ONCE: see ``apply_once``."""
     with database.atomic():
+        if once:
+            apply_once(once, now)
         item = find_item(item_barcode, owner)
         loan = open_loan_of(item)
         result = ReturnResult(loan=loan, item=item)

@@ -201,6 +201,21 @@ class HomeRefused(CircnodeError):
     status, code = 502, "home_refused"
 
 
+class AlreadyApplied(CircnodeError):
+    """This transaction (a kiosk's "no block" checkout or checkin, by its key) was applied before: nothing changed."""
+    status, code = 409, "already_applied"
+
+
+class Sip2AccountExists(CircnodeError):
+    """A kiosk account with that name exists already."""
+    status, code = 409, "sip2_account_exists"
+
+
+class Sip2AccountNotFound(CircnodeError):
+    """No kiosk account has that name."""
+    status, code = 404, "sip2_account_not_found"
+
+
 class StaffExists(CircnodeError):
     """A staff account with that name exists already."""
     status, code = 409, "staff_exists"

@@ -260,7 +260,26 @@ MIGRATIONS = {
         # when each member last signed in at the desk.
         "ALTER TABLE staff ADD COLUMN last_sign_in_at DATETIME",
     ],
-    11: [
+    9: [
+        # Self-check kiosks (issue 15, node/sip2/): the accounts kiosks log in
+        # with (93), passwords hashed like staff passwords.
+        """CREATE TABLE sip2_account (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            location TEXT NOT NULL DEFAULT '',
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at DATETIME NOT NULL,
+            last_login_at DATETIME)""",
+        # A "no block" checkout or checkin a kiosk stored while the node was
+        # down, applied once: its key is written in the transaction that
+        # applies it, so a re-sent one is refused by the primary key.
+        """CREATE TABLE applied_once (
+            key TEXT PRIMARY KEY,
+            applied_at DATETIME NOT NULL)""",
+        "CREATE INDEX applied_once_applied_at ON applied_once (applied_at)",
+    ],
+    10: [
         # The cashier (issue 14, point 8): how a patron paid, for the payment receipt.
         "ALTER TABLE fee_payment ADD COLUMN method TEXT NOT NULL DEFAULT ''",
     ],

@@ -535,5 +535,31 @@ class StandingLookup(BaseModel):
         indexes = ((("peer", "asked_at"), False), (("home_id", "asked_at"), False), (("asked_at",), False))
 
 
+class Sip2Account(BaseModel):
+    """A self-check kiosk's login (SIP2 93): its password is hashed like a staff password."""
+
+    name = CharField(unique=True)
+    password_hash = TextField()
+    location = CharField(default="")
+    active = BooleanField(default=True)
+    created_at = UTCDateTimeField()  # the caller passes its now
+    last_login_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "sip2_account"
+
+
+class AppliedOnce(BaseModel):
+    """A business action that must take effect once (a kiosk's "no block" transaction): its key."""
+
+    key = CharField(primary_key=True)
+    applied_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "applied_once"
+        indexes = ((("applied_at",), False),)
+
+
 ALL_MODELS = [InboxRecord, PeerState, PeerNonce, Item, Patron, Loan, OutboxEvent, Staff, ApiToken, StaffSession, LoginFailure, AuditLog,
-              BursarBatch, Fee, FeePayment, Notice, JobRun, SamlRequest, SamlAssertion, PhoneLink, StandingLookup]
+              BursarBatch, Fee, FeePayment, Notice, JobRun, SamlRequest, SamlAssertion, PhoneLink, StandingLookup,
+              Sip2Account, AppliedOnce]

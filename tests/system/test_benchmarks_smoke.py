@@ -31,4 +31,9 @@ def test_quick_benchmark_reports_every_figure_with_median_spread_ratio_and_goal(
     assert set(cpu) == {"healthz", "checkout"} and set(cpu["checkout"]) == {"lender", "home", "client"}
     assert cpu["checkout"]["lender"] > 0 and cpu["checkout"]["home"] > 0  # each visit asks the home node
     assert "lender ms" in run.stdout
+    for key in ("kiosk_1", "kiosk_4"):  # SIP2 kiosks against the same node's HTTP checkout (issue 15, point 7)
+        kiosks = report["raw"]["levels"][0][key]
+        assert kiosks["errors"] == 0, kiosks["error_sample"]
+        assert kiosks["kiosk"]["median"] > 0 and kiosks["http"]["median"] > 0 and kiosks["kiosk"]["p99_ms"] > 0
+    assert "SIP2 checkout" in run.stdout
     assert report["machine"]["nproc"] >= 1 and report["machine"]["sqlite"]
