@@ -5,6 +5,7 @@ the audit line and the outbox event commit together in one ``BEGIN
 IMMEDIATE`` transaction, or not at all.  Views, JSON API and CLI call these
 functions, so the three cannot disagree.
 """
+import datetime
 from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError
@@ -17,6 +18,13 @@ from node.store.models import AuditLog, Item, Loan, Patron
 from node.domain.policy import due_date, renewal_due_date
 from node.domain.ports import outbox
 
+# Where a standing came from (Standing.source).
+OWN = "own"  # this node's own records, for its own patrons
+HOME = "home"  # the visiting patron's home node answered
+UNREACHABLE = "unreachable"  # the home node could not be reached: the offline policy applies
+PASS = "pass"  # a network pass, verified offline: the home node was not asked
+
+
 @dataclass
 class Standing:
     """What the patron's home node (or this node for its own patrons) says of them."""
@@ -26,7 +34,28 @@ class Standing:
     reason: str = ""
     name: str = ""
     email: str = ""
-    provisional: bool = False  # home node unreachable: offline policy applies
+    provisional: bool = False  # the home node has not said yes (unreachable, or a pass): the offline policy applies
+    source: str = OWN
+    asked_at: datetime.datetime = None  # when the home node answered (source HOME)
+
+    @property
+    def made_offline(self):
+        """True when the home node was asked and could not be reached (not when a pass meant it was not asked)."""
+        return self.source == UNREACHABLE
+
+    def to_dict(self):
+        """The standing as plain JSON values (a desk visit keeps it in its session)."""
+        body = {key: getattr(self, key) for key in ("ok", "code", "reason", "name", "email", "provisional", "source")}
+        body["asked_at"] = self.asked_at.isoformat() if self.asked_at else None
+        return body
+
+    @classmethod
+    def from_dict(cls, body):
+        """The Standing BODY (from ``to_dict``) holds; None for None."""
+        if not body:
+            return None
+        asked_at = datetime.datetime.fromisoformat(body["asked_at"]) if body.get("asked_at") else None
+        return cls(**{**body, "asked_at": asked_at})
 
 
 @dataclass
@@ -140,14 +169,15 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None)
         if open_here >= rules["max_loans"]:
             raise errors.LoanLimit(f"The patron already holds {rules['max_loans']} loans from this library.")
         if standing.provisional and provisional >= rules["offline_max_loans"]:
+            why = ("On a network pass the home library is not asked" if standing.source == PASS
+                   else "The home library cannot be reached")
             raise errors.OfflineLimitReached(
-                f"The home library cannot be reached and the patron already has {provisional} "
-                "loans made offline.")
+                f"{why} and the patron already has {provisional} provisional loans here.")
         lifecycle.move_item(item, "checkout", now, DESK)
         try:
             loan = Loan.add(item=item, patron=patron, lender=cfg.institution, status=lifecycle.move("lend", lifecycle.NEW, DESK),
                             checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz, calendar_of(cfg)),
-                            provisional=standing.provisional, made_offline=standing.provisional,
+                            provisional=standing.provisional, made_offline=standing.made_offline,
                             updated_at=now)
         except IntegrityError:
             # The partial unique index caught a concurrent checkout of the same item.

@@ -12,15 +12,19 @@ from dataclasses import dataclass
 
 from node.domain import circulation, errors, patron_pass
 from node.domain.lifecycle import DESK
-from node.domain.standing import standing_for
+from node.domain.standing import reusable, standing_for
 
 
 @dataclass
 class Borrower:
     """Who borrows: INSTITUTION and HOME_ID, or a network PASS (its text, as scanned), or both (must agree).
 
-    ``standing`` is set by ``lend``/``admit``: what the patron's standing was
-    when last asked (a front-end shows when loans are made offline).
+    One Borrower is one visit of one patron.  ``standing`` is set by
+    ``admit`` and ``lend``: the patron's standing when last asked.  A
+    front-end keeps it for the rest of the visit (the desk in its session, a
+    kiosk in its patron session) and passes it back, so the visit's next
+    checkouts lend on the home node's answer (``standing.reusable``) instead of
+    asking again; a new visit is a new Borrower and asks again.
     """
 
     institution: str = ""
@@ -45,7 +49,11 @@ def _standing(cfg, borrower, now):
 
 
 def admit(cfg, borrower, now):
-    """BORROWER's standing when they may borrow (a desk visit begins); their refusal otherwise."""
+    """BORROWER's standing when they may borrow (a desk visit begins); their refusal otherwise.
+
+    Always asks afresh (the home node, our records or the pass): never an
+    answer kept from an earlier visit.
+    """
     standing = _standing(cfg, borrower, now)
     if not standing.ok:
         circulation.refuse_for_standing(standing)
@@ -55,11 +63,15 @@ def admit(cfg, borrower, now):
 def lend(cfg, item_barcode, borrower, now, staff=None):
     """Lend this library's item ITEM_BARCODE to BORROWER as of NOW; return the new open loan.
 
-    The standing is asked before the checkout's transaction, so no network
-    call holds the write lock; a home node that cannot be reached makes the
-    loan provisional, under the offline limit.
+    The home node's yes given earlier in this visit (``borrower.standing``)
+    is lent on while ``standing.reusable``; otherwise the standing is asked
+    again.  It is asked before the checkout's transaction, so no network call
+    holds the write lock; a home node that cannot be reached makes the loan
+    provisional, under the offline limit.
     """
-    standing = _standing(cfg, borrower, now)
+    standing = borrower.standing
+    if not reusable(cfg, standing, now):
+        standing = _standing(cfg, borrower, now)
     return circulation.checkout(cfg, item_barcode, borrower.institution, borrower.home_id, standing, now,
                                 staff=staff)
 

@@ -117,8 +117,9 @@ def checkout():
             session["last_institution"] = institution
             return redirect(url_for("desk.checkout"))
         session["last_institution"] = institution
+        # The visit keeps the home node's answer: its next scans lend on it (lending.lend), a new visit asks again.
         session["visit"] = {"institution": institution, "id": home_id, "name": standing.name,
-                            "provisional": standing.provisional, "loans": []}
+                            "provisional": standing.provisional, "standing": standing.to_dict(), "loans": []}
         if standing.provisional:
             _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
@@ -148,8 +149,10 @@ def scan():
 
 def _scan_one(cfg, visit, barcode):
     """Check BARCODE out to the visit's patron and flash the outcome; VISIT is updated in place."""
-    # A visit begun with a network pass keeps lending on it (home not asked); others ask the home node.
-    borrower = lending.Borrower(visit["institution"], visit["id"], visit.get("pass") or None)
+    # A visit begun with a network pass keeps lending on it (home not asked); others lend on the home
+    # node's answer of this visit while it is fresh, and ask again after.
+    borrower = lending.Borrower(visit["institution"], visit["id"], visit.get("pass") or None,
+                                standing=circulation.Standing.from_dict(visit.get("standing")))
     try:
         loan = lending.lend(cfg, barcode, borrower, utcnow(), staff=current_staff().name)
     except errors.CircnodeError as exc:
@@ -158,8 +161,10 @@ def _scan_one(cfg, visit, barcode):
     finally:
         if borrower.standing is not None:  # the home node may have gone away, or come back, since the visit began
             visit["provisional"] = borrower.standing.provisional
+            visit["standing"] = borrower.standing.to_dict()
     due = loan.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
-    note = " (made offline, provisional)" if loan.provisional else ""
+    note = (" (made offline, provisional)" if loan.made_offline
+            else " (provisional: home library not asked)" if loan.provisional else "")
     _banner("success", f"{barcode} checked out: {loan.item.title} — due {due}{note}")
     visit["loans"] = (visit.get("loans") or []) + [loan.id]
 

@@ -325,14 +325,17 @@ def test_setting_the_status_an_item_already_has_changes_nothing(cfg):
     assert snapshot() == before
 
 
-def test_standing_cache_keeps_only_answers_still_alive():
+def test_a_visit_lends_only_on_a_fresh_yes_of_the_home_node(cfg):
     import datetime as dt
-    from node.domain import standing
-    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
-    answer = standing.Standing(True)
-    standing._cache.clear()
-    standing._remember(("NORTH", "SOUTH", "old"), answer, now - dt.timedelta(hours=1), 300)
-    standing._remember(("NORTH", "SOUTH", "recent"), answer, now - dt.timedelta(seconds=10), 300)
-    standing._remember(("NORTH", "SOUTH", "new"), answer, now, 300)
-    assert sorted(key[2] for key in standing._cache) == ["new", "recent"]
-    standing._cache.clear()
+    from node.domain.circulation import HOME, OWN, PASS, UNREACHABLE, Standing
+    from node.domain.standing import reusable
+    ttl = cfg.sync["standing_cache_seconds"]
+    yes = Standing(True, source=HOME, asked_at=NOW)
+    assert reusable(cfg, yes, NOW + dt.timedelta(seconds=ttl - 1))
+    assert not reusable(cfg, yes, NOW + dt.timedelta(seconds=ttl))  # too old: ask again
+    assert not reusable(cfg, yes, NOW - dt.timedelta(seconds=1))  # from the future: ask again
+    assert not reusable(cfg, None, NOW)  # a new visit has none: it asks
+    for other in (Standing(False, "patron_blocked", source=HOME, asked_at=NOW), Standing(True, source=OWN),
+                  Standing(True, provisional=True, source=UNREACHABLE), Standing(True, provisional=True, source=PASS)):
+        assert not reusable(cfg, other, NOW), other
+    assert Standing.from_dict(yes.to_dict()) == yes  # as the desk keeps it in the visit
