@@ -15,7 +15,7 @@ from node.domain.calendar import calendar_of
 from node.domain.lifecycle import ADMIN, CLOSE_LOAN, DESK  # noqa: F401 (CLOSE_LOAN: the statement's old home)
 from node.store.db import database
 from node.store.models import AuditLog, Item, Loan, Patron
-from node.domain.policy import due_date, renewal_due_date
+from node.domain.policy import due_date, earliest_renewal_day, renewal_due_date
 from node.domain.ports import outbox
 
 # Where a standing came from (Standing.source).
@@ -207,7 +207,10 @@ def loan_event_data(loan):
 def renew(cfg, loan_id, now, staff=None, actor=DESK):
     """Extend an open loan of this library under its policy; return the loan.
 
-    ACTOR is who asks (lifecycle: the desk, the patron's home node, the patron).
+    The new due date runs the policy's loan_days from the renewal day, on this
+    library's calendar; a renewal that would not move the due date later is
+    refused (``renewal_too_early``) and counts no renewal.  ACTOR is who asks
+    (lifecycle: the desk, the patron's home node, the patron).
     """
     with database.atomic():
         loan = get_loan(loan_id)
@@ -223,9 +226,18 @@ def renew(cfg, loan_id, now, staff=None, actor=DESK):
         rules = cfg.policy_for(loan.item.item_type)
         if loan.renewals >= rules["renewals_allowed"]:
             raise errors.RenewalLimit(f"No renewals left ({rules['renewals_allowed']} allowed).")
+        calendar = calendar_of(cfg)
+        new_due = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz, calendar)
+        if new_due is None:
+            due = loan.due_at.astimezone(cfg.tz).date()
+            earliest = earliest_renewal_day(now, loan.due_at, rules["loan_days"], cfg.tz, calendar)
+            raise errors.RenewalTooEarly(
+                f"Renewing today would not move the due date ({due}) later, so it was not renewed and no "
+                f"renewal was used. A renewal runs {rules['loan_days']} days from the renewal day: "
+                f"renew on {earliest} or later.", due=due.isoformat(), earliest=earliest.isoformat())
         lifecycle.move("renew", loan.status, actor)
         loan.renewals += 1
-        loan.due_at = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz, calendar_of(cfg))
+        loan.due_at = new_due
         loan.updated_at = now
         loan.save()
         audit(staff, "renew", loan.id, f"renewal {loan.renewals}", now)

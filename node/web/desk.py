@@ -144,7 +144,7 @@ def scan():
         session["visit"] = visit
         return redirect(url_for("desk.scan"))
     return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]),
-                           loans=_visit_loans(visit.get("loans") or []))
+                           loans=_visit_loans(visit.get("loans") or []), loans_here=_other_loans_here(cfg, visit))
 
 
 def _scan_one(cfg, visit, barcode):
@@ -175,6 +175,40 @@ def _visit_loans(loan_ids):
         return []
     found = {loan.id: loan for loan in circulation.loans_query().where(Loan.id.in_(loan_ids))}
     return [found[loan_id] for loan_id in loan_ids if loan_id in found]
+
+
+def _other_loans_here(cfg, visit):
+    """The visit's patron's open loans from this library, but those of this visit: what they may renew."""
+    query = circulation.loans_query(institution=visit["institution"], home_id=visit["id"], status="open",
+                                    lender=cfg.institution)
+    this_visit = set(visit.get("loans") or [])
+    return [loan for loan in query.limit(MAX_RENEW) if loan.id not in this_visit]
+
+
+MAX_RENEW = 200  # loan ids one Renew all may post: more than a page of loans shows
+
+
+@bp.post("/loans/renew")
+@desk_role()
+def renew():
+    """Renew each loan posted (one Renew button, or Renew all): a banner each, then back to the page."""
+    cfg = get_config()
+    now, staff = utcnow(), current_staff().name
+    loan_ids = [value.strip()[:MAX_FIELD] for value in request.form.getlist("loan_id")][:MAX_RENEW]
+    if not loan_ids:
+        _banner("error", "Choose a loan to renew.")
+    for loan_id in loan_ids:
+        try:
+            loan = lending.renew(cfg, loan_id, now, staff=staff)
+        except errors.CircnodeError as exc:
+            found = Loan.get_or_none(id=loan_id)
+            _banner("error", f"{found.item.barcode if found else loan_id}: not renewed. {exc.message}")
+            continue
+        due = loan.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
+        allowed = cfg.policy_for(loan.item.item_type)["renewals_allowed"]
+        _banner("success", f"{loan.item.barcode} renewed: {loan.item.title} — now due {due} "
+                           f"(renewal {loan.renewals} of {allowed}).")
+    return redirect(local_path(request.form.get("next", "")) or url_for("desk.loans"))
 
 
 @bp.post("/checkout/done")

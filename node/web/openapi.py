@@ -13,7 +13,7 @@ ERROR_CODES = {
     401: "unauthorized (no or unknown token); pass_invalid, pass_wrong_issuer (network passes)",
     403: "forbidden (a desk token on an admin endpoint)",
     404: "not_found, item_not_found, loan_not_found, patron_not_found, fee_not_found, batch_not_found",
-    409: "item_on_loan, ambiguous_barcode, fee_settled",
+    409: "item_on_loan, ambiguous_barcode, fee_settled, renewal_too_early",
     413: "too_large (bodies over 2 MB)",
     422: "a refusal of the business rules: item_not_available, patron_blocked, renewal_limit_reached, ...",
     429: "rate_limited",
@@ -171,7 +171,7 @@ def _paths():
         "/api/v1/loans/{loan_id}": {"get": _operation("One loan.", "desk", {
             "200": _answer(loan), **_errors(401, 404)}, parameters=[LOAN_ID])},
         "/api/v1/loans/{loan_id}/renew": {"post": _operation("Renew a loan under the lender's policy.", "desk", {
-            "200": _answer(loan), **_errors(401, 404, 422, 502, 503)}, parameters=[LOAN_ID])},
+            "200": _answer(loan), **_errors(401, 404, 409, 422, 502, 503)}, parameters=[LOAN_ID])},
         "/api/v1/loans/{loan_id}/resolve": {"post": _operation(
             "Clear a disputed loan's flag with a note (audited; the home node is told).", "admin",
             {"200": _answer(loan), **_errors(*STAFF_WRITE, 403)}, parameters=[LOAN_ID],
@@ -265,7 +265,7 @@ def _peer_paths():
         "/api/v1/peer/loans/{loan_id}/renew": {"post": {**_operation(
             "A home node renews a loan of its patron here.", "peer", {
                 "200": _answer(_object({"loan_id": STRING, "due_at": TIME, "renewals": INTEGER})),
-                **_errors(401, 404, 422)}, parameters=[LOAN_ID], tag="peers"), "description": signed}},
+                **_errors(401, 404, 409, 422)}, parameters=[LOAN_ID], tag="peers"), "description": signed}},
     }
 
 
