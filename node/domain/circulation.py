@@ -65,6 +65,16 @@ class ReturnResult:
     transit_to: str = None
     received: bool = False
     notes: list = field(default_factory=list)
+    lost: billing.LostReturn = None  # the item had been declared lost: what became of its fees
+
+    def summary(self, cfg):
+        """The sentence a desk or the CLI shows for this return."""
+        barcode, title = self.item.barcode, self.item.title
+        if self.received:
+            return f"{barcode} received back from transit: {title} is available. Shelve it."
+        where = (f"Send to {cfg.library_name(self.transit_to)}." if self.transit_to else "Shelve it.")
+        lost = f" {self.lost.describe(cfg)}" if self.lost else ""
+        return f"{barcode} returned: {title}. {where}{lost}"
 
 
 def audit(staff, action, target, detail, now):
@@ -268,6 +278,7 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
                 return result
             raise errors.NotOnLoan(f"Item {item.barcode} is not on loan ({item.status.replace('_', ' ')}).",
                                    status=item.status)
+        was_lost = loan.lost_at is not None
         lifecycle.close_loan(loan, now, cfg.institution, DESK)
         if item.owner == cfg.institution:
             lifecycle.move_item(item, "return_own", now, DESK)
@@ -279,8 +290,11 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None):
             lifecycle.move_item(item, "return_network", now, DESK)
             result.transit_to = item.owner
             outbox.enqueue(item.owner, "loan.returned", return_event_data(loan), now)
+        fees = []
         if loan.lender == cfg.institution:
-            billing.assess_at_return(cfg, loan, now)  # a late fine, or a lost item's refund (after the return event)
+            fees = billing.assess_at_return(cfg, loan, now)  # a late fine, or a lost item's refund (after the return event)
+        if was_lost:
+            result.lost = billing.lost_return(cfg, loan, fees)
         audit(staff, "return", loan.id, f"item {item.barcode}", now)
     return result
 

@@ -241,13 +241,7 @@ def return_item():
     except errors.CircnodeError as exc:
         _banner("error", f"{barcode}: {exc.message}")
         return redirect(url_for("desk.return_item"))
-    title = result.item.title
-    if result.received:
-        _banner("success", f"{barcode} received back from transit: {title} is available. Shelve it.")
-    elif result.transit_to:
-        _banner("transit", f"{barcode} returned: {title}. Send to {cfg.library_name(result.transit_to)}.")
-    else:
-        _banner("success", f"{barcode} returned: {title}. Shelve it.")
+    _banner("transit" if result.transit_to else "success", result.summary(cfg))
     return redirect(url_for("desk.return_item"))
 
 

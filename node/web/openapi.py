@@ -59,10 +59,13 @@ SCHEMAS = {
         "patron": _nullable(_ref("PatronRef")), "checked_out_at": TIME, "due_at": TIME, "renewals": INTEGER,
         "returned_at": _nullable(TIME), "returned_at_institution": _nullable(STRING), "provisional": BOOLEAN,
         "disputed": BOOLEAN, "dispute_reason": _nullable(STRING), "made_offline": BOOLEAN,
+        "lost": {"type": "boolean", "description": "The item was declared lost on this loan (a closed loan: "
+                                                   "it came back after)."},
+        "lost_at": _nullable(TIME),
         "overdue": {"type": "boolean", "description": "In answers that know the time: checkouts, loan lists."}},
         required=["id", "status", "lender", "item", "patron", "checked_out_at", "due_at", "renewals",
                   "returned_at", "returned_at_institution", "provisional", "disputed", "dispute_reason",
-                  "made_offline"]),
+                  "made_offline", "lost", "lost_at"]),
     "Item": _object({
         "institution": STRING, "barcode": STRING, "title": STRING, "call_number": STRING, "item_type": STRING,
         "replacement_cost": _nullable(AMOUNT),
@@ -79,6 +82,17 @@ SCHEMAS = {
     "Batch": _object({"id": INTEGER, "created_at": TIME, "staff": STRING, "fee_count": INTEGER, "totals": STRING,
                       "csv": STRING}),
 }
+
+
+_AMOUNTS = {"type": "array", "items": _object({"reason": STRING, "amount": AMOUNT})}
+LOST_RETURN = {**_object({
+    "declared_at": TIME, "lender": STRING,
+    "refund_on_return": _nullable({"type": "string", "enum": ["none", "replacement", "all"]}),
+    "refunded": _nullable(_AMOUNTS), "kept": _nullable(_AMOUNTS),
+    "credit": _nullable(_object({"fee_id": STRING, "amount": AMOUNT})), "currency": _nullable(STRING),
+    "message": STRING}),
+    "description": "The item had been declared lost: what its return did to the loan's fees (null fields: "
+                   "another library lent it and decides)."}
 
 
 def _answer(schema, description="OK"):
@@ -154,7 +168,8 @@ def _paths():
         "/api/v1/returns": {"post": _operation(
             "Return an item here (closes its loan; sends it home when it belongs elsewhere).", "desk",
             {"200": _answer(_object({"loan": _nullable(loan), "item": item, "received": BOOLEAN,
-                                     "transit": _nullable(_object({"to": STRING, "name": STRING}))})),
+                                     "transit": _nullable(_object({"to": STRING, "name": STRING})),
+                                     "lost": _nullable(LOST_RETURN)})),
              **_errors(400, 401, 404, 409, 413, 422)},
             body=_body({"item_barcode": {"type": "string", "maxLength": 200},
                         "owner": {"type": "string", "maxLength": 32,
