@@ -178,14 +178,15 @@ def _visit_loans(loan_ids):
 
 
 def _other_loans_here(cfg, visit):
-    """The visit's patron's open loans from this library, but those of this visit: what they may renew."""
+    """The visit's patron's open loans from this library, except this visit's: what they may renew."""
     query = circulation.loans_query(institution=visit["institution"], home_id=visit["id"], status="open",
                                     lender=cfg.institution)
     this_visit = set(visit.get("loans") or [])
     return [loan for loan in query.limit(MAX_RENEW) if loan.id not in this_visit]
 
 
-MAX_RENEW = 200  # loan ids one Renew all may post: more than a page of loans shows
+# Loan ids one Renew all may post: more than max_loans, and few enough that a banner each fits the session cookie.
+MAX_RENEW = 50
 
 
 @bp.post("/loans/renew")
