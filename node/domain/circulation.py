@@ -54,8 +54,9 @@ class Standing:
         """The Standing BODY (from ``to_dict``) holds; None for None."""
         if not body:
             return None
+        known = {key: value for key, value in body.items() if key in cls.__dataclass_fields__}  # a session of another version
         asked_at = datetime.datetime.fromisoformat(body["asked_at"]) if body.get("asked_at") else None
-        return cls(**{**body, "asked_at": asked_at})
+        return cls(**{**known, "asked_at": asked_at})
 
 
 @dataclass

@@ -22,7 +22,8 @@ def focused_id(page):
 
 
 def scan_into_focus(page, text):
-    """Type TEXT into whatever field has focus and press Enter, waiting for the next page."""
+    """Type TEXT into whatever field has focus (once autofocus ran) and press Enter, waiting for the next page."""
+    focused_id(page)  # a scanner's first character must not go out before autofocus has run
     with page.expect_navigation():
         page.keyboard.type(text)
         page.keyboard.press("Enter")
