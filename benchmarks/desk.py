@@ -1,11 +1,10 @@
 """Desk checkout through the JSON API of a real ``circnode run``, against its own /healthz.
 
 Each client plays a desk: a visiting patron of the home node comes in and
-borrows 3-5 items, one checkout request per item.  The first checkout of a
-visit makes the lender ask the home node for the patron's standing (signed,
-over loopback); the rest of the visit reuses that answer, as
-``[sync] standing_cache_seconds`` allows.  Every visit is a new patron, so
-no answer is reused beyond one visit.
+borrows 3-5 items, one checkout request per item.  Each checkout makes the
+lender ask the home node for the patron's standing (signed, over loopback):
+a JSON API checkout is a visit of its own, and no answer is kept between
+requests (docs/api.md).
 """
 import random
 import threading

@@ -404,7 +404,8 @@ SETTINGS = [
     Setting("sync", "standing_timeout_seconds", "3", _int_at_least(1),
             "Timeout of a standing check; past it the lender lends provisionally."),
     Setting("sync", "standing_cache_seconds", "300", _int_at_least(0),
-            "How long a home node's standing answer is reused during a desk visit (0: ask every time)."),
+            "Longest one desk visit lends on its home node's yes before asking again; a new visit "
+            "always asks (0: ask at every checkout)."),
     Setting("sync", "standing_per_minute", "120", _int_at_least(1),
             "Standing questions one peer may ask in any minute; more are answered 429 (rate_limited)."),
     Setting("sync", "max_backoff_seconds", "900", _int_at_least(1), "Cap of the per-peer retry delay."),

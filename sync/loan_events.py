@@ -245,7 +245,11 @@ def renewed(context, data):
     """At the home node: the lender renewed our patron's loan."""
     loan = Loan.get_by_id(data["loan_id"])
     if loan.status != "open":
-        return {"note": "loan_closed"}  # a return crossed the renewal: closed wins
+        # A return crossed the renewal: closed wins, but the due date and the count are the lender's facts
+        # (its fines ran from them), so both records end alike.
+        Loan.update(due_at=data["due_at"], renewals=max(loan.renewals, data["renewals"])).where(
+            Loan.id == loan.id).execute()
+        return {"note": "loan_closed"}
     lifecycle.move("renew", loan.status, PEER)
     loan.due_at = data["due_at"]
     loan.renewals = max(loan.renewals, data["renewals"])

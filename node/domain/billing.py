@@ -11,7 +11,7 @@ lender as ``fee.paid`` / ``fee.waived``.  Money is ``Decimal``, never float.
 """
 import datetime
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from peewee import JOIN, Case, fn
@@ -108,14 +108,81 @@ def assess_at_return(cfg, loan, now):
     return [fee] if fee else []
 
 
+def _refundable(cfg, loan):
+    """[(fee, what of it is credited back)] of LOAN's fees under the lender's refund_on_return rule."""
+    rule = cfg.policy_for(loan.item.item_type)["refund_on_return"]
+    fees = [fee for fee in (Fee.get_or_none(loan_id=loan.id, reason=r) for r in REFUNDED[rule]) if fee]
+    return [(fee, fee.amount - _waived(fee)) for fee in fees]
+
+
 def _refund(cfg, loan, now):
     """Credit what the lender's refund_on_return rule gives back (never what was waived)."""
-    rule = cfg.policy_for(loan.item.item_type)["refund_on_return"]
-    refunded = [fee for fee in (Fee.get_or_none(loan_id=loan.id, reason=r) for r in REFUNDED[rule]) if fee]
-    total = sum((fee.amount - _waived(fee) for fee in refunded), ZERO)
+    refunded = _refundable(cfg, loan)
+    total = sum((back for _, back in refunded), ZERO)
     if total <= 0:
         return None
-    return _charge(cfg, loan, "refund", -total, now, refund_of=refunded[0].id)
+    return _charge(cfg, loan, "refund", -total, now, refund_of=refunded[0][0].id)
+
+
+FEE_NAMES = {"fine": "fine", "replacement": "replacement fee", "processing": "processing fee"}
+
+
+@dataclass
+class LostReturn:
+    """What the return of an item declared lost did to its loan's fees, for the desk, the API and the CLI."""
+
+    declared_at: datetime.datetime
+    lender: str
+    rule: str = None  # the lender's refund_on_return; None when another library lent it (it decides)
+    refunded: list = field(default_factory=list)  # [(reason, amount credited back)]
+    kept: list = field(default_factory=list)  # [(reason, amount)] billed and not refunded
+    credit: object = None  # the refund Fee (a negative amount), or None
+    currency: str = ""
+
+    def describe(self, cfg):
+        """One sentence for staff: when it was declared lost, what was credited back, what is kept."""
+        day = self.declared_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
+        if self.rule is None:
+            lender = cfg.library_name(self.lender)
+            return (f"It had been declared lost by {lender} on {day}: {lender} credits back what its "
+                    "refund rule gives when this return reaches it.")
+        def listed(pairs):
+            return ", ".join(f"{FEE_NAMES.get(reason, reason)} {amount} {self.currency}" for reason, amount in pairs)
+        if self.credit is not None:
+            outcome = (f"{listed(self.refunded)} refunded: a credit of {-self.credit.amount} {self.currency} "
+                       "on the patron's account")
+        elif self.rule == "none":
+            outcome = "nothing is refunded (refund_on_return = none)"
+        elif not self.kept:
+            outcome = "no fee had been billed for it"
+        else:
+            outcome = "nothing is refunded (what the rule gives back was waived or not billed)"
+        kept = f"; kept: {listed(self.kept)}" if self.kept else ""
+        return f"It had been declared lost on {day}: {outcome}{kept}."
+
+    def to_dict(self, tz):
+        """The JSON API's ``lost`` of a return (docs/api.md)."""
+        def amounts(pairs):
+            return [{"reason": reason, "amount": str(amount)} for reason, amount in pairs]
+        return {"declared_at": self.declared_at.astimezone(tz).isoformat(), "lender": self.lender,
+                "refund_on_return": self.rule,
+                "refunded": amounts(self.refunded) if self.rule else None,
+                "kept": amounts(self.kept) if self.rule else None,
+                "credit": {"fee_id": self.credit.id, "amount": str(self.credit.amount)} if self.credit else None,
+                "currency": self.currency or None}
+
+
+def lost_return(cfg, loan, fees):
+    """What returning LOAN, declared lost, did to its fees; FEES are what ``assess_at_return`` made."""
+    if loan.lender != cfg.institution:
+        return LostReturn(loan.lost_at, loan.lender)
+    credit = next((fee for fee in fees if fee.reason == "refund"), None)
+    refunded = [(fee.reason, back) for fee, back in _refundable(cfg, loan) if back > 0] if credit else []
+    back_reasons = {reason for reason, _ in refunded}
+    kept = [(fee.reason, fee.amount) for fee in Fee.select().where((Fee.loan_id == loan.id) & (Fee.amount > 0))
+            .order_by(Fee.assessed_at, Fee.id) if fee.reason not in back_reasons and fee.status != "waived"]
+    return LostReturn(loan.lost_at, loan.lender, cfg.policy_for(loan.item.item_type)["refund_on_return"],
+                      refunded, kept, credit, currency(cfg))
 
 
 def _waived(fee):

@@ -5,6 +5,7 @@ the audit line and the outbox event commit together in one ``BEGIN
 IMMEDIATE`` transaction, or not at all.  Views, JSON API and CLI call these
 functions, so the three cannot disagree.
 """
+import datetime
 from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError
@@ -14,8 +15,15 @@ from node.domain.calendar import calendar_of
 from node.domain.lifecycle import ADMIN, CLOSE_LOAN, DESK  # noqa: F401 (CLOSE_LOAN: the statement's old home)
 from node.store.db import database
 from node.store.models import AppliedOnce, AuditLog, Item, Loan, Patron
-from node.domain.policy import due_date, renewal_due_date
+from node.domain.policy import due_date, earliest_renewal_day, renewal_due_date
 from node.domain.ports import outbox
+
+# Where a standing came from (Standing.source).
+OWN = "own"  # this node's own records, for its own patrons
+HOME = "home"  # the visiting patron's home node answered
+UNREACHABLE = "unreachable"  # the home node could not be reached: the offline policy applies
+PASS = "pass"  # a network pass, verified offline: the home node was not asked
+
 
 @dataclass
 class Standing:
@@ -26,7 +34,29 @@ class Standing:
     reason: str = ""
     name: str = ""
     email: str = ""
-    provisional: bool = False  # home node unreachable: offline policy applies
+    provisional: bool = False  # the home node has not said yes (unreachable, or a pass): the offline policy applies
+    source: str = OWN
+    asked_at: datetime.datetime = None  # when the home node answered (source HOME)
+
+    @property
+    def made_offline(self):
+        """True when the home node was asked and could not be reached (not when a pass meant it was not asked)."""
+        return self.source == UNREACHABLE
+
+    def to_dict(self):
+        """The standing as plain JSON values (a desk visit keeps it in its session)."""
+        body = {key: getattr(self, key) for key in ("ok", "code", "reason", "name", "email", "provisional", "source")}
+        body["asked_at"] = self.asked_at.isoformat() if self.asked_at else None
+        return body
+
+    @classmethod
+    def from_dict(cls, body):
+        """The Standing BODY (from ``to_dict``) holds; None for None."""
+        if not body:
+            return None
+        known = {key: value for key, value in body.items() if key in cls.__dataclass_fields__}  # a session of another version
+        asked_at = datetime.datetime.fromisoformat(body["asked_at"]) if body.get("asked_at") else None
+        return cls(**{**known, "asked_at": asked_at})
 
 
 @dataclass
@@ -36,6 +66,16 @@ class ReturnResult:
     transit_to: str = None
     received: bool = False
     notes: list = field(default_factory=list)
+    lost: billing.LostReturn = None  # the item had been declared lost: what became of its fees
+
+    def summary(self, cfg):
+        """The sentence a desk or the CLI shows for this return."""
+        barcode, title = self.item.barcode, self.item.title
+        if self.received:
+            return f"{barcode} received back from transit: {title} is available. Shelve it."
+        where = (f"Send to {cfg.library_name(self.transit_to)}." if self.transit_to else "Shelve it.")
+        lost = f" {self.lost.describe(cfg)}" if self.lost else ""
+        return f"{barcode} returned: {title}. {where}{lost}"
 
 
 def audit(staff, action, target, detail, now):
@@ -155,14 +195,15 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None,
         if open_here >= rules["max_loans"]:
             raise errors.LoanLimit(f"The patron already holds {rules['max_loans']} loans from this library.")
         if standing.provisional and provisional >= rules["offline_max_loans"]:
+            why = ("On a network pass the home library is not asked" if standing.source == PASS
+                   else "The home library cannot be reached")
             raise errors.OfflineLimitReached(
-                f"The home library cannot be reached and the patron already has {provisional} "
-                "loans made offline.")
+                f"{why} and the patron already has {provisional} provisional loans here.")
         lifecycle.move_item(item, "checkout", now, DESK)
         try:
             loan = Loan.add(item=item, patron=patron, lender=cfg.institution, status=lifecycle.move("lend", lifecycle.NEW, DESK),
                             checked_out_at=now, due_at=due_date(now, rules["loan_days"], cfg.tz, calendar_of(cfg)),
-                            provisional=standing.provisional, made_offline=standing.provisional,
+                            provisional=standing.provisional, made_offline=standing.made_offline,
                             updated_at=now)
         except IntegrityError:
             # The partial unique index caught a concurrent checkout of the same item.
@@ -192,7 +233,10 @@ def loan_event_data(loan):
 def renew(cfg, loan_id, now, staff=None, actor=DESK):
     """Extend an open loan of this library under its policy; return the loan.
 
-    ACTOR is who asks (lifecycle: the desk, the patron's home node, the patron).
+    The new due date runs the policy's loan_days from the renewal day, on this
+    library's calendar; a renewal that would not move the due date later is
+    refused (``renewal_too_early``) and counts no renewal.  ACTOR is who asks
+    (lifecycle: the desk, the patron's home node, the patron).
     """
     with database.atomic():
         loan = get_loan(loan_id)
@@ -208,9 +252,18 @@ def renew(cfg, loan_id, now, staff=None, actor=DESK):
         rules = cfg.policy_for(loan.item.item_type)
         if loan.renewals >= rules["renewals_allowed"]:
             raise errors.RenewalLimit(f"No renewals left ({rules['renewals_allowed']} allowed).")
+        calendar = calendar_of(cfg)
+        new_due = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz, calendar)
+        if new_due is None:
+            due = loan.due_at.astimezone(cfg.tz).date()
+            earliest = earliest_renewal_day(now, loan.due_at, rules["loan_days"], cfg.tz, calendar)
+            raise errors.RenewalTooEarly(
+                f"Renewing today would not move the due date ({due}) later, so it was not renewed and no "
+                f"renewal was used. A renewal runs {rules['loan_days']} days from the renewal day: "
+                f"renew on {earliest} or later.", due=due.isoformat(), earliest=earliest.isoformat())
         lifecycle.move("renew", loan.status, actor)
         loan.renewals += 1
-        loan.due_at = renewal_due_date(now, loan.due_at, rules["loan_days"], cfg.tz, calendar_of(cfg))
+        loan.due_at = new_due
         loan.updated_at = now
         loan.save()
         audit(staff, "renew", loan.id, f"renewal {loan.renewals}", now)
@@ -243,6 +296,7 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None, once=None):
                 return result
             raise errors.NotOnLoan(f"Item {item.barcode} is not on loan ({item.status.replace('_', ' ')}).",
                                    status=item.status)
+        was_lost = loan.lost_at is not None
         lifecycle.close_loan(loan, now, cfg.institution, DESK)
         if item.owner == cfg.institution:
             lifecycle.move_item(item, "return_own", now, DESK)
@@ -254,8 +308,11 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None, once=None):
             lifecycle.move_item(item, "return_network", now, DESK)
             result.transit_to = item.owner
             outbox.enqueue(item.owner, "loan.returned", return_event_data(loan), now)
+        fees = []
         if loan.lender == cfg.institution:
-            billing.assess_at_return(cfg, loan, now)  # a late fine, or a lost item's refund (after the return event)
+            fees = billing.assess_at_return(cfg, loan, now)  # a late fine, or a lost item's refund (after the return event)
+        if was_lost:
+            result.lost = billing.lost_return(cfg, loan, fees)
         audit(staff, "return", loan.id, f"item {item.barcode}", now)
     return result
 

@@ -148,6 +148,11 @@ class RenewalLimit(CircnodeError):
     status, code = 422, "renewal_limit_reached"
 
 
+class RenewalTooEarly(CircnodeError):
+    """A renewal today would not move the due date later; nothing was used up."""
+    status, code = 409, "renewal_too_early"
+
+
 class LoanLimit(CircnodeError):
     """The patron holds as many loans from this library as the policy allows."""
     status, code = 422, "loan_limit_reached"

@@ -15,27 +15,25 @@ from node.domain import circulation, errors, lifecycle, patron_pass, ports
 from node.domain.lifecycle import DESK
 from node.store.db import database
 from node.store.models import Loan, Patron
-from node.domain.standing import standing_for
+from node.domain.standing import reusable, standing_for
 
 
 @dataclass
 class Borrower:
     """Who borrows: INSTITUTION and HOME_ID, or a network PASS (its text, as scanned), or both (must agree).
 
-    ``standing`` is set by ``lend``/``admit``: what the patron's standing was
-    when last asked (a front-end shows when loans are made offline).
-
-    ``session_standing``: the front-end keeps this Borrower for one visit of
-    one patron (a kiosk session): the home node is asked afresh the first
-    time, and its answer (when it says yes and was not given offline) is
-    reused for the rest of the visit.
+    One Borrower is one visit of one patron.  ``standing`` is set by
+    ``admit`` and ``lend``: the patron's standing when last asked.  A
+    front-end keeps it for the rest of the visit (the desk in its session, a
+    kiosk in its patron session) and passes it back, so the visit's next
+    checkouts lend on the home node's answer (``standing.reusable``) instead of
+    asking again; a new visit is a new Borrower and asks again.
     """
 
     institution: str = ""
     home_id: str = ""
     network_pass: str = None
     standing: circulation.Standing = None
-    session_standing: bool = False
 
 
 def _standing(cfg, borrower, now, at=None):
@@ -47,17 +45,18 @@ def _standing(cfg, borrower, now, at=None):
             raise errors.InvalidField("'patron' does not match the network pass.", field="patron")
         borrower.institution, borrower.home_id = npass.institution, npass.home_id
         standing = patron_pass.standing_from_pass(cfg, npass, at or now)
-    elif borrower.session_standing and borrower.standing and borrower.standing.ok and not borrower.standing.provisional:
-        return borrower.standing
     else:
-        standing = standing_for(cfg, borrower.institution, borrower.home_id, now,
-                                use_cache=not borrower.session_standing)
+        standing = standing_for(cfg, borrower.institution, borrower.home_id, now)
     borrower.standing = standing
     return standing
 
 
 def admit(cfg, borrower, now):
-    """BORROWER's standing when they may borrow (a desk visit begins); their refusal otherwise."""
+    """BORROWER's standing when they may borrow (a desk visit begins); their refusal otherwise.
+
+    Always asks afresh (the home node, our records or the pass): never an
+    answer kept from an earlier visit.
+    """
     standing = _standing(cfg, borrower, now)
     if not standing.ok:
         circulation.refuse_for_standing(standing)
@@ -67,13 +66,17 @@ def admit(cfg, borrower, now):
 def lend(cfg, item_barcode, borrower, now, staff=None, at=None, once=None):
     """Lend this library's item ITEM_BARCODE to BORROWER as of NOW; return the new open loan.
 
-    The standing is asked before the checkout's transaction, so no network
-    call holds the write lock; a home node that cannot be reached makes the
-    loan provisional, under the offline limit.  AT: when the loan was made,
-    if earlier (a kiosk's checkout stored while the node was down); ONCE: a
-    key that makes it take effect once (``AlreadyApplied`` when sent again).
+    The home node's yes given earlier in this visit (``borrower.standing``)
+    is lent on while ``standing.reusable``; otherwise the standing is asked
+    again.  It is asked before the checkout's transaction, so no network call
+    holds the write lock; a home node that cannot be reached makes the loan
+    provisional, under the offline limit.  AT: when the loan was made, if
+    earlier (a kiosk's checkout stored while the node was down); ONCE: a key
+    that makes it take effect once (``AlreadyApplied`` when sent again).
     """
-    standing = _standing(cfg, borrower, now, at)
+    standing = borrower.standing
+    if not reusable(cfg, standing, now):
+        standing = _standing(cfg, borrower, now, at)
     return circulation.checkout(cfg, item_barcode, borrower.institution, borrower.home_id, standing, at or now,
                                 staff=staff, once=once)
 

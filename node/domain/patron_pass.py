@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from node.domain import errors
-from node.domain.circulation import Standing, own_patron_standing, refuse_for_standing
+from node.domain.circulation import PASS, Standing, own_patron_standing, refuse_for_standing
 from node.store.models import Loan, Patron
 
 PREFIX = "CNP1"
@@ -170,7 +170,8 @@ def standing_from_pass(cfg, npass, now):
     """The standing a pass gives: our own records for our patrons, else provisional (home not asked)."""
     if npass.institution == cfg.institution:
         return own_patron_standing(cfg, npass.home_id, now)
-    return Standing(True, reason="network pass: home node not asked", name=npass.name, provisional=True)
+    return Standing(True, reason="network pass: home node not asked", name=npass.name, provisional=True,
+                    source=PASS)
 
 
 def qr_svg(text, scale=3):

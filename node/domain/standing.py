@@ -1,30 +1,31 @@
 """Where a patron's standing comes from: our own records, or their home node.
 
 A visiting patron's standing is asked of the home node (signed, short
-timeout).  The answer is reused for the rest of a desk visit, at most
-``[sync] standing_cache_seconds``.  When the home node cannot be reached the
-lender still lends under its offline policy: the answer is "provisional".
-A home node that answers and refuses (a 4xx, or an answer that fails our
-signature check) is not offline: nothing is lent (``home_refused``), and the
-refusal is kept for the admin queue.
+timeout) at the start of every desk visit: a new visit never lends on an
+answer from an earlier one (a patron blocked at home meanwhile would be lent
+to online).  Within one visit the front-end keeps the answer
+(``lending.Borrower.standing``) and ``reusable`` says whether the next
+checkout may lend on it: a positive answer of the home node, at most
+``[sync] standing_cache_seconds`` old.  Nothing is kept between visits here.
+
+When the home node cannot be reached the lender still lends under its
+offline policy: the answer is "provisional".  A home node that answers and
+refuses (a 4xx, or an answer that fails our signature check) is not
+offline: nothing is lent (``home_refused``), and the refusal is kept for the
+admin queue.
 """
-import collections
 import logging
-import threading
 
 from node.domain import errors
-from node.domain.circulation import Standing, count_open_loans, own_patron_standing
+from node.domain.circulation import HOME, UNREACHABLE, Standing, count_open_loans, own_patron_standing
 from node.domain.ports import home_node
 from node.store.models import Patron
 
 log = logging.getLogger(__name__)
 
-_cache = collections.OrderedDict()  # oldest answer first
-_lock = threading.Lock()
 
-
-def standing_for(cfg, institution, home_id, now, use_cache=True):
-    """The patron's standing as of NOW; provisional when the home node is unreachable.
+def standing_for(cfg, institution, home_id, now):
+    """The patron's standing as of NOW, asked afresh; provisional when the home node is unreachable.
 
     Raises HomeRefused when the home node refuses the question itself.
     """
@@ -32,13 +33,6 @@ def standing_for(cfg, institution, home_id, now, use_cache=True):
         return own_patron_standing(cfg, home_id, now)
     if institution not in cfg.peers:
         raise errors.UnknownInstitution(f"{institution!r} is not a library of this network.")
-    key = (cfg.institution, institution, home_id)
-    ttl = cfg.sync["standing_cache_seconds"]
-    if use_cache and ttl:
-        with _lock:
-            hit = _cache.get(key)
-        if hit and 0 <= (now - hit[0]).total_seconds() < ttl:
-            return hit[1]
     try:
         answer = home_node.ask_standing(cfg, institution, home_id, now)
     except errors.PeerRefused as exc:
@@ -53,32 +47,24 @@ def standing_for(cfg, institution, home_id, now, use_cache=True):
             f"Nothing is lent; {remedy}.", institution=institution, cause=cause) from None
     except errors.PeerUnreachable as exc:
         log.warning("standing check with %s failed (%s); lending provisionally", institution, exc.message)
-        return Standing(True, provisional=True, reason="home node unreachable")
-    standing = Standing(ok=bool(answer.get("ok")), code=answer.get("code") or "",
-                        reason=answer.get("reason") or "", name=answer.get("name") or "",
-                        email=answer.get("email") or "")
-    if standing.ok:
-        _remember(key, standing, now, ttl)
-    return standing
+        return Standing(True, provisional=True, reason="home node unreachable", source=UNREACHABLE)
+    return Standing(ok=bool(answer.get("ok")), code=answer.get("code") or "",
+                    reason=answer.get("reason") or "", name=answer.get("name") or "",
+                    email=answer.get("email") or "", source=HOME, asked_at=now)
 
 
-def _remember(key, standing, now, ttl):
-    """Cache STANDING under KEY, dropping answers past their life.
+def reusable(cfg, standing, now):
+    """True when STANDING, asked earlier in this visit, may still lend at NOW without asking again.
 
-    Without the pruning a node that runs for months would keep every visit's
-    answer.  The cache is kept oldest first, so pruning stops at the first
-    answer still alive: walking every answer of the last TTL seconds on each
-    visit grew with the desk's traffic (0.25 ms of lender CPU per visit with
-    1,500 answers cached; docs/benchmarks.md).
+    Only the home node's yes is kept, and for at most ``[sync] standing_cache_seconds``
+    (0: ask at every checkout): our own records are read at every checkout anyway,
+    a pass is verified again (it may have been revoked), and an unreachable home
+    node is tried again in case it is back.
     """
-    with _lock:
-        _cache.pop(key, None)
-        _cache[key] = (now, standing)
-        while _cache:
-            oldest, (at, _) = next(iter(_cache.items()))
-            if 0 <= (now - at).total_seconds() < ttl:
-                break
-            del _cache[oldest]
+    if standing is None or standing.source != HOME or not standing.ok or standing.asked_at is None:
+        return False
+    age = (now - standing.asked_at).total_seconds()
+    return 0 <= age < cfg.sync["standing_cache_seconds"]
 
 
 def network_standing(cfg, home_id, now):

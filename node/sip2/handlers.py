@@ -12,6 +12,7 @@ import re
 
 from node.domain import errors, lending
 from node.domain.circulation import find_items, open_loan_of
+from node.domain.standing import reusable
 from node.sip2.codec import SUPPORTED_ORDER, Malformed, parse_date, sip_date, yes
 from node.store.models import Fee, Item, Loan, Patron, PeerState
 
@@ -29,13 +30,13 @@ def borrower_for(cfg, patron_text):
     if not patron_text:
         raise errors.PatronUnknown("No patron identifier (AA).")
     if patron_text.startswith("CNP1."):
-        return lending.Borrower(network_pass=patron_text, session_standing=True)
+        return lending.Borrower(network_pass=patron_text)
     if Patron.of(cfg.institution, patron_text) is not None:
-        return lending.Borrower(cfg.institution, patron_text, session_standing=True)
+        return lending.Borrower(cfg.institution, patron_text)
     if cfg.sections["sip2"]["card_numbers"]:
         for code, peer in cfg.peers.items():
             if peer.card_pattern and re.fullmatch(peer.card_pattern, patron_text):
-                return lending.Borrower(code, patron_text, session_standing=True)
+                return lending.Borrower(code, patron_text)
     raise errors.PatronUnknown("Not a patron of this library, nor a network pass: ask at the desk.")
 
 
@@ -45,8 +46,8 @@ def _admit(session, patron_text, now):
         borrower = session.visit(patron_text)
     except errors.CircnodeError as exc:
         return None, exc
-    if borrower.standing is not None and borrower.standing.ok and not borrower.standing.provisional:
-        return borrower, None  # asked already in this visit (the desk's rule: a new visit asks again)
+    if reusable(session.cfg, borrower.standing, now):
+        return borrower, None  # the home's yes, asked already in this visit (a new visit asks again)
     try:
         lending.admit(session.cfg, borrower, now)
     except errors.CircnodeError as exc:

@@ -223,6 +223,7 @@ class Loan(BaseModel):
             "returned_at_institution": self.returned_at_institution,
             "provisional": self.provisional, "disputed": self.disputed,
             "dispute_reason": self.dispute_reason or None, "made_offline": self.made_offline,
+            "lost": self.lost_at is not None, "lost_at": local(self.lost_at),
         }
         if now is not None:
             body["overdue"] = self.is_overdue(now)

@@ -170,7 +170,8 @@ def return_item():
     answer = {"loan": loan_json(circulation.get_loan(result.loan.id), now) if result.loan else None,
               "item": result.item.to_dict(), "received": result.received,
               "transit": {"to": result.transit_to, "name": cfg.library_name(result.transit_to)}
-              if result.transit_to else None}
+              if result.transit_to else None,
+              "lost": {**result.lost.to_dict(cfg.tz), "message": result.lost.describe(cfg)} if result.lost else None}
     return jsonify(answer), 200
 
 

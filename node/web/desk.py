@@ -118,8 +118,9 @@ def checkout():
             session["last_institution"] = institution
             return redirect(url_for("desk.checkout"))
         session["last_institution"] = institution
+        # The visit keeps the home node's answer: its next scans lend on it (lending.lend), a new visit asks again.
         session["visit"] = {"institution": institution, "id": home_id, "name": standing.name,
-                            "provisional": standing.provisional, "loans": []}
+                            "provisional": standing.provisional, "standing": standing.to_dict(), "loans": []}
         if standing.provisional:
             _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
@@ -145,13 +146,16 @@ def scan():
         return redirect(url_for("desk.scan"))
     loans = _visit_loans(visit.get("loans") or [])
     return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]), loans=loans,
+                           loans_here=_other_loans_here(cfg, visit),
                            receipt=slips.slip_url("visit", [loan.id for loan in loans], print_now=True) if loans else "")
 
 
 def _scan_one(cfg, visit, barcode):
     """Check BARCODE out to the visit's patron and flash the outcome; VISIT is updated in place."""
-    # A visit begun with a network pass keeps lending on it (home not asked); others ask the home node.
-    borrower = lending.Borrower(visit["institution"], visit["id"], visit.get("pass") or None)
+    # A visit begun with a network pass keeps lending on it (home not asked); others lend on the home
+    # node's answer of this visit while it is fresh, and ask again after.
+    borrower = lending.Borrower(visit["institution"], visit["id"], visit.get("pass") or None,
+                                standing=circulation.Standing.from_dict(visit.get("standing")))
     try:
         loan = lending.lend(cfg, barcode, borrower, utcnow(), staff=current_staff().name)
     except errors.CircnodeError as exc:
@@ -160,8 +164,10 @@ def _scan_one(cfg, visit, barcode):
     finally:
         if borrower.standing is not None:  # the home node may have gone away, or come back, since the visit began
             visit["provisional"] = borrower.standing.provisional
+            visit["standing"] = borrower.standing.to_dict()
     due = loan.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
-    note = " (made offline, provisional)" if loan.provisional else ""
+    note = (" (made offline, provisional)" if loan.made_offline
+            else " (provisional: home library not asked)" if loan.provisional else "")
     _banner("success", f"{barcode} checked out: {loan.item.title} — due {due}{note}")
     visit["loans"] = (visit.get("loans") or []) + [loan.id]
 
@@ -172,6 +178,41 @@ def _visit_loans(loan_ids):
         return []
     found = {loan.id: loan for loan in circulation.loans_query().where(Loan.id.in_(loan_ids))}
     return [found[loan_id] for loan_id in loan_ids if loan_id in found]
+
+
+def _other_loans_here(cfg, visit):
+    """The visit's patron's open loans from this library, except this visit's: what they may renew."""
+    query = circulation.loans_query(institution=visit["institution"], home_id=visit["id"], status="open",
+                                    lender=cfg.institution)
+    this_visit = set(visit.get("loans") or [])
+    return [loan for loan in query.limit(MAX_RENEW) if loan.id not in this_visit]
+
+
+# Loan ids one Renew all may post: more than max_loans, and few enough that a banner each fits the session cookie.
+MAX_RENEW = 50
+
+
+@bp.post("/loans/renew")
+@desk_role()
+def renew():
+    """Renew each loan posted (one Renew button, or Renew all): a banner each, then back to the page."""
+    cfg = get_config()
+    now, staff = utcnow(), current_staff().name
+    loan_ids = [value.strip()[:MAX_FIELD] for value in request.form.getlist("loan_id")][:MAX_RENEW]
+    if not loan_ids:
+        _banner("error", "Choose a loan to renew.")
+    for loan_id in loan_ids:
+        try:
+            loan = lending.renew(cfg, loan_id, now, staff=staff)
+        except errors.CircnodeError as exc:
+            found = Loan.get_or_none(id=loan_id)
+            _banner("error", f"{found.item.barcode if found else loan_id}: not renewed. {exc.message}")
+            continue
+        due = loan.due_at.astimezone(cfg.tz).strftime("%Y-%m-%d")
+        allowed = cfg.policy_for(loan.item.item_type)["renewals_allowed"]
+        _banner("success", f"{loan.item.barcode} renewed: {loan.item.title} — now due {due} "
+                           f"(renewal {loan.renewals} of {allowed}).")
+    return redirect(local_path(request.form.get("next", "")) or url_for("desk.loans"))
 
 
 @bp.post("/checkout/done")
@@ -207,16 +248,11 @@ def return_item():
     except errors.CircnodeError as exc:
         _banner("error", f"{barcode}: {exc.message}")
         return redirect(url_for("desk.return_item"))
-    title = result.item.title
-    if result.received:
-        _banner("success", f"{barcode} received back from transit: {title} is available. Shelve it.")
-    elif result.transit_to:
-        _banner("transit", f"{barcode} returned: {title}. Send to {cfg.library_name(result.transit_to)}.")
+    _banner("transit" if result.transit_to else "success", result.summary(cfg))
+    if result.transit_to and not result.received:
         if slips.auto_print():
             return redirect(slips.slip_url("transit", [result.loan.id], print_now=True))
         return redirect(url_for("desk.return_item", transit_slip=slips.slip_token("transit", [result.loan.id])))
-    else:
-        _banner("success", f"{barcode} returned: {title}. Shelve it.")
     return redirect(url_for("desk.return_item"))
 
 

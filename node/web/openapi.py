@@ -13,7 +13,7 @@ ERROR_CODES = {
     401: "unauthorized (no or unknown token); pass_invalid, pass_wrong_issuer (network passes)",
     403: "forbidden (a desk token on an admin endpoint)",
     404: "not_found, item_not_found, loan_not_found, patron_not_found, fee_not_found, batch_not_found",
-    409: "item_on_loan, ambiguous_barcode, fee_settled",
+    409: "item_on_loan, ambiguous_barcode, fee_settled, renewal_too_early",
     413: "too_large (bodies over 2 MB)",
     422: "a refusal of the business rules: item_not_available, patron_blocked, renewal_limit_reached, "
          "no_open_fees, amount_splits_fee, ...",
@@ -60,10 +60,13 @@ SCHEMAS = {
         "patron": _nullable(_ref("PatronRef")), "checked_out_at": TIME, "due_at": TIME, "renewals": INTEGER,
         "returned_at": _nullable(TIME), "returned_at_institution": _nullable(STRING), "provisional": BOOLEAN,
         "disputed": BOOLEAN, "dispute_reason": _nullable(STRING), "made_offline": BOOLEAN,
+        "lost": {"type": "boolean", "description": "The item was declared lost on this loan (a closed loan: "
+                                                   "it came back after)."},
+        "lost_at": _nullable(TIME),
         "overdue": {"type": "boolean", "description": "In answers that know the time: checkouts, loan lists."}},
         required=["id", "status", "lender", "item", "patron", "checked_out_at", "due_at", "renewals",
                   "returned_at", "returned_at_institution", "provisional", "disputed", "dispute_reason",
-                  "made_offline"]),
+                  "made_offline", "lost", "lost_at"]),
     "Item": _object({
         "institution": STRING, "barcode": STRING, "title": STRING, "call_number": STRING, "item_type": STRING,
         "replacement_cost": _nullable(AMOUNT),
@@ -88,6 +91,17 @@ SCHEMAS = {
     "Batch": _object({"id": INTEGER, "created_at": TIME, "staff": STRING, "fee_count": INTEGER, "totals": STRING,
                       "csv": STRING}),
 }
+
+
+_AMOUNTS = {"type": "array", "items": _object({"reason": STRING, "amount": AMOUNT})}
+LOST_RETURN = {**_object({
+    "declared_at": TIME, "lender": STRING,
+    "refund_on_return": _nullable({"type": "string", "enum": ["none", "replacement", "all"]}),
+    "refunded": _nullable(_AMOUNTS), "kept": _nullable(_AMOUNTS),
+    "credit": _nullable(_object({"fee_id": STRING, "amount": AMOUNT})), "currency": _nullable(STRING),
+    "message": STRING}),
+    "description": "The item had been declared lost: what its return did to the loan's fees (null fields: "
+                   "another library lent it and decides)."}
 
 
 def _answer(schema, description="OK"):
@@ -163,7 +177,8 @@ def _paths():
         "/api/v1/returns": {"post": _operation(
             "Return an item here (closes its loan; sends it home when it belongs elsewhere).", "desk",
             {"200": _answer(_object({"loan": _nullable(loan), "item": item, "received": BOOLEAN,
-                                     "transit": _nullable(_object({"to": STRING, "name": STRING}))})),
+                                     "transit": _nullable(_object({"to": STRING, "name": STRING})),
+                                     "lost": _nullable(LOST_RETURN)})),
              **_errors(400, 401, 404, 409, 413, 422)},
             body=_body({"item_barcode": {"type": "string", "maxLength": 200},
                         "owner": {"type": "string", "maxLength": 32,
@@ -180,7 +195,7 @@ def _paths():
         "/api/v1/loans/{loan_id}": {"get": _operation("One loan.", "desk", {
             "200": _answer(loan), **_errors(401, 404)}, parameters=[LOAN_ID])},
         "/api/v1/loans/{loan_id}/renew": {"post": _operation("Renew a loan under the lender's policy.", "desk", {
-            "200": _answer(loan), **_errors(401, 404, 422, 502, 503)}, parameters=[LOAN_ID])},
+            "200": _answer(loan), **_errors(401, 404, 409, 422, 502, 503)}, parameters=[LOAN_ID])},
         "/api/v1/loans/{loan_id}/resolve": {"post": _operation(
             "Clear a disputed loan's flag with a note (audited; the home node is told).", "admin",
             {"200": _answer(loan), **_errors(*STAFF_WRITE, 403)}, parameters=[LOAN_ID],
@@ -287,7 +302,7 @@ def _peer_paths():
         "/api/v1/peer/loans/{loan_id}/renew": {"post": {**_operation(
             "A home node renews a loan of its patron here.", "peer", {
                 "200": _answer(_object({"loan_id": STRING, "due_at": TIME, "renewals": INTEGER})),
-                **_errors(401, 404, 422)}, parameters=[LOAN_ID], tag="peers"), "description": signed}},
+                **_errors(401, 404, 409, 422)}, parameters=[LOAN_ID], tag="peers"), "description": signed}},
     }
 
 

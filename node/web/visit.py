@@ -16,7 +16,7 @@ def begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
     except errors.CircnodeError as exc:
         flash(f"{cfg.library_name(institution)} patron {name or home_id}: {exc.message}", "error")
         return redirect(url_for("desk.checkout"))
-    visit.update(name=name or standing.name, provisional=standing.provisional)
+    visit.update(name=name or standing.name, provisional=standing.provisional, standing=standing.to_dict())
     session["visit"] = visit
     how = "network pass" if via == "pass" else f"signed in at {cfg.library_name(institution)}"
     flash(f"{visit['name'] or home_id} ({how}).", "success")

@@ -165,12 +165,15 @@ def test_renewal_runs_loan_days_from_today_until_the_limit(cfg):
     assert snapshot() == before
 
 
-def test_renewal_never_shortens_the_loan(cfg):
-    loan = own(cfg, "N1")
+def test_renewal_that_would_not_move_the_due_date_is_refused_and_changes_nothing(cfg):
+    loan = visiting(cfg, "N1")
     stricter = dataclasses.replace(cfg, policy={"": dict(cfg.policy[""], loan_days=3)})
-    renewed = circulation.renew(stricter, loan.id, NOW + datetime.timedelta(days=1))
-    assert renewed.due_at == loan.due_at
-    assert renewed.renewals == 1
+    before = snapshot()
+    for config, when in ((stricter, NOW + datetime.timedelta(days=1)), (cfg, NOW)):  # shorter; the same day
+        with pytest.raises(errors.RenewalTooEarly):
+            circulation.renew(config, loan.id, when)
+        assert snapshot() == before  # no renewal counted, no loan.renewed event
+    assert circulation.renew(cfg, loan.id, NOW + datetime.timedelta(days=1)).renewals == 1
 
 
 def test_renewal_for_visiting_patron_writes_one_event_and_none_for_own(cfg):
@@ -325,14 +328,38 @@ def test_setting_the_status_an_item_already_has_changes_nothing(cfg):
     assert snapshot() == before
 
 
-def test_standing_cache_keeps_only_answers_still_alive():
+def test_a_visit_lends_only_on_a_fresh_yes_of_the_home_node(cfg):
     import datetime as dt
-    from node.domain import standing
-    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
-    answer = standing.Standing(True)
-    standing._cache.clear()
-    standing._remember(("NORTH", "SOUTH", "old"), answer, now - dt.timedelta(hours=1), 300)
-    standing._remember(("NORTH", "SOUTH", "recent"), answer, now - dt.timedelta(seconds=10), 300)
-    standing._remember(("NORTH", "SOUTH", "new"), answer, now, 300)
-    assert sorted(key[2] for key in standing._cache) == ["new", "recent"]
-    standing._cache.clear()
+    from node.domain.circulation import HOME, OWN, PASS, UNREACHABLE, Standing
+    from node.domain.standing import reusable
+    ttl = cfg.sync["standing_cache_seconds"]
+    yes = Standing(True, source=HOME, asked_at=NOW)
+    assert reusable(cfg, yes, NOW + dt.timedelta(seconds=ttl - 1))
+    assert not reusable(cfg, yes, NOW + dt.timedelta(seconds=ttl))  # too old: ask again
+    assert not reusable(cfg, yes, NOW - dt.timedelta(seconds=1))  # from the future: ask again
+    assert not reusable(cfg, None, NOW)  # a new visit has none: it asks
+    for other in (Standing(False, "patron_blocked", source=HOME, asked_at=NOW), Standing(True, source=OWN),
+                  Standing(True, provisional=True, source=UNREACHABLE), Standing(True, provisional=True, source=PASS)):
+        assert not reusable(cfg, other, NOW), other
+    assert Standing.from_dict(yes.to_dict()) == yes  # as the desk keeps it in the visit
+
+
+def test_a_renewal_runs_from_the_renewal_day_and_is_refused_when_it_would_not_move_the_due_date():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from node.domain.calendar import Calendar
+    from node.domain.policy import due_date, earliest_renewal_day, renewal_due_date
+    tz, sundays = ZoneInfo("Europe/Zurich"), Calendar(closed_weekdays=frozenset({6}))
+    lent = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)  # a Monday
+    due = due_date(lent, 14, tz, sundays)
+    assert renewal_due_date(lent, due, 14, tz, sundays) is None  # the day of checkout: the same date
+    assert renewal_due_date(lent + dt.timedelta(days=1), due, 14, tz, sundays) == due_date(
+        lent + dt.timedelta(days=1), 14, tz, sundays)
+    assert earliest_renewal_day(lent, due, 14, tz, sundays) == dt.date(2026, 3, 3)
+    # Lent on a Friday for 2 days: due Sunday is closed, so Monday; a renewal on Saturday would give Monday too.
+    friday = dt.datetime(2026, 3, 6, 9, 0, tzinfo=dt.timezone.utc)
+    monday_due = due_date(friday, 2, tz, sundays)
+    assert monday_due.astimezone(tz).date() == dt.date(2026, 3, 9)
+    assert renewal_due_date(friday + dt.timedelta(days=1), monday_due, 2, tz, sundays) is None
+    assert earliest_renewal_day(friday, monday_due, 2, tz, sundays) == dt.date(2026, 3, 8)

@@ -1,7 +1,15 @@
-"""The browser the tests drive."""
+"""The browser the tests drive: Debian's Chromium, and the desk in it (sign in, scan into the focused field,
+read banners and loan rows).
+
+Scans are typed into the focused field and ended with Enter, as a barcode scanner does.
+"""
 import os
+import re
 
 import pytest
+
+from node.demo.network import DEMO_PASSWORD
+
 
 # Debian's chromium, driven by playwright's Python API (never playwright's own browser download).
 CHROMIUM = "/usr/bin/chromium"
@@ -9,3 +17,49 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
                                     reason=f"{CHROMIUM} is not installed (CI installs it and never skips)")
+
+
+def new_desk_page(chromium, width=1366, height=768):
+    """A page in a fresh context (its own cookies) of CHROMIUM, at a desk's screen size."""
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    return page
+
+
+def focused_id(page):
+    """The focused element's id once the page has rendered (autofocus may run a frame after load)."""
+    page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    return page.evaluate("document.activeElement && document.activeElement.id")
+
+
+def scan_into_focus(page, text):
+    """Type TEXT into whatever field has focus (once autofocus ran) and press Enter, waiting for the next page."""
+    focused_id(page)  # a scanner's first character must not go out before autofocus has run
+    with page.expect_navigation():
+        page.keyboard.type(text)
+        page.keyboard.press("Enter")
+
+
+def banner(page, index=0):
+    return re.sub(r"\s+", " ", page.locator(".banner").nth(index).inner_text()).strip()
+
+
+def sign_in(page, base, name="desk"):
+    page.goto(base + "/checkout")
+    page.fill("#name", name)
+    page.fill("#password", DEMO_PASSWORD)
+    with page.expect_navigation():
+        page.press("#password", "Enter")
+    assert page.url == base + "/checkout"
+
+
+def start_visit(page, institution, patron_id):
+    page.select_option("#institution", institution)
+    page.focus("#patron_id")
+    scan_into_focus(page, patron_id)
+    assert page.url.endswith("/checkout/scan"), page.url
+
+
+def loan_row(page, barcode):
+    return page.locator(f'table.loans tr[data-barcode="{barcode}"]')

@@ -215,10 +215,15 @@ def _cross(net, first_open):
 
 @pytest.mark.parametrize("first", ["SOUTH", "NORTH"])
 def test_renewal_at_lender_crossing_return_at_home(network, first):
-    net = network(proxied=True, overrides=FAST)
-    net.start_all()
+    # Lent three days ago (NORTH's clock shifted back, the peers' skew allowance wide enough for it), then
+    # renewed on today's clock: a renewal on the day of checkout would not move the due date (refused).
+    net = network(proxied=True, overrides={**FAST, "sync": {**FAST["sync"], "clock_skew_seconds": str(4 * 86400)}})
+    net.start("SOUTH")
+    net.start("NORTH", env={"CIRCNODE_CLOCK_OFFSET_SECONDS": str(-3 * 86400)})
     loan = checkout(net, "NORTH", "N00007", "SOUTH", "south-6")
     drained(net, "NORTH")
+    net.stop("NORTH")
+    net.start("NORTH")
     crossing = _cross(net, first)
     next(crossing)
     assert net.api("NORTH", "POST", f"/api/v1/loans/{loan['id']}/renew").status_code == 200

@@ -98,6 +98,7 @@ BAD_REQUESTS = [
     ("unknown barcode", "POST", "/api/v1/checkouts", {"json": checkout_body("NOPE")}, 404, "item_not_found"),
     ("unknown loan", "GET", "/api/v1/loans/no-such-loan", {}, 404, "loan_not_found"),
     ("renew unknown loan", "POST", "/api/v1/loans/no-such-loan/renew", {}, 404, "loan_not_found"),
+    ("renew on the day of checkout", "POST", "/api/v1/loans/LOAN/renew", {}, 409, "renewal_too_early"),
     ("unknown item", "GET", "/api/v1/items/NOPE", {}, 404, "item_not_found"),
     ("return unknown item", "POST", "/api/v1/returns", {"json": {"item_barcode": "NOPE"}}, 404, "item_not_found"),
     ("unknown API path", "GET", "/api/v1/nothing-here", {}, 404, "not_found"),
@@ -186,11 +187,19 @@ def test_return_answers_200_with_the_closed_loan(api, state):
     assert Loan.get_by_id(state).status == "closed"
 
 
-def test_renew_answers_200_and_extends_until_the_limit(api, state):
+def later(monkeypatch, days):
+    """The node's clock DAYS ahead (its own CIRCNODE_CLOCK_OFFSET_SECONDS, read at each request)."""
+    monkeypatch.setenv("CIRCNODE_CLOCK_OFFSET_SECONDS", str(days * 86400))
+
+
+def test_renew_answers_200_and_extends_until_the_limit(api, state, monkeypatch):
+    later(monkeypatch, 1)  # on the day of checkout a renewal would not move the due date
     first = api("POST", f"/api/v1/loans/{state}/renew")
     assert first.status_code == 200, first.get_json()
     assert first.get_json()["renewals"] == 1
+    later(monkeypatch, 2)
     api("POST", f"/api/v1/loans/{state}/renew")
+    later(monkeypatch, 3)
     before = snapshot()
     third = api("POST", f"/api/v1/loans/{state}/renew")
     assert third.status_code == 422 and third.get_json()["error"]["code"] == "renewal_limit_reached"

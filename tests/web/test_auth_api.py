@@ -65,11 +65,12 @@ def _circulation_audit():
     return AuditLog.select().where(AuditLog.action.not_in(staff_actions)).order_by(AuditLog.id)
 
 
-def test_desk_role_may_circulate(client, seeded, token):
+def test_desk_role_may_circulate(client, seeded, token, monkeypatch):
     bearer = f"Bearer {token}"
     out = _call(client, *ENDPOINTS[0][:3], bearer)
     assert out.status_code == 201, out.get_json()
     loan_id = out.get_json()["id"]
+    monkeypatch.setenv("CIRCNODE_CLOCK_OFFSET_SECONDS", "86400")  # a day later: the renewal moves the due date
     assert _call(client, "POST", f"/api/v1/loans/{loan_id}/renew", None, bearer).status_code == 200
     assert _call(client, "GET", f"/api/v1/loans/{loan_id}", None, bearer).status_code == 200
     assert _call(client, "POST", "/api/v1/returns", {"item_barcode": "N0001"}, bearer).status_code == 200
