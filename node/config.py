@@ -326,6 +326,21 @@ SIGN_IN_SETTINGS = [
             "The window in which address_failures are counted."),
 ]
 
+def _barcode_case(value):
+    value = value.strip().lower()
+    if value not in ("upper", "lower", "exact"):
+        raise ValueError("expected upper, lower or exact")
+    return value
+
+
+# The desk's habits (issue 14; docs/desk.md): how scanned barcodes are matched, the refusal sound.
+DESK_SETTINGS = [
+    Setting("desk", "barcode_case", "upper", _barcode_case,
+            "How barcodes are matched: upper or lower (stored in that case, found whatever case is scanned "
+            "or typed), or exact (case matters)."),
+    Setting("desk", "sound", "yes", _bool, "A short tone at the desk when a scan is refused (yes or no)."),
+]
+
 SETTINGS = [
     Setting("node", "institution", REQUIRED, _institution, "This library's institution code, e.g. NORTH."),
     Setting("node", "name", REQUIRED, _text, "The library's name as patrons and peers see it."),
@@ -370,6 +385,7 @@ SETTINGS = [
             "Days the record of each received event is kept to refuse duplicates."),
     *BILLING_SETTINGS,
     *IDENTITY_SETTINGS,
+    *DESK_SETTINGS,
 ]
 
 PEER_SETTINGS = [

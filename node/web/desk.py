@@ -229,7 +229,7 @@ def loans():
 @desk_role()
 def items():
     barcode = request.args.get("barcode", "").strip()[:MAX_FIELD]
-    found = circulation.find_items(barcode) if barcode else []
+    found = circulation.find_items(get_config(), barcode) if barcode else []
     if barcode and not found:
         _banner("error", f"No item with barcode {barcode}.")
     rows = [(item, circulation.open_loan_of(item)) for item in found]

@@ -26,6 +26,12 @@ HOT = {
     "standing: fee balance": (billing._BALANCES, (1,), ["fee USING INDEX fee_patron_status (patron_id=? AND status=?)"]),
     "item by owner and barcode": (models.ITEM_OF, ("NORTH", "B1"),
                                   ["item USING INDEX item_owner_barcode (owner=? AND barcode=?)"]),
+    "item by owner and barcode, any case ([desk] barcode_case)": (
+        models.ITEM_OF_ANY_CASE, ("NORTH", "b1"),
+        ["item USING INDEX item_owner_barcode_nocase (owner=? AND barcode=?)"]),
+    "item by barcode, any owner, any case (returns, item lookup)": (
+        'SELECT * FROM item WHERE barcode = ? COLLATE NOCASE', ("b1",),
+        ["item USING INDEX item_barcode_nocase (barcode=?)"]),
     "patron by institution and id": (models.PATRON_OF, ("SOUTH", "s"),
                                      ["patron USING INDEX patron_institution_home_id (institution=? AND home_id=?)"]),
     "inbox run: its patrons": (loan_events._PATRONS.format(keys="?, ?"), ("NORTH", "s-1", "s-2"),
