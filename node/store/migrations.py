@@ -265,6 +265,8 @@ MIGRATIONS = {
         # the lookups compare with COLLATE NOCASE, which only these indexes answer without a scan.
         "CREATE INDEX item_owner_barcode_nocase ON item (owner, barcode COLLATE NOCASE)",
         "CREATE INDEX item_barcode_nocase ON item (barcode COLLATE NOCASE)",
+        # The desk's patron search by id, whatever the institution (node/domain/search.py).
+        "CREATE INDEX patron_home_id_nocase ON patron (home_id COLLATE NOCASE)",
     ],
 }
 

@@ -7,9 +7,11 @@ flash its message and redirect back to the same scan field (post/redirect/get,
 so a browser reload never scans twice).
 """
 
+import datetime
+
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from node.domain import circulation, errors, lending
+from node.domain import circulation, errors, lending, patron_summary, search
 from node.web.app import get_config
 from node.domain.accounts import check_login
 from node.web.auth import current_staff, desk_role, end_session, start_session
@@ -110,15 +112,16 @@ def checkout():
         if not home_id:
             _banner("error", "Scan or type the patron's id.")
             return redirect(url_for("desk.checkout"))
+        now = utcnow()
         try:
-            standing = lending.admit(cfg, lending.Borrower(institution, home_id), utcnow())
+            standing = lending.admit(cfg, lending.Borrower(institution, home_id), now)
         except errors.CircnodeError as exc:
             _banner("error", f"{cfg.library_name(institution)} patron {home_id}: {exc.message}")
             session["last_institution"] = institution
             return redirect(url_for("desk.checkout"))
         session["last_institution"] = institution
         session["visit"] = {"institution": institution, "id": home_id, "name": standing.name,
-                            "provisional": standing.provisional, "loans": []}
+                            "provisional": standing.provisional, "loans": [], "asked_at": now.isoformat()}
         if standing.provisional:
             _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
@@ -143,7 +146,16 @@ def scan():
         session["visit"] = visit
         return redirect(url_for("desk.scan"))
     return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]),
-                           loans=_visit_loans(visit.get("loans") or []))
+                           loans=_visit_loans(visit.get("loans") or []), summary=_summary(cfg, visit))
+
+
+def _summary(cfg, visit):
+    """The patron summary panel of VISIT (node/domain/patron_summary.py)."""
+    asked_at = visit.get("asked_at")
+    return patron_summary.summarise(
+        cfg, visit["institution"], visit["id"], utcnow(),
+        asked_at=datetime.datetime.fromisoformat(asked_at) if asked_at else None,
+        provisional=bool(visit.get("provisional")), via=visit.get("verified", ""))
 
 
 def _scan_one(cfg, visit, barcode):
@@ -228,25 +240,46 @@ def loans():
 @bp.get("/items")
 @desk_role()
 def items():
-    barcode = request.args.get("barcode", "").strip()[:MAX_FIELD]
-    found = circulation.find_items(get_config(), barcode) if barcode else []
-    if barcode and not found:
-        _banner("error", f"No item with barcode {barcode}.")
+    """Item search: a barcode (any case, as [desk] barcode_case says), title words or a call number."""
+    cfg = get_config()
+    by_barcode = request.args.get("barcode", "").strip()[:MAX_FIELD]  # the lookup's older form: barcode only
+    q = request.args.get("q", "").strip()[:MAX_FIELD] or by_barcode
+    if by_barcode and not request.args.get("q"):
+        found = circulation.find_items(cfg, by_barcode)
+        if not found:
+            _banner("error", f"No item with barcode {by_barcode}.")
+    else:
+        found = search.items(cfg, q) if q else []
+        if q and not found:
+            _banner("error", f"No item matches {q}.")
     rows = [(item, circulation.open_loan_of(item)) for item in found]
-    return render_template("items.html", barcode=barcode, rows=rows)
+    return render_template("items.html", q=q, rows=rows)
+
+
+@bp.get("/items/<owner>/<path:barcode>")
+@desk_role()
+def item(owner, barcode):
+    """One item and its loans, as far as the privacy rules keep them."""
+    found = circulation.find_item(get_config(), barcode, owner.upper())
+    return render_template("item.html", item=found, loan=circulation.open_loan_of(found),
+                           history=search.item_loans(found))
 
 
 @bp.get("/patrons")
 @desk_role()
 def find_patron():
-    """The patron lookup form; with institution and id it opens that patron's page."""
+    """Patron search (q: an id or name words); with institution and id it opens that patron's page."""
     cfg = get_config()
     institution = request.args.get("institution", "").strip().upper()[:32]
     home_id = request.args.get("id", "").strip()[:MAX_FIELD]
     if home_id:
         return redirect(url_for("desk.patron", institution=institution or cfg.institution, home_id=home_id))
+    q = request.args.get("q", "").strip()[:MAX_FIELD]
+    found = search.patrons(cfg, q) if q else []
+    if q and not found:
+        _banner("error", f"No patron matches {q}.")
     return render_template("patron.html", patron=None, institution=cfg.institution, home_id="",
-                           open_loans=[], closed_loans=[])
+                           open_loans=[], closed_loans=[], q=q, found=found)
 
 
 @bp.get("/patrons/<institution>/<home_id>")

@@ -8,7 +8,7 @@ def begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
     """Start the desk visit for a verified patron (standing checked), then on to item scanning."""
     from node.domain import lending
     visit = {"institution": institution, "id": home_id, "name": name, "provisional": False,
-             "loans": [], "verified": via}
+             "loans": [], "verified": via, "asked_at": now.isoformat()}
     if pass_text:
         visit["pass"] = pass_text
     try:

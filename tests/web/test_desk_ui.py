@@ -1,0 +1,128 @@
+"""Issue 14 at the desk through Flask's test client: the patron summary, search, item history, messages."""
+import datetime
+import html as htmllib
+import re
+
+import pytest
+
+from node.domain import circulation
+from node.domain.accounts import add_staff
+from node.domain.circulation import Standing
+from node.store.models import Fee, Item, Loan, Patron
+from tests.helpers.desk import PASSWORD, banners, post_form, sign_in
+
+UTC = datetime.timezone.utc
+
+
+@pytest.fixture
+def desk(client, seeded):
+    add_staff("desk1", "desk", PASSWORD, datetime.datetime.now(UTC))
+    assert sign_in(client).status_code == 302
+    return client
+
+
+def text_of(response):
+    return htmllib.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"\s+", " ", response.get_data(as_text=True))))
+
+
+def part(response, element_id):
+    """The text of the element with ELEMENT_ID (its first closing tag of the same name ends it)."""
+    html = response.get_data(as_text=True)
+    found = re.search(rf'<(\w+)[^>]*id="{element_id}"[^>]*>(.*?)</\1>', html, re.S)
+    assert found, f"no #{element_id}"
+    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", found.group(2))).split())
+
+
+def start_visit(client, institution, patron_id):
+    response = post_form(client, "/checkout", {"institution": institution, "patron_id": patron_id})
+    assert response.status_code == 302
+    return client.get(response.headers["Location"])
+
+
+# --- point 2: the staff form first ---
+
+def test_checkout_page_puts_the_staff_form_before_the_patron_sign_in_panel(desk):
+    html = desk.get("/checkout").get_data(as_text=True)
+    assert html.index('id="patron_id"') < html.index('id="patron-signin"')
+
+
+# --- point 3: the patron summary before the first scan ---
+
+def test_visit_page_summarises_loans_fees_limits_and_expiry_of_an_own_patron(desk, seeded):
+    now = datetime.datetime.now(UTC)
+    patron = Patron.get(institution="NORTH", home_id="n-100")
+    Patron.update(expires_on=datetime.date(2031, 6, 30)).where(Patron.id == patron.id).execute()
+    loan = circulation.checkout(seeded, "N0001", "NORTH", "n-100", Standing(True), now)
+    Fee.create(lender="NORTH", home="NORTH", loan_id=loan.id, patron=patron, reason="fine", amount="2.50",
+               currency="EUR", assessed_at=now, updated_at=now)
+    page = start_visit(desk, "NORTH", "n-100")
+    assert "may borrow (this library's own records), asked " in part(page, "summary-answer")
+    assert part(page, "summary-loans") == "1 open · 4 more allowed (limit 5)"
+    assert "N0001" in part(page, "summary-loan-list") and "Book 1" in part(page, "summary-loan-list")
+    assert part(page, "summary-fees") == "2.50 EUR"
+    assert part(page, "summary-expiry") == "until 2031-06-30"
+    assert 'id="summary-provisional"' not in page.get_data(as_text=True)
+
+
+def test_visit_page_warns_when_the_home_node_cannot_be_asked(desk, seeded):
+    # SOUTH's address in the test config is a closed port: the home node is unreachable.
+    page = start_visit(desk, "SOUTH", "s-1")
+    assert "At most 2 loans may be made offline" in part(page, "summary-provisional")
+    assert "South College could not be reached" in part(page, "summary-answer")
+    assert part(page, "summary-loans") == "0 open · 2 more allowed (limit 5, offline limit 2)"
+    assert part(page, "summary-fees") == "none"
+    assert part(page, "summary-expiry") == "kept by South College"
+
+
+# --- point 6: search, barcodes in any case, item history ---
+
+def test_item_search_by_barcode_in_any_case_title_words_and_call_number(desk, seeded):
+    now = datetime.datetime.now(UTC)
+    Item.create(owner="NORTH", barcode="N0042", title="The Art of Computer Programming", call_number="QA76.6 K",
+                item_type="book", updated_at=now)
+    page = desk.get("/items?q=n0042")
+    assert 'href="/items/NORTH/N0042"' in page.get_data(as_text=True)
+    page = desk.get("/items?q=computer art")
+    assert "The Art of Computer Programming" in text_of(page)
+    assert "Book 1" not in text_of(page)
+    page = desk.get("/items?q=QA76")
+    assert "The Art of Computer Programming" in text_of(page)
+    page = desk.get("/items?q=100%25")  # LIKE's wildcards are matched literally
+    assert banners(page) == [("error", "No item matches 100%.")]
+    assert desk.get("/items?barcode=n0005").get_data(as_text=True).count('class="card item"') == 1
+
+
+def test_patron_search_by_id_or_name_words_links_to_the_patron_page(desk, seeded):
+    now = datetime.datetime.now(UTC)
+    Patron.create(institution="SOUTH", home_id="s-7", name="Sam Southerland", updated_at=now)
+    page = desk.get("/patrons?q=N-100")
+    assert 'href="/patrons/NORTH/n-100"' in page.get_data(as_text=True)
+    page = desk.get("/patrons?q=south sam")
+    assert 'href="/patrons/SOUTH/s-7"' in page.get_data(as_text=True)
+    assert "Nora North" not in part(page, "patron-results")
+    assert banners(desk.get("/patrons?q=nobody")) == [("error", "No patron matches nobody.")]
+
+
+def test_item_page_lists_its_loans_and_hides_the_patron_of_anonymised_ones(desk, seeded):
+    now = datetime.datetime.now(UTC)
+    first = circulation.checkout(seeded, "N0003", "NORTH", "n-100", Standing(True), now)
+    circulation.return_item(seeded, "N0003", now)
+    Loan.update(patron=None).where(Loan.id == first.id).execute()  # as the privacy purge leaves it
+    second = circulation.checkout(seeded, "n0003", "NORTH", "n-100", Standing(True), now)
+    page = desk.get("/items/NORTH/n0003")
+    assert page.status_code == 200
+    history = page.get_data(as_text=True)
+    assert f'data-loan="{first.id}"' in history and f'data-loan="{second.id}"' in history
+    assert part(page, "item-history").count("NORTH · n-100") == 1
+    assert "(anonymised)" in part(page, "item-history")
+    assert desk.get("/items/NORTH/NOPE").status_code == 404
+
+
+def test_api_finds_an_item_whatever_the_case_typed(client, seeded, token):
+    response = client.get("/api/v1/items/n0002", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["barcode"] == "N0002"
+    response = client.post("/api/v1/checkouts", headers={"Authorization": f"Bearer {token}"},
+                           json={"item_barcode": "n0002", "patron": {"institution": "NORTH", "id": "n-100"}})
+    assert response.status_code == 201, response.get_json()
+    assert Item.get(Item.barcode == "N0002").status == "on_loan"
