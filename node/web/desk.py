@@ -30,9 +30,14 @@ def init_app(app):
 MAX_FIELD = 200  # longer input is scanner garbage; cut it so it cannot bloat the session cookie
 
 
-def error_page(exc):
-    """A full-page refusal, for what cannot be a banner on a scan page (CSRF, 403, 404)."""
-    return render_template("error.html", error=exc, staff=_safe_staff()), exc.status
+def error_page(exc, repeat=None):
+    """A full-page refusal, for what cannot be a banner on a scan page (CSRF, 403, 404).
+
+    REPEAT: the page where a scan this refusal lost can be made again (auth.repeat_path).
+    """
+    barcode = request.form.get("item_barcode", "").strip()[:MAX_FIELD] if repeat else ""
+    return render_template("error.html", error=exc, staff=_safe_staff(), repeat=repeat, barcode=barcode,
+                           visit=session.get("visit") if repeat else None), exc.status
 
 
 def _safe_staff():
@@ -83,7 +88,10 @@ def login():
             retry = exc.details.get("retry_after_seconds")
             return render_template("login.html", name=name), exc.status, {"Retry-After": str(retry)} if retry else {}
         start_session(staff, now)
-        return redirect(_safe_target(request.args.get("next", "")))
+        target = request.args.get("next", "")
+        if not local_path(target) and session.get("visit"):
+            target = url_for("desk.scan")  # the desk was signed out mid-visit: back to that visit
+        return redirect(_safe_target(target))
     if current_staff() is not None:
         return redirect(url_for("desk.checkout"))
     return render_template("login.html", name="")
@@ -113,6 +121,7 @@ def checkout():
             _banner("error", "Scan or type the patron's id.")
             return redirect(url_for("desk.checkout"))
         now = utcnow()
+        pending = _field("barcode")  # a scan lost with the session (auth.repeat_path), offered after admission
         try:
             standing = lending.admit(cfg, lending.Borrower(institution, home_id), now)
         except errors.CircnodeError as exc:
@@ -121,13 +130,16 @@ def checkout():
             return redirect(url_for("desk.checkout"))
         session["last_institution"] = institution
         session["visit"] = {"institution": institution, "id": home_id, "name": standing.name,
-                            "provisional": standing.provisional, "loans": [], "asked_at": now.isoformat()}
+                            "provisional": standing.provisional, "loans": [], "asked_at": now.isoformat(),
+                            "staff": current_staff().name}
         if standing.provisional:
             _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
-        return redirect(url_for("desk.scan"))
-    chosen = session.get("last_institution") or cfg.institution
-    return render_template("checkout.html", chosen=chosen)
+        return redirect(url_for("desk.scan", barcode=pending or None))
+    chosen = request.args.get("institution", "").strip().upper()[:32] or session.get("last_institution") \
+        or cfg.institution
+    return render_template("checkout.html", chosen=chosen, patron_id=request.args.get("patron_id", "")[:MAX_FIELD],
+                           barcode=request.args.get("barcode", "").strip()[:MAX_FIELD])
 
 
 @bp.route("/checkout/scan", methods=["GET", "POST"])
@@ -146,7 +158,8 @@ def scan():
         session["visit"] = visit
         return redirect(url_for("desk.scan"))
     return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]),
-                           loans=_visit_loans(visit.get("loans") or []), summary=_summary(cfg, visit))
+                           loans=_visit_loans(visit.get("loans") or []), summary=_summary(cfg, visit),
+                           barcode=request.args.get("barcode", "").strip()[:MAX_FIELD])
 
 
 def _summary(cfg, visit):
@@ -197,8 +210,9 @@ def done():
 @desk_role()
 def return_item():
     cfg = get_config()
-    if request.method == "GET":
-        return render_template("return.html", owners=None, barcode="")
+    if request.method == "GET":  # BARCODE: a scan lost with an expired form, to repeat
+        return render_template("return.html", owners=None, barcode="",
+                               repeat=request.args.get("barcode", "").strip()[:MAX_FIELD])
     barcode = _field("item_barcode")
     owner = _field("owner").upper() or None
     if not barcode:

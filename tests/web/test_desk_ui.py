@@ -126,3 +126,88 @@ def test_api_finds_an_item_whatever_the_case_typed(client, seeded, token):
                            json={"item_barcode": "n0002", "patron": {"institution": "NORTH", "id": "n-100"}})
     assert response.status_code == 201, response.get_json()
     assert Item.get(Item.barcode == "N0002").status == "on_loan"
+
+
+# --- point 9a: a signed-out desk keeps the visit; a lost scan is offered again ---
+
+def _scan_token(client):
+    from tests.helpers.desk import token_of
+    return token_of(client.get("/checkout/scan"))
+
+
+def test_scan_with_a_form_from_before_sign_out_offers_the_same_visit_and_barcode_again(desk, seeded):
+    start_visit(desk, "NORTH", "n-100")
+    stale = _scan_token(desk)
+    post_form(desk, "/logout", {}, from_page="/checkout/scan")
+    refused = desk.post("/checkout/scan", data={"csrf_token": stale, "item_barcode": "N0002",
+                                                "institution": "NORTH", "patron_id": "n-100"})
+    assert refused.status_code == 403
+    page = refused.get_data(as_text=True)
+    assert "csrf_failed" in page
+    assert 'id="repeat-scan" href="/checkout/scan?barcode=N0002"' in page
+    assert "Back to the visit of Nora North and scan N0002 again" in text_of(refused)
+    assert Loan.select().count() == 0  # CSRF is not waived: nothing was lent
+
+    to_login = desk.get("/checkout/scan?barcode=N0002")
+    assert to_login.status_code == 302 and "/login?next=" in to_login.headers["Location"]
+    signed_in = post_form(desk, to_login.headers["Location"], {"name": "desk1", "password": PASSWORD})
+    assert signed_in.headers["Location"] == "/checkout/scan?barcode=N0002"
+    visit_page = desk.get(signed_in.headers["Location"])
+    assert "Checkout for Nora North" in text_of(visit_page)
+    assert 'id="item_barcode" value="N0002"' in visit_page.get_data(as_text=True)
+    response = post_form(desk, "/checkout/scan", {"item_barcode": "N0002"})
+    assert response.status_code == 302
+    assert Loan.select().join(Item).where(Item.barcode == "N0002").count() == 1
+
+
+def test_scan_after_the_staff_session_timed_out_signs_in_and_comes_back_to_the_visit(desk, seeded):
+    from node.store.models import StaffSession
+    start_visit(desk, "NORTH", "n-100")
+    token = _scan_token(desk)
+    long_ago = datetime.datetime(2020, 1, 1, tzinfo=UTC)
+    StaffSession.update(last_seen_at=long_ago).execute()  # the session idled out
+    response = desk.post("/checkout/scan", data={"csrf_token": token, "item_barcode": "N0003"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/checkout/scan?barcode%3DN0003"
+    signed_in = post_form(desk, response.headers["Location"], {"name": "desk1", "password": PASSWORD})
+    assert signed_in.headers["Location"] == "/checkout/scan?barcode=N0003"
+    assert 'value="N0003"' in desk.get("/checkout/scan?barcode=N0003").get_data(as_text=True)
+
+
+def test_scan_whose_session_is_gone_offers_the_checkout_form_filled_with_the_visit(client, seeded):
+    add_staff("desk1", "desk", PASSWORD, datetime.datetime.now(UTC))
+    sign_in(client)
+    start_visit(client, "NORTH", "n-100")
+    stale = _scan_token(client)
+    client.delete_cookie("circnode_north")  # the browser lost the session cookie altogether
+    refused = client.post("/checkout/scan", data={"csrf_token": stale, "item_barcode": "N0004",
+                                                  "institution": "NORTH", "patron_id": "n-100"})
+    assert refused.status_code == 403
+    html = refused.get_data(as_text=True)
+    assert 'href="/checkout?institution=NORTH&amp;patron_id=n-100&amp;barcode=N0004"' in html
+    sign_in(client)
+    page = client.get("/checkout?institution=NORTH&patron_id=n-100&barcode=N0004")
+    assert 'value="n-100"' in page.get_data(as_text=True) and 'name="barcode" value="N0004"' in page.get_data(as_text=True)
+    response = post_form(client, "/checkout", {"institution": "NORTH", "patron_id": "n-100", "barcode": "N0004"},
+                         from_page="/checkout")
+    assert response.headers["Location"] == "/checkout/scan?barcode=N0004"
+
+
+def test_return_with_an_expired_form_offers_the_return_again(desk, seeded):
+    from tests.helpers.desk import token_of
+    stale = token_of(desk.get("/return"))
+    post_form(desk, "/logout", {}, from_page="/return")
+    refused = desk.post("/return", data={"csrf_token": stale, "item_barcode": "N0001"})
+    assert refused.status_code == 403
+    assert 'href="/return?barcode=N0001"' in refused.get_data(as_text=True)
+
+
+def test_a_visit_is_kept_for_the_staff_member_who_began_it_not_for_a_colleague(desk, seeded):
+    add_staff("desk2", "desk", PASSWORD, datetime.datetime.now(UTC))
+    start_visit(desk, "NORTH", "n-100")
+    post_form(desk, "/logout", {}, from_page="/checkout/scan")
+    sign_in(desk, name="desk2")
+    assert desk.get("/checkout/scan").headers["Location"] == "/checkout"  # no visit: desk2 never admitted n-100
+    start_visit(desk, "NORTH", "n-100")
+    post_form(desk, "/logout", {}, from_page="/checkout/scan")
+    assert sign_in(desk, name="desk2").headers["Location"] == "/checkout/scan"  # back to the same visit
