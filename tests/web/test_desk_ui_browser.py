@@ -228,3 +228,71 @@ def patron_sign_in(page, user, password=DEMO_PATRON_PASSWORD):
     page.fill("#username", user)
     page.fill("#password", password)
     page.click("#sign-in")
+
+
+# --- the desk by keyboard alone: no click, no fill, only keys ---
+
+def tab_to(page, description, check, limit=60):
+    """Press Tab until the focused element passes CHECK (JavaScript over ``el``), at most LIMIT times."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"(el => !!el && ({check}))(document.activeElement)"):
+            return
+    raise AssertionError(f"Tab never reached {description}")
+
+
+def test_checkout_and_return_by_keyboard_alone(net, chromium):
+    page = new_page(chromium)
+    base = net.north.url
+    page.goto(base + "/login")
+    assert focused_id(page) == "name"
+    page.keyboard.type("desk")
+    page.keyboard.press("Tab")
+    type_and_enter(page, DEMO_PASSWORD)
+    assert page.url == base + "/checkout"
+
+    assert focused_id(page) == "patron_id"
+    page.keyboard.press("Shift+Tab")
+    assert focused_id(page) == "institution"
+    page.keyboard.type("South")  # the chooser types ahead
+    assert page.evaluate("document.getElementById('institution').value") == "SOUTH"
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "patron_id"
+    type_and_enter(page, "south-3")
+    assert page.url == base + "/checkout/scan"
+    assert page.locator("#patron-summary").is_visible()
+    assert focused_id(page) == "item_barcode"
+    type_and_enter(page, "N00008")
+    assert banner(page).startswith("N00008 checked out")
+    assert focused_id(page) == "item_barcode"
+
+    tab_to(page, "Done: next patron", "el.textContent.trim() === 'Done: next patron'")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == base + "/checkout"
+
+    tab_to(page, "the Return link", "el.tagName === 'A' && el.textContent.trim() === 'Return'")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == base + "/return"
+    assert focused_id(page) == "item_barcode"
+    type_and_enter(page, "n00008")  # lower case as typed: found all the same
+    assert banner(page) == "n00008 returned: North sample book 8. Shelve it."
+
+    # A scan whose form expired: the refusal's link is focused, Enter goes back with the barcode, Enter scans.
+    page.context.clear_cookies()
+    type_and_enter(page, "N00008")
+    assert focused_id(page) == "repeat-scan"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/login" in page.url
+    assert focused_id(page) == "name"
+    page.keyboard.type("desk")
+    page.keyboard.press("Tab")
+    type_and_enter(page, DEMO_PASSWORD)
+    assert page.url == base + "/return?barcode=N00008"
+    assert focused_id(page) == "item_barcode"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "N00008: Item N00008 is not on loan" in banner(page)
+    page.context.close()
