@@ -50,6 +50,8 @@ def staff_sign_in(page, base, name="desk"):
 
 
 def type_and_enter(page, text):
+    """Type TEXT and Enter into the focused field, as a scanner does, once autofocus has run."""
+    settle(page)
     with page.expect_navigation():
         page.keyboard.type(text)
         page.keyboard.press("Enter")
@@ -108,9 +110,8 @@ def test_a_refused_scan_sounds_a_tone_and_a_success_does_not(net, chromium):
     assert page.evaluate("document.documentElement.dataset.refusalTone") is None
     type_and_enter(page, "NOPE-1")
     assert page.locator(".banner.error").count() == 1
-    page.wait_for_function("document.documentElement.dataset.refusalTone !== undefined")
     # "played": the AudioContext ran (the scan's key press lets this origin make sound).
-    assert page.evaluate("document.documentElement.dataset.refusalTone") == "played"
+    page.wait_for_function("document.documentElement.dataset.refusalTone === 'played'", timeout=5_000)
     assert page.locator('script[src$="refusal-tone.js"]').count() == 1
     with page.expect_navigation():
         page.click("text=Done: next patron")
