@@ -298,7 +298,8 @@ def loans_query(institution=None, home_id=None, status=None, overdue_at=None, se
         query = query.where((Loan.status == "open") & (Loan.due_at < overdue_at))
     if search:
         like = f"%{search}%"
-        query = query.where((Item.barcode == search) | (Patron.home_id == search)
+        # A search, not a lookup for lending: a barcode matches in any case, whatever [desk] barcode_case says.
+        query = query.where((Item.barcode.collate("NOCASE") == search) | (Patron.home_id == search)
                             | (Item.title ** like))
     return query
 

@@ -211,3 +211,24 @@ def test_a_visit_is_kept_for_the_staff_member_who_began_it_not_for_a_colleague(d
     start_visit(desk, "NORTH", "n-100")
     post_form(desk, "/logout", {}, from_page="/checkout/scan")
     assert sign_in(desk, name="desk2").headers["Location"] == "/checkout/scan"  # back to the same visit
+
+
+# --- point 9d: the refusal tone can be turned off ---
+
+def test_desk_pages_load_the_refusal_tone_unless_sound_is_off(desk, tmp_path):
+    assert 'src="/static/refusal-tone.js"' in desk.get("/checkout").get_data(as_text=True)
+    from node import config
+    from node.keys import ensure_key
+    from node.web.app import create_app
+    from tests.conftest import write_config
+    cfg = config.load(write_config(str(tmp_path / "quiet"), extra="[desk]\nsound = no\n"))
+    ensure_key(cfg)
+    quiet = create_app(cfg, {"TESTING": True}).test_client()
+    add_staff("desk1", "desk", PASSWORD, datetime.datetime.now(UTC))
+    sign_in(quiet)
+    assert "refusal-tone.js" not in quiet.get("/checkout").get_data(as_text=True)
+
+
+def test_loans_search_finds_a_barcode_typed_in_lower_case(desk, seeded):
+    circulation.checkout(seeded, "N0004", "NORTH", "n-100", Standing(True), datetime.datetime.now(UTC))
+    assert 'data-barcode="N0004"' in desk.get("/loans?q=n0004").get_data(as_text=True)
