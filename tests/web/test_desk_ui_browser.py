@@ -94,6 +94,14 @@ def test_patron_id_and_continue_are_on_screen_at_1366x768_with_thirty_libraries(
     page.focus("#institution")
     page.keyboard.type("Partner Library 17")
     assert page.input_value("#institution") == "P17"
+    # ... and its filter finds any part of a name: "college" is South College; Enter goes on to the id.
+    page.focus("#institution-filter")
+    page.keyboard.type("college")
+    assert page.input_value("#institution") == "SOUTH"
+    assert page.locator("#institution option:not([hidden])").count() == 1
+    page.keyboard.press("Enter")
+    assert focused_id(page) == "patron_id" and page.url.endswith("/checkout")
+    assert in_viewport(page, "#patron_id") and in_viewport(page, "#continue")
     page.context.close()
 
 
