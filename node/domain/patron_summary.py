@@ -28,6 +28,7 @@ class PatronSummary:
     offline_max_loans: int = None  # only when provisional
     expires_on: datetime.date = None  # only this library's own patrons: a home node does not tell
     blocked_reason: str = ""
+    overdue_here: int = 0  # of loans_here, as of the summary's now
 
     @property
     def loans_left(self):
@@ -62,7 +63,7 @@ def summarise(cfg, institution, home_id, now, asked_at=None, provisional=False, 
     else:
         answer = f"{cfg.library_name(institution)} says the patron may borrow"
     summary = PatronSummary(institution=institution, home_id=home_id, name=patron.name if patron else "",
-                            answer=answer, asked_at=asked_at, provisional=provisional,
+                            answer=answer, asked_at=None if via == "pass" else asked_at, provisional=provisional,
                             max_loans=policy["max_loans"],
                             offline_max_loans=policy["offline_max_loans"] if provisional else None)
     if patron is None:
@@ -71,6 +72,7 @@ def summarise(cfg, institution, home_id, now, asked_at=None, provisional=False, 
                               .where((Loan.patron == patron) & (Loan.status == "open")
                                      & (Loan.lender == cfg.institution))
                               .order_by(Loan.due_at).limit(200))
+    summary.overdue_here = sum(1 for loan in summary.loans_here if loan.is_overdue(now))
     summary.fees_here = {code: cents_to_money(cents) for code, cents in
                          database.execute_sql(_FEES_HERE, (patron.id, cfg.institution)) if cents}
     if own:

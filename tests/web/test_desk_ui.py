@@ -53,11 +53,12 @@ def test_visit_page_summarises_loans_fees_limits_and_expiry_of_an_own_patron(des
     patron = Patron.get(institution="NORTH", home_id="n-100")
     Patron.update(expires_on=datetime.date(2031, 6, 30)).where(Patron.id == patron.id).execute()
     loan = circulation.checkout(seeded, "N0001", "NORTH", "n-100", Standing(True), now)
+    Loan.update(due_at=now - datetime.timedelta(days=1)).where(Loan.id == loan.id).execute()
     Fee.create(lender="NORTH", home="NORTH", loan_id=loan.id, patron=patron, reason="fine", amount="2.50",
                currency="EUR", assessed_at=now, updated_at=now)
     page = start_visit(desk, "NORTH", "n-100")
     assert "may borrow (this library's own records), asked " in part(page, "summary-answer")
-    assert part(page, "summary-loans") == "1 open · 4 more allowed (limit 5)"
+    assert part(page, "summary-loans") == "1 open (1 overdue) · 4 more allowed (limit 5)"
     assert "N0001" in part(page, "summary-loan-list") and "Book 1" in part(page, "summary-loan-list")
     assert part(page, "summary-fees") == "2.50 EUR"
     assert part(page, "summary-expiry") == "until 2031-06-30"
