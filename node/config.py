@@ -336,6 +336,7 @@ SIGN_IN_SETTINGS = [
             "The window in which address_failures are counted."),
 ]
 
+
 def _encoding(value):
     value = value.strip().lower()
     if value not in ("utf-8", "cp850"):
@@ -369,6 +370,26 @@ SIP2_SETTINGS = [
     Setting("sip2", "card_numbers", "no", _bool,
             "yes: visiting patrons may also borrow by card number (institution found by [peer:CODE] card_pattern)."),
 ]
+
+
+def _barcode_case(value):
+    value = value.strip().lower()
+    if value not in ("upper", "lower", "exact"):
+        raise ValueError("expected upper, lower or exact")
+    return value
+
+
+# The desk's habits (issue 14; docs/desk.md): how scanned barcodes are matched, the refusal sound.
+DESK_SETTINGS = [
+    Setting("desk", "barcode_case", "upper", _barcode_case,
+            "How barcodes are matched: upper or lower (stored in that case, found whatever case is scanned "
+            "or typed), or exact (case matters)."),
+    Setting("desk", "sound", "yes", _bool, "A short tone at the desk when a scan is refused (yes or no)."),
+    Setting("desk", "print_slips", "no", _print_slips,
+            "no: the desk shows a Print link for each slip (due-date receipt, transit slip, payment receipt); "
+            "auto: each slip opens and its print dialog comes up as soon as it is made."),
+]
+
 
 SETTINGS = [
     Setting("node", "institution", REQUIRED, _institution, "This library's institution code, e.g. NORTH."),
@@ -415,10 +436,7 @@ SETTINGS = [
             "Days the record of each received event is kept to refuse duplicates."),
     *BILLING_SETTINGS,
     *IDENTITY_SETTINGS,
-    # The desk's slips (issue 14, point 5; README "Slips").
-    Setting("desk", "print_slips", "no", _print_slips,
-            "no: the desk shows a Print link for each slip (due-date receipt, transit slip, payment receipt); "
-            "auto: each slip opens and its print dialog comes up as soon as it is made."),
+    *DESK_SETTINGS,
     *SIP2_SETTINGS,
 ]
 

@@ -15,7 +15,8 @@ def _run_import(ctx, kind, path, skip_bad):
     cfg = ctx.open()
     importer = imports.import_patrons
     if kind == "items":
-        importer = functools.partial(imports.import_items, currency=cfg.sections["billing"]["currency"])
+        importer = functools.partial(imports.import_items, currency=cfg.sections["billing"]["currency"],
+                                     barcode_case=cfg.sections["desk"]["barcode_case"])
     bar = tqdm(unit=" rows", desc=f"importing {kind}", disable=None, file=sys.stderr)
     try:
         report = importer(path, cfg.institution, utcnow(), skip_bad=skip_bad, progress=bar.update)

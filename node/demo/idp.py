@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import warnings
+from urllib.parse import urlsplit
 
 import requests
 from flask import Flask, render_template, request
@@ -294,13 +295,15 @@ def create_app(settings):
         with state["lock"]:
             pending = state["pending"].get(key)
             if pending is None or pending["expires"] < time.monotonic():
-                return _error("This sign-in has expired. Go back to the library and start again.")
+                return _error("This sign-in has expired. Go back to the library and start again.",
+                              back=_library(pending))
             user = load_users(settings["users"]).get(username)
             if user is None or not check_password_hash(user["password_hash"], request.form.get("password", "")):
                 pending["tries"] += 1
                 if pending["tries"] >= MAX_TRIES:
                     state["pending"].pop(key, None)
-                    return _error("Too many wrong passwords. Go back to the library and start again.")
+                    return _error("Too many wrong passwords. Go back to the library and start again.",
+                                  back=_library(pending))
                 return render_template("idp_login.html", idp=settings, key=key, username=username,
                                        error="Wrong name or password."), 401
             state["pending"].pop(key, None)
@@ -311,8 +314,15 @@ def create_app(settings):
         return render_template("idp_post.html", idp=settings, action=pending["resp_args"]["destination"],
                                saml_response=base64.b64encode(xml.encode()).decode(), relay=pending["relay"])
 
-    def _error(message):
-        return render_template("idp_error.html", idp=settings, message=message), 400
+    def _error(message, back=None):
+        return render_template("idp_error.html", idp=settings, message=message, back=back), 400
+
+    def _library(pending):
+        """The front page of the library that asked (the origin of its assertion consumer), or None."""
+        if not pending:
+            return None
+        parts = urlsplit(pending["resp_args"].get("destination") or "")
+        return f"{parts.scheme}://{parts.netloc}/" if parts.scheme in ("http", "https") and parts.netloc else None
 
     @app.errorhandler(404)
     def _not_found(exc):

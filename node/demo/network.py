@@ -144,7 +144,7 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
         cfg = config_module.load(info.config)
         open_database(cfg.database_path)
         item_path, patron_path = _sample_files(info.folder, info.code, items, patrons)
-        imports.import_items(item_path, info.code, now)
+        imports.import_items(item_path, info.code, now, barcode_case=cfg.sections["desk"]["barcode_case"])
         imports.import_patrons(patron_path, info.code, now)
         add_staff("admin", "admin", DEMO_PASSWORD, now)
         add_staff("desk", "desk", DEMO_PASSWORD, now)

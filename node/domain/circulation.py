@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from peewee import JOIN, IntegrityError
 
-from node.domain import billing, errors, lifecycle
+from node.domain import barcodes, billing, errors, lifecycle
 from node.domain.calendar import calendar_of
 from node.domain.lifecycle import ADMIN, CLOSE_LOAN, DESK  # noqa: F401 (CLOSE_LOAN: the statement's old home)
 from node.store.db import database
@@ -83,16 +83,34 @@ def audit(staff, action, target, detail, now):
                  staff=staff or "system", action=action, target=target, detail=detail)
 
 
-def find_items(barcode, owner=None):
-    query = Item.select().where(Item.barcode == barcode)
+def find_items(cfg, barcode, owner=None):
+    """The items with BARCODE (of OWNER when given), matched as ``[desk] barcode_case`` says.
+
+    The one place a scanned or typed barcode meets the item table: desk, API and CLI all come here.
+    """
+    barcode = (barcode or "").strip()
+    column = Item.barcode.collate("NOCASE") if barcodes.any_case(cfg) else Item.barcode
+    query = Item.select().where(column == barcode)
     if owner:
         query = query.where(Item.owner == owner)
-    return list(query)
+    return list(query.order_by(Item.owner, Item.barcode).limit(100))
 
 
-def find_item(barcode, owner=None):
+def own_item(cfg, barcode):
+    """This library's item with BARCODE, or None; refuse when two of ours differ only in case."""
+    if not barcodes.any_case(cfg):
+        return Item.of(cfg.institution, barcode)
+    items = Item.of_any_case(cfg.institution, barcode)
+    if len(items) > 1:
+        raise errors.AmbiguousBarcode(
+            f"Barcode {barcode!r} matches several items here that differ only in case; "
+            "set [desk] barcode_case = exact or relabel one.", owners=[cfg.institution] * len(items))
+    return items[0] if items else None
+
+
+def find_item(cfg, barcode, owner=None):
     """The one item with BARCODE (of OWNER when given); refuse when none or ambiguous."""
-    items = find_items(barcode, owner)
+    items = find_items(cfg, barcode, owner)
     if not items:
         raise errors.ItemNotFound(f"No item with barcode {barcode!r}.", barcode=barcode)
     if len(items) > 1:
@@ -180,9 +198,9 @@ def checkout(cfg, item_barcode, institution, home_id, standing, now, staff=None,
     with database.atomic():
         if once:
             apply_once(once, now)
-        item = Item.of(cfg.institution, item_barcode)
+        item = own_item(cfg, item_barcode)
         if item is None:
-            if find_items(item_barcode):
+            if find_items(cfg, item_barcode):
                 raise errors.ItemNotOwned(f"Item {item_barcode} belongs to another library.")
             raise errors.ItemNotFound(f"No item with barcode {item_barcode!r}.", barcode=item_barcode)
         rules = cfg.policy_for(item.item_type)
@@ -279,7 +297,7 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None, once=None):
     with database.atomic():
         if once:
             apply_once(once, now)
-        item = find_item(item_barcode, owner)
+        item = find_item(cfg, item_barcode, owner)
         loan = open_loan_of(item)
         result = ReturnResult(loan=loan, item=item)
         if loan is None:
@@ -328,7 +346,7 @@ def set_item_status(cfg, barcode, status, now, staff=None):
     if move is None:
         raise errors.InvalidField("Status can be set to missing or available only.")
     with database.atomic():
-        item = find_item(barcode, cfg.institution)
+        item = find_item(cfg, barcode, cfg.institution)
         if item.status == status:
             return item  # already so: nothing to change, nothing to audit
         if item.status == "on_loan":
@@ -354,7 +372,8 @@ def loans_query(institution=None, home_id=None, status=None, overdue_at=None, se
         query = query.where((Loan.status == "open") & (Loan.due_at < overdue_at))
     if search:
         like = f"%{search}%"
-        query = query.where((Item.barcode == search) | (Patron.home_id == search)
+        # A search, not a lookup for lending: a barcode matches in any case, whatever [desk] barcode_case says.
+        query = query.where((Item.barcode.collate("NOCASE") == search) | (Patron.home_id == search)
                             | (Item.title ** like))
     return query
 

@@ -8,7 +8,7 @@ import datetime
 from dataclasses import dataclass, field
 import functools
 
-from node.domain import money
+from node.domain import barcodes, money
 from node.store.db import database
 from node.store.models import Item, Patron
 
@@ -53,10 +53,10 @@ def _read(path, required, optional=()):
             raise ImportFileError(f"{path}: line {reader.line_num}: {exc}") from None
 
 
-def _item_row(row, currency=None):
+def _item_row(row, currency=None, barcode_case="exact"):
     if None in row:
         raise ValueError("more columns than the header")
-    barcode = (row.get("barcode") or "").strip()
+    barcode = barcodes.in_case(barcode_case, row.get("barcode"))
     if not barcode:
         raise ValueError("barcode is empty")
     if len(barcode) > 64 or any(ch.isspace() for ch in barcode):
@@ -114,9 +114,14 @@ def _check(rows, parse, key):
     return good, bad
 
 
-def import_items(path, owner, now, skip_bad=False, progress=None, currency=None):
-    """Add or update this library's items from a CSV file (status is never changed); costs in CURRENCY."""
-    good, bad = _check(_read(path, ITEM_COLUMNS), functools.partial(_item_row, currency=currency), "barcode")
+def import_items(path, owner, now, skip_bad=False, progress=None, currency=None, barcode_case="exact"):
+    """Add or update this library's items from a CSV file (status is never changed); costs in CURRENCY.
+
+    New barcodes are stored in BARCODE_CASE (``[desk] barcode_case``); a row whose
+    barcode an item already has in another case updates that item, spelled as stored.
+    """
+    good, bad = _check(_read(path, ITEM_COLUMNS),
+                       functools.partial(_item_row, currency=currency, barcode_case=barcode_case), "barcode")
     report = ImportReport(rows=len(good) + len(bad), bad=bad)
     if bad and not skip_bad:
         return report
@@ -124,6 +129,8 @@ def import_items(path, owner, now, skip_bad=False, progress=None, currency=None)
     with database.atomic():
         for start in range(0, len(good), CHUNK):
             chunk = [dict(value, owner=owner, updated_at=now) for value in good[start:start + CHUNK]]
+            if barcode_case != "exact":
+                _keep_stored_spelling(owner, chunk)
             (Item.insert_many(chunk)
              .on_conflict(conflict_target=[Item.owner, Item.barcode],
                           update=_excluded(Item, fields + ["updated_at"]))
@@ -132,6 +139,16 @@ def import_items(path, owner, now, skip_bad=False, progress=None, currency=None)
                 progress(len(chunk))
     report.imported = len(good)
     return report
+
+
+def _keep_stored_spelling(owner, rows):
+    """Give each row the barcode its item is stored under when only case differs (one indexed query)."""
+    wanted = [row["barcode"] for row in rows]
+    stored = {barcode.upper(): barcode for barcode, in database.execute_sql(
+        f"SELECT barcode FROM item WHERE owner = ? AND barcode COLLATE NOCASE IN ({', '.join('?' * len(wanted))})",
+        [owner, *wanted]).fetchall()}
+    for row in rows:
+        row["barcode"] = stored.get(row["barcode"].upper(), row["barcode"])
 
 
 def _excluded(model, names):

@@ -61,3 +61,22 @@ def run_daily_safely(cfg):
 
 def last_runs():
     return {run.name: run for run in JobRun.select()}
+
+
+def describe(run):
+    """RUN's summary in words for the admin page, e.g. "overdue loans: 2 · notices planned: 1" (stored as JSON)."""
+    try:
+        summary = json.loads(run.summary or "{}")
+    except ValueError:
+        return run.summary  # not ours to parse: shown as stored
+    if not isinstance(summary, dict):
+        return str(summary)
+    return " · ".join(f"{name.replace('_', ' ')}: {_words(value)}" for name, value in summary.items()) or "nothing to do"
+
+
+def _words(value):
+    if isinstance(value, dict):
+        return ", ".join(f"{name.replace('_', ' ')} {_words(inner)}" for name, inner in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(_words(inner) for inner in value) or "none"
+    return str(value)

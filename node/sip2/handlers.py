@@ -11,7 +11,7 @@ import datetime
 import re
 
 from node.domain import errors, lending
-from node.domain.circulation import find_items, open_loan_of
+from node.domain.circulation import find_items, open_loan_of, own_item
 from node.domain.standing import reusable
 from node.sip2.codec import SUPPORTED_ORDER, Malformed, parse_date, sip_date, yes
 from node.store.models import Fee, Item, Loan, Patron, PeerState
@@ -177,7 +177,11 @@ def _once_key(session, request, barcode):
 
 
 def _own_item(cfg, barcode):
-    return Item.of(cfg.institution, barcode)
+    """This library's item with BARCODE (matched as the desk matches it), or None, also when ambiguous."""
+    try:
+        return own_item(cfg, barcode)
+    except errors.AmbiguousBarcode:
+        return None
 
 
 def checkout(session, request, now):
@@ -252,7 +256,7 @@ def checkin(session, request, now):
             refusal = errors.BadRequest("Several libraries use this barcode: take the item to the desk.")
         except errors.CircnodeError as exc:
             refusal = exc
-    items = find_items(barcode)
+    items = find_items(cfg, barcode)
     item = result.item if result is not None else (items[0] if len(items) == 1 else None)
     alert, note = False, "Returned."
     if result is not None and result.transit_to:
@@ -296,7 +300,7 @@ def renew(session, request, now):
 def item_information(session, request, now):
     """17 -> 18: the item's circulation status, title, owner and due date (never who has it)."""
     cfg, barcode = session.cfg, request.get("AB")
-    items = find_items(barcode)
+    items = find_items(cfg, barcode)
     item = _own_item(cfg, barcode) or (items[0] if len(items) == 1 else None)
     loan = open_loan_of(item) if item is not None and item.status == "on_loan" else None
     status = CIRCULATION_STATUS.get(item.status, "01") if item is not None else "01"

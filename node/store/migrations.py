@@ -283,6 +283,14 @@ MIGRATIONS = {
         # The cashier (issue 14, point 8): how a patron paid, for the payment receipt.
         "ALTER TABLE fee_payment ADD COLUMN method TEXT NOT NULL DEFAULT ''",
     ],
+    11: [
+        # Barcodes found whatever their case ([desk] barcode_case, node/domain/barcodes.py):
+        # the lookups compare with COLLATE NOCASE, which only these indexes answer without a scan.
+        "CREATE INDEX item_owner_barcode_nocase ON item (owner, barcode COLLATE NOCASE)",
+        "CREATE INDEX item_barcode_nocase ON item (barcode COLLATE NOCASE)",
+        # The desk's patron search by id, whatever the institution (node/domain/search.py).
+        "CREATE INDEX patron_home_id_nocase ON patron (home_id COLLATE NOCASE)",
+    ],
 }
 
 

@@ -133,6 +133,8 @@ def _insert_statement(model):
 
 
 ITEM_OF = "SELECT * FROM item WHERE owner = ? AND barcode = ?"
+# LIMIT 2: two rows that differ only in case are ambiguous, and the caller must see both.
+ITEM_OF_ANY_CASE = "SELECT * FROM item WHERE owner = ? AND barcode = ? COLLATE NOCASE LIMIT 2"
 PATRON_OF = "SELECT * FROM patron WHERE institution = ? AND home_id = ?"
 
 
@@ -153,6 +155,11 @@ class Item(BaseModel):
     def of(cls, owner, barcode):
         """OWNER's item with BARCODE, or None."""
         return cls.one(ITEM_OF, owner, barcode)
+
+    @classmethod
+    def of_any_case(cls, owner, barcode):
+        """OWNER's items whose barcode is BARCODE in any case (one, or two when only case tells them apart)."""
+        return cls.all(ITEM_OF_ANY_CASE, owner, barcode)
 
     def to_dict(self):
         return {"institution": self.owner, "barcode": self.barcode, "title": self.title,

@@ -228,7 +228,7 @@ def loan(loan_id):
 @api_role("desk")
 def item(barcode):
     owner = request.args.get("owner")
-    found = circulation.find_item(barcode, owner.upper() if owner else None)
+    found = circulation.find_item(get_config(), barcode, owner.upper() if owner else None)
     body = found.to_dict()
     open_loan = circulation.open_loan_of(found)
     body["loan"] = loan_json(circulation.get_loan(open_loan.id)) if open_loan else None

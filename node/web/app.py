@@ -89,8 +89,12 @@ def register_error_handlers(app):
 
     @app.errorhandler(CSRFError)
     def _csrf(exc):
-        refusal = errors.CsrfFailed("The form expired or did not come from this site. Reload and try again.")
-        return error_page(refusal)
+        from node.web.auth import repeat_path
+        repeat = repeat_path()  # a scan: offer it again rather than lose it (the token is never waived)
+        refusal = errors.CsrfFailed("The form expired or did not come from this site. Reload and try again."
+                                    if repeat is None else
+                                    "The form expired or did not come from this site: the scan was not made.")
+        return error_page(refusal, repeat=repeat)
 
     @app.errorhandler(HTTPException)
     def _http(exc):

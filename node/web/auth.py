@@ -58,14 +58,37 @@ def api_role(role="desk"):
     return decorator
 
 
+# The desk's scan forms: a scan posted after the staff session ended, or with a form that expired,
+# is not made; the desk offers it again on the same page with the barcode filled in.
+SCAN_ENDPOINTS = ("desk.scan", "desk.return_item")
+
+
+def repeat_path():
+    """Where this request's lost scan can be repeated (its barcode prefilled), or None when it is no scan.
+
+    A checkout scan goes back to the visit kept in the session; when the session
+    is gone too, to the checkout form filled with the visit's patron (the scan
+    form carries them), which begins the visit again and then offers the scan.
+    """
+    if request.method != "POST" or request.endpoint not in SCAN_ENDPOINTS:
+        return None
+    barcode = request.form.get("item_barcode", "").strip()[:200]
+    if request.endpoint == "desk.scan" and not session.get("visit"):
+        institution = request.form.get("institution", "").strip().upper()[:32]
+        patron_id = request.form.get("patron_id", "").strip()[:200]
+        if institution and patron_id:
+            return url_for("desk.checkout", institution=institution, patron_id=patron_id, barcode=barcode or None)
+    return url_for(request.endpoint, barcode=barcode or None)
+
+
 def desk_role(role="desk"):
     """Require a signed-in staff session of ROLE on a desk page."""
     def decorator(view):
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
             staff = current_staff()
-            if staff is None:
-                return redirect(url_for("desk.login", next=request.full_path))
+            if staff is None:  # after signing in, back here; a scan that was posted is offered again
+                return redirect(url_for("desk.login", next=repeat_path() or request.full_path))
             if role == "admin" and staff.role != "admin":
                 raise errors.Forbidden("Only admins may open this page.")
             return view(*args, **kwargs)
@@ -73,9 +96,28 @@ def desk_role(role="desk"):
     return decorator
 
 
+# What a desk keeps across staff sign-out and timeout: the patron's visit, so signing in again
+# returns to it.  Data, not authority: the staff session id and the CSRF token are always new.
+KEPT_ACROSS_SIGN_IN = ("visit", "last_institution")
+
+
+def _kept(staff=None):
+    """The desk's visit and chooser to keep; at sign-in (STAFF) the visit only if STAFF began it.
+
+    A visit planted in the browser by someone else (their own signed cookie) is dropped, so
+    nobody signs in to find themselves lending to a patron they never admitted.
+    """
+    kept = {key: session[key] for key in KEPT_ACROSS_SIGN_IN if key in session}
+    if staff is not None and (kept.get("visit") or {}).get("staff") != staff.name:
+        kept.pop("visit", None)
+    return kept
+
+
 def start_session(staff, now):
-    """A fresh session on login, so a planted session id is worth nothing."""
+    """A fresh session on login, so a planted session id is worth nothing; the desk's visit is kept."""
+    kept = _kept(staff)
     session.clear()
+    session.update(kept)
     sid = secrets.token_urlsafe(32)
     with database.atomic():
         StaffSession.create(id=_token_hash(sid), staff=staff, created_at=now, last_seen_at=now)
@@ -90,4 +132,6 @@ def end_session():
     if sid:
         with database.atomic():
             StaffSession.delete().where(StaffSession.id == _token_hash(sid)).execute()
+    kept = _kept()
     session.clear()
+    session.update(kept)

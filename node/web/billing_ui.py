@@ -163,7 +163,8 @@ def bursar_page():
                                          & billing.Fee.bursar_batch.is_null()
                                          & billing.Fee.patron.is_null(False)).count()
     return render_template("billing_bursar.html", batches=bursar.batches(), pending=pending,
-                           columns=bursar.COLUMNS, runs=jobs.last_runs(), notice_counts=notices.queue_counts())
+                           columns=bursar.COLUMNS, runs=jobs.last_runs(), describe=jobs.describe,
+                           notice_counts=notices.queue_counts())
 
 
 @bp.get(f"/billing/bursar/<{BATCH_ID}:batch_id>.csv")

@@ -7,9 +7,11 @@ flash its message and redirect back to the same scan field (post/redirect/get,
 so a browser reload never scans twice).
 """
 
+import datetime
+
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from node.domain import circulation, errors, lending
+from node.domain import circulation, errors, lending, patron_summary, search
 from node.web import slips
 from node.web.context import get_config
 from node.domain.accounts import check_login
@@ -29,9 +31,14 @@ def init_app(app):
 MAX_FIELD = 200  # longer input is scanner garbage; cut it so it cannot bloat the session cookie
 
 
-def error_page(exc):
-    """A full-page refusal, for what cannot be a banner on a scan page (CSRF, 403, 404)."""
-    return render_template("error.html", error=exc, staff=_safe_staff()), exc.status
+def error_page(exc, repeat=None):
+    """A full-page refusal, for what cannot be a banner on a scan page (CSRF, 403, 404).
+
+    REPEAT: the page where a scan this refusal lost can be made again (auth.repeat_path).
+    """
+    barcode = request.form.get("item_barcode", "").strip()[:MAX_FIELD] if repeat else ""
+    return render_template("error.html", error=exc, staff=_safe_staff(), repeat=repeat, barcode=barcode,
+                           visit=session.get("visit") if repeat else None), exc.status
 
 
 def _safe_staff():
@@ -82,7 +89,10 @@ def login():
             retry = exc.details.get("retry_after_seconds")
             return render_template("login.html", name=name), exc.status, {"Retry-After": str(retry)} if retry else {}
         start_session(staff, now)
-        return redirect(_safe_target(request.args.get("next", "")))
+        target = request.args.get("next", "")
+        if not local_path(target) and session.get("visit"):
+            target = url_for("desk.scan")  # the desk was signed out mid-visit: back to that visit
+        return redirect(_safe_target(target))
     if current_staff() is not None:
         return redirect(url_for("desk.checkout"))
     return render_template("login.html", name="")
@@ -111,8 +121,10 @@ def checkout():
         if not home_id:
             _banner("error", "Scan or type the patron's id.")
             return redirect(url_for("desk.checkout"))
+        now = utcnow()
+        pending = _field("barcode")  # a scan lost with the session (auth.repeat_path), offered after admission
         try:
-            standing = lending.admit(cfg, lending.Borrower(institution, home_id), utcnow())
+            standing = lending.admit(cfg, lending.Borrower(institution, home_id), now)
         except errors.CircnodeError as exc:
             _banner("error", f"{cfg.library_name(institution)} patron {home_id}: {exc.message}")
             session["last_institution"] = institution
@@ -120,13 +132,16 @@ def checkout():
         session["last_institution"] = institution
         # The visit keeps the home node's answer: its next scans lend on it (lending.lend), a new visit asks again.
         session["visit"] = {"institution": institution, "id": home_id, "name": standing.name,
-                            "provisional": standing.provisional, "standing": standing.to_dict(), "loans": []}
+                            "provisional": standing.provisional, "standing": standing.to_dict(), "loans": [],
+                            "asked_at": now.isoformat(), "staff": current_staff().name}
         if standing.provisional:
             _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
-        return redirect(url_for("desk.scan"))
-    chosen = session.get("last_institution") or cfg.institution
-    return render_template("checkout.html", chosen=chosen)
+        return redirect(url_for("desk.scan", barcode=pending or None))
+    chosen = request.args.get("institution", "").strip().upper()[:32] or session.get("last_institution") \
+        or cfg.institution
+    return render_template("checkout.html", chosen=chosen, patron_id=request.args.get("patron_id", "")[:MAX_FIELD],
+                           barcode=request.args.get("barcode", "").strip()[:MAX_FIELD])
 
 
 @bp.route("/checkout/scan", methods=["GET", "POST"])
@@ -146,8 +161,16 @@ def scan():
         return redirect(url_for("desk.scan"))
     loans = _visit_loans(visit.get("loans") or [])
     return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]), loans=loans,
-                           loans_here=_other_loans_here(cfg, visit),
+                           loans_here=_other_loans_here(cfg, visit), summary=_summary(cfg, visit),
+                           barcode=request.args.get("barcode", "").strip()[:MAX_FIELD],
                            receipt=slips.slip_url("visit", [loan.id for loan in loans], print_now=True) if loans else "")
+def _summary(cfg, visit):
+    """The patron summary panel of VISIT (node/domain/patron_summary.py)."""
+    asked_at = visit.get("asked_at")
+    return patron_summary.summarise(
+        cfg, visit["institution"], visit["id"], utcnow(),
+        asked_at=datetime.datetime.fromisoformat(asked_at) if asked_at else None,
+        provisional=bool(visit.get("provisional")), via=visit.get("verified", ""))
 
 
 def _scan_one(cfg, visit, barcode):
@@ -230,8 +253,9 @@ def done():
 @desk_role()
 def return_item():
     cfg = get_config()
-    if request.method == "GET":
+    if request.method == "GET":  # BARCODE: a scan lost with an expired form, to repeat
         return render_template("return.html", owners=None, barcode="",
+                               repeat=request.args.get("barcode", "").strip()[:MAX_FIELD],
                                transit_slip=request.args.get("transit_slip", "")[:2000])
     barcode = _field("item_barcode")
     owner = _field("owner").upper() or None
@@ -272,25 +296,46 @@ def loans():
 @bp.get("/items")
 @desk_role()
 def items():
-    barcode = request.args.get("barcode", "").strip()[:MAX_FIELD]
-    found = circulation.find_items(barcode) if barcode else []
-    if barcode and not found:
-        _banner("error", f"No item with barcode {barcode}.")
+    """Item search: a barcode (any case, as [desk] barcode_case says), title words or a call number."""
+    cfg = get_config()
+    by_barcode = request.args.get("barcode", "").strip()[:MAX_FIELD]  # the lookup's older form: barcode only
+    q = request.args.get("q", "").strip()[:MAX_FIELD] or by_barcode
+    if by_barcode and not request.args.get("q"):
+        found = circulation.find_items(cfg, by_barcode)
+        if not found:
+            _banner("error", f"No item with barcode {by_barcode}.")
+    else:
+        found = search.items(cfg, q) if q else []
+        if q and not found:
+            _banner("error", f"No item matches {q}.")
     rows = [(item, circulation.open_loan_of(item)) for item in found]
-    return render_template("items.html", barcode=barcode, rows=rows)
+    return render_template("items.html", q=q, rows=rows)
+
+
+@bp.get("/items/<owner>/<path:barcode>")
+@desk_role()
+def item(owner, barcode):
+    """One item and its loans, as far as the privacy rules keep them."""
+    found = circulation.find_item(get_config(), barcode, owner.upper())
+    return render_template("item.html", item=found, loan=circulation.open_loan_of(found),
+                           history=search.item_loans(found))
 
 
 @bp.get("/patrons")
 @desk_role()
 def find_patron():
-    """The patron lookup form; with institution and id it opens that patron's page."""
+    """Patron search (q: an id or name words); with institution and id it opens that patron's page."""
     cfg = get_config()
     institution = request.args.get("institution", "").strip().upper()[:32]
     home_id = request.args.get("id", "").strip()[:MAX_FIELD]
     if home_id:
         return redirect(url_for("desk.patron", institution=institution or cfg.institution, home_id=home_id))
+    q = request.args.get("q", "").strip()[:MAX_FIELD]
+    found = search.patrons(cfg, q) if q else []
+    if q and not found:
+        _banner("error", f"No patron matches {q}.")
     return render_template("patron.html", patron=None, institution=cfg.institution, home_id="",
-                           open_loans=[], closed_loans=[])
+                           open_loans=[], closed_loans=[], q=q, found=found)
 
 
 @bp.get("/patrons/<institution>/<home_id>")

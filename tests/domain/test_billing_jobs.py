@@ -64,7 +64,10 @@ def test_bursar_page_shows_the_last_runs(lender):
     token = client.get("/login").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
     client.post("/login", data={"name": "boss", "password": "battery staple", "csrf_token": token})
     page = client.get("/billing/bursar").get_data(as_text=True)
-    assert "2026-04-15 02:00" in page and "declared_lost" in page
+    assert "2026-04-15 02:00" in page
+    jobs_table = page.split('<table id="jobs">')[1].split("</table>")[0]
+    assert "declared lost: 0 · fees: 0" in jobs_table  # in words, not the stored JSON
+    assert "{" not in jobs_table and "&#34;" not in jobs_table and "_" not in jobs_table
 
 
 def test_notice_files_written_by_a_run_in_the_future_survive_that_runs_purge(lender, runner):

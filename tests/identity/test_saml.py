@@ -244,3 +244,18 @@ def test_init_creates_the_sp_certificate_and_run_refuses_without_xmlsec1(tmp_pat
     assert "(kept)" in ok(circnode("--config", ini, "init")).stdout and cert.read_bytes() == before
     run = circnode("--config", ini, "run", "--port", str(free_port()))
     assert run.returncode == 2 and "xmlsec1" in run.stderr and "apt-get install xmlsec1" in run.stderr
+
+
+def test_idp_lockout_page_links_back_to_the_library_that_asked(net):
+    import html as htmllib
+    import re
+    browser, _, location = start(net)
+    key = re.search(r'name="key" value="([^"]+)"', browser.get(location).text).group(1)
+    idp = location.split("/idp/")[0]
+    for _ in range(5):
+        answer = browser.post(idp + "/idp/login", data={"key": key, "username": "south-1", "password": "wrong"})
+    assert answer.status_code == 400 and "Too many wrong passwords" in answer.text
+    back = htmllib.unescape(re.search(r'<a id="back-to-library" href="([^"]+)"', answer.text).group(1))
+    assert back == net.north.url + "/"
+    expired = browser.post(idp + "/idp/login", data={"key": key, "username": "south-1", "password": "x"})
+    assert expired.status_code == 400 and "expired" in expired.text  # the key is gone: no way to guess on

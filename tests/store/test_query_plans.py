@@ -26,6 +26,12 @@ HOT = {
     "standing: fee balance": (billing._BALANCES, (1,), ["fee USING INDEX fee_patron_status (patron_id=? AND status=?)"]),
     "item by owner and barcode": (models.ITEM_OF, ("NORTH", "B1"),
                                   ["item USING INDEX item_owner_barcode (owner=? AND barcode=?)"]),
+    "item by owner and barcode, any case ([desk] barcode_case)": (
+        models.ITEM_OF_ANY_CASE, ("NORTH", "b1"),
+        ["item USING INDEX item_owner_barcode_nocase (owner=? AND barcode=?)"]),
+    "item by barcode, any owner, any case (returns, item lookup)": (
+        'SELECT * FROM item WHERE barcode = ? COLLATE NOCASE', ("b1",),
+        ["item USING INDEX item_barcode_nocase (barcode=?)"]),
     "patron by institution and id": (models.PATRON_OF, ("SOUTH", "s"),
                                      ["patron USING INDEX patron_institution_home_id (institution=? AND home_id=?)"]),
     "inbox run: its patrons": (loan_events._PATRONS.format(keys="?, ?"), ("NORTH", "s-1", "s-2"),
@@ -68,3 +74,20 @@ def test_hot_statement_searches_an_index(db, name):
     assert not [step for step in plan if step.startswith("SCAN") and step.split()[1] in GROWING], (name, plan)
     for search in searches:  # the exact seek: an index walked on a looser key would grow with history too
         assert any(step.startswith("SEARCH " + search) for step in plan), (name, search, plan)
+
+
+# The desk's lookups by an exact key (issue 14): a patron id in any institution and case, an
+# item's loans for its history page.  (Word searches in titles and names read their table, by design.)
+DESK_LOOKUPS = {
+    "patron search by id": ("SELECT * FROM patron WHERE home_id = ? COLLATE NOCASE ORDER BY institution LIMIT ?",
+                            ("S-1", 50), "patron USING INDEX patron_home_id_nocase (home_id=?)"),
+    "an item's loans": ("SELECT * FROM loan WHERE item_id = ? ORDER BY checked_out_at DESC LIMIT 100", (1,),
+                        "loan USING INDEX loan_item_returned (item_id=?)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DESK_LOOKUPS))
+def test_desk_lookup_by_key_searches_an_index(db, name):
+    sql, params, search = DESK_LOOKUPS[name]
+    plan = [row[3] for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
+    assert any(step.startswith("SEARCH " + search) for step in plan), (name, plan)
