@@ -286,7 +286,7 @@ def test_checkout_and_return_by_keyboard_alone(net, chromium):
     assert page.url == base + "/return"
     assert focused_id(page) == "item_barcode"
     type_and_enter(page, "n00008")  # lower case as typed: found all the same
-    assert banner(page) == "n00008 returned: North sample book 8. Shelve it."
+    assert banner(page) == "N00008 returned: North sample book 8. Shelve it."  # the barcode as labelled
 
     # A scan whose form expired: the refusal's link is focused, Enter goes back with the barcode, Enter scans.
     page.context.clear_cookies()
