@@ -67,6 +67,17 @@ def port_is_free(port):
     return True
 
 
+def free_port_block(count):
+    """A first port such that it and the COUNT-1 after it are free on 127.0.0.1 (for a demo of one's own)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        if base + count <= 65000 and all(port_is_free(port) for port in range(base, base + count)):
+            return base
+    raise DemoError(f"no {count} free ports in a row on 127.0.0.1")
+
+
 def _listening_inodes(port):
     """Inodes of the sockets listening on PORT, from /proc/net/tcp{,6} (Linux; empty elsewhere)."""
     inodes = set()

@@ -1,37 +1,19 @@
 """``circnode demo`` as a real process, as a user runs it, in a folder and on ports of the test's own."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import requests
 
-from tests.network import free_port
+from node.demo import supervisor
 
 DEMO_PORTS = 6  # three nodes and their three IdPs
 
 
 def free_port_block(count=DEMO_PORTS):
-    """A first port such that it and the COUNT-1 after it are free on 127.0.0.1."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65000:
-            continue
-        try:
-            held = []
-            for port in range(base, base + count):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-        return base
-    raise RuntimeError("no block of free ports")
+    return supervisor.free_port_block(count)
 
 
 class Demo:
