@@ -139,7 +139,9 @@ def answers_as(url, code, token, timeout, process):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise DemoError(f"{code} stopped ({_how(process.returncode)}) while starting on {url}")
+            # 2 is circnode's answer to a bad setting or command line: the demo's own problem is then one too
+            raise DemoError(f"{code} stopped ({_how(process.returncode)}) while starting on {url}",
+                            status=2 if process.returncode == 2 else 1)
         try:
             health = requests.get(url + "/healthz", timeout=2)
         except requests.RequestException:

@@ -134,3 +134,21 @@ def test_demo_stop_without_a_running_demo_or_with_an_unknown_node_is_refused(dem
     assert "a demo is already running from" in again.output()
     assert running.process.poll() is None
     assert os.path.exists(os.path.join(running.folder, "south", "node.pid"))  # the refused one touched nothing
+
+
+def test_a_node_that_cannot_start_is_named_with_its_log_and_the_others_are_stopped(tmp_path):
+    from node.demo.network import make_network
+    base = free_port_block()
+    folder = tmp_path / "demo"
+    make_network(str(folder), base_port=base, idps=True, items=5, patrons=2)
+    with open(folder / "south" / "node.ini", "a") as handle:
+        handle.write("\n[desk]\nno_such_setting = 1\n")
+    started = Demo(folder, base)
+    status = started.wait_exit(timeout=120)
+    out = started.output()
+    assert status == 2, out
+    assert "SOUTH stopped (exit status 2) while starting" in out
+    assert f"see its log: {folder / 'south' / 'node.log'}" in out
+    assert "is running" not in out and "Traceback" not in out
+    for port in range(base, base + DEMO_PORTS):
+        assert port_is_free(port), port
