@@ -253,10 +253,25 @@ def demo_services(infos):
                 wait_idp(info, timeout=60, process=process)
             except RuntimeError as exc:
                 raise DemoError(str(exc).split(";")[0]) from None
+            if not idp_is_ours(info):
+                raise DemoError(f"{info.idp_url} answers as an IdP, but not as the {info.code} IdP of this demo "
+                                f"(its certificate differs): another demo holds the port", status=2)
         return Service(info.code, "IdP", info.idp_port, os.path.join(os.path.dirname(info.idp_config), "idp.log"),
                        start=lambda: start_idp(info), wait=wait)
 
     return [node(info) for info in infos] + [idp(info) for info in infos if info.idp_port]
+
+
+def idp_is_ours(info):
+    """True when INFO's IdP serves metadata with the certificate make_network wrote for it (drawn per demo)."""
+    from node.demo.idp import load_settings
+    with open(load_settings(info.idp_config)["cert_file"]) as handle:
+        certificate = "".join(line.strip() for line in handle if "-----" not in line)
+    try:
+        served = requests.get(info.idp_url + "/idp/metadata", timeout=5).text
+    except requests.RequestException:
+        return False
+    return certificate in "".join(served.split())
 
 
 def load_network(base_dir):

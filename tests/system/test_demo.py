@@ -152,3 +152,23 @@ def test_a_node_that_cannot_start_is_named_with_its_log_and_the_others_are_stopp
     assert "is running" not in out and "Traceback" not in out
     for port in range(base, base + DEMO_PORTS):
         assert port_is_free(port), port
+
+
+def test_an_idp_of_another_demo_on_our_port_is_not_taken_for_ours(tmp_path):
+    """Two demo folders, one IdP running: only the folder that made it recognises it (its certificate)."""
+    import dataclasses
+
+    from node.demo.network import idp_is_ours, make_network, start_idp, wait_idp
+    from tests.network import free_port
+    ours = make_network(str(tmp_path / "ours"), nodes=[("NORTH", "North University")], items=2, patrons=1,
+                        ports=[free_port()], idps=True)[0]
+    other = make_network(str(tmp_path / "other"), nodes=[("NORTH", "North University")], items=2, patrons=1,
+                         ports=[free_port()], idps=True)[0]
+    process = start_idp(ours)
+    try:
+        wait_idp(ours, timeout=60, process=process)
+        assert idp_is_ours(ours)
+        assert not idp_is_ours(dataclasses.replace(other, idp_port=ours.idp_port))
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
