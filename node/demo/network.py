@@ -309,9 +309,12 @@ def run_demo(base_dir, base_port, echo=_print):
             nodes = [code for code, _ in DEMO_NODES]
             check_ports([(base_port + n, label) for n, label in enumerate(nodes + [f"{c} IdP" for c in nodes])])
         infos = make_network(base_dir, base_port=base_port, idps=True)
-        supervisor = Supervisor(base_dir, demo_services(infos), echo)
+        # What the nodes serve besides HTTP (e.g. a SIP2 port): [(port, what for)] checked free before
+        # starting, and lines printed with the addresses.
+        other_ports, notes = [], []
+        supervisor = Supervisor(base_dir, demo_services(infos), echo, other_ports=other_ports)
         supervisor.start_all()
-        _print_running(infos, base_dir, echo)
+        _print_running(infos, base_dir, echo, notes)
         supervisor.watch()
     except DemoError as exc:
         echo(f"circnode: {exc.message}", err=True)
@@ -324,7 +327,7 @@ def run_demo(base_dir, base_port, echo=_print):
     return 0
 
 
-def _print_running(infos, base_dir, echo):
+def _print_running(infos, base_dir, echo, notes=()):
     echo("circnode demo network is running (Ctrl-C stops it):")
     for info in infos:
         echo(f"  {info.name:18} {info.code:6} desk: {info.url}/login")
@@ -344,4 +347,6 @@ def _print_running(infos, base_dir, echo):
              f"shows at {second.url}/patron/account")
     echo(f"  offline: 'circnode demo stop {second.code}' in another terminal stops {second.code} alone; "
          f"'circnode demo start {second.code}' starts it again")
+    for note in notes:
+        echo(f"  {note}")
     echo(f"  data and logs: {base_dir}")

@@ -225,10 +225,12 @@ def _terminate(process, grace=10):
 class Supervisor:
     """Start SERVICES, watch them, stop or restart a node on request; stop everything at the end."""
 
-    def __init__(self, base_dir, services, echo):
+    def __init__(self, base_dir, services, echo, other_ports=()):
+        """OTHER_PORTS [(port, what for)]: ports the services also listen on, checked free with theirs."""
         self.base_dir = base_dir
         self.services = services
         self.echo = echo
+        self.other_ports = list(other_ports)
 
     def start_all(self):
         """Refuse if another demo runs here or a port is taken; start every service and check it is ours."""
@@ -236,7 +238,7 @@ class Supervisor:
         if pid is not None and pid != os.getpid():
             raise DemoError(f"a demo is already running from {self.base_dir} (pid {pid}); stop it with "
                             f"Ctrl-C there, or choose another --dir and --port-base", status=2)
-        check_ports([(service.port, service.label) for service in self.services])
+        check_ports([(service.port, service.label) for service in self.services] + self.other_ports)
         with open(os.path.join(self.base_dir, SUPERVISOR_PID), "w") as handle:
             handle.write(f"{os.getpid()}\n")
         for service in self.services:

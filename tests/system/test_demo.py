@@ -172,3 +172,18 @@ def test_an_idp_of_another_demo_on_our_port_is_not_taken_for_ours(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
+
+
+def test_other_ports_the_nodes_serve_are_checked_with_theirs(tmp_path):
+    """A SIP2 port (say) that is taken stops the demo before anything starts, named like the others."""
+    from node.demo.supervisor import Supervisor
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        supervisor = Supervisor(str(tmp_path), [], print, other_ports=[(port, "NORTH SIP2 server")])
+        with pytest.raises(DemoError) as refused:
+            supervisor.start_all()
+    assert refused.value.status == 2
+    assert f"port {port} (for NORTH SIP2 server) is in use by pid {os.getpid()}" in refused.value.message
+    assert not os.path.exists(tmp_path / "demo.pid")
