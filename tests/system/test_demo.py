@@ -105,7 +105,7 @@ def test_readme_offline_story_stop_south_lend_at_north_start_south_loan_syncs(de
     assert "SOUTH" in status.stdout and "stopped on request" in status.stdout
 
     lent = running.api(0, "NORTH", "POST", "/api/v1/checkouts",
-                       json={"item_barcode": "N00001", "patron": {"institution": "SOUTH", "id": "south-1"}})
+                       json={"item_barcode": "N00002", "patron": {"institution": "SOUTH", "id": "south-2"}})
     assert lent.status_code == 201, lent.text
     assert lent.json()["provisional"] is True
     loan_id = lent.json()["id"]
@@ -115,7 +115,7 @@ def test_readme_offline_story_stop_south_lend_at_north_start_south_loan_syncs(de
     assert f"SOUTH is running on {running.url(1)}" in started.stdout
     deadline = time.monotonic() + 90  # NORTH retries SOUTH with backoff (max_backoff_seconds 30 in the demo)
     while True:
-        at_home = running.api(1, "SOUTH", "GET", "/api/v1/loans?patron_id=south-1&patron_institution=SOUTH")
+        at_home = running.api(1, "SOUTH", "GET", "/api/v1/loans?patron_id=south-2&patron_institution=SOUTH")
         if at_home.status_code == 200 and loan_id in [loan["id"] for loan in at_home.json()["loans"]]:
             break
         assert time.monotonic() < deadline, at_home.text
