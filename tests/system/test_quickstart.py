@@ -55,7 +55,7 @@ def test_a_held_lock_is_waited_for_then_refused_with_its_holder_named(lock):
     holder = hold(60)
     result, took = quickstart("wait_for_apt_lock", path, timeout=2)
     assert result.returncode == 1, result.stderr
-    assert 2 <= took < 30
+    assert 1 <= took < 30  # bash counts whole seconds: a 2 s wait may end after just over 1 s
     assert f"waiting for the package manager: {path} is locked by pid {holder.pid}" in result.stderr
     assert f"{path} is still locked by pid {holder.pid}" in result.stderr and "after 2 s" in result.stderr
 
