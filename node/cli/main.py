@@ -1,4 +1,4 @@
-"""The ``circnode`` group, the node's own commands (init, run, backup, demo), and every other group.
+"""The ``circnode`` group, the node's own commands (init, run, backup), and every other group (demo: cli/demo.py).
 
 Each command group lives in its own module and lists its commands in ``COMMANDS``; ``main`` adds them.
 """
@@ -7,7 +7,7 @@ import os
 import click
 
 from node import config as config_module
-from node.cli import (billing, imports, jobs, keys, loans, log_hash, network_pass, saml, sip2, staff,
+from node.cli import (billing, demo, imports, jobs, keys, loans, log_hash, network_pass, saml, sip2, staff,
                       standing_lookups, sync_queue)
 from node.cli.common import Context, fail, pass_ctx
 from node.domain import errors
@@ -89,19 +89,8 @@ def backup(ctx, target):
     click.echo(f"backed up {cfg.database_path} to {target}")
 
 
-@main.command()
-@click.option("--dir", "base_dir", default="./demo-data", show_default=True, type=click.Path(file_okay=False),
-              help="Where the demo nodes keep their configs, databases and logs.")
-@click.option("--port-base", default=8101, show_default=True, type=click.IntRange(1024, 65000),
-              help="The first node listens here, the next on the port after, ...")
-def demo(base_dir, port_base):
-    """Start a demo network (NORTH, SOUTH, EAST) on loopback with sample data; Ctrl-C stops it."""
-    from node.demo.network import run_demo
-    run_demo(os.path.abspath(base_dir), port_base, echo=click.echo)
-
-
 for _module in (keys, log_hash, staff, imports, loans, jobs, billing, sync_queue, standing_lookups, network_pass,
-                saml, sip2):
+                saml, sip2, demo):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

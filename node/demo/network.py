@@ -117,10 +117,10 @@ def make_network(base_dir, nodes=DEMO_NODES, base_port=8101, items=200, patrons=
     from node.keys import ensure_key, public_key_text
     from node.identity.saml_sp import ensure_sp_certificate
 
+    made = load_network(base_dir)
+    if made is not None:
+        return made
     manifest = os.path.join(base_dir, "network.json")
-    if os.path.exists(manifest):
-        with open(manifest) as handle:
-            return [NodeInfo(**entry) for entry in json.load(handle)]
     infos = []
     for index, (code, name) in enumerate(nodes):
         folder = os.path.join(base_dir, code.lower())
@@ -256,18 +256,73 @@ def enable_kiosks(info, port):
     return cfg.sip2["port"]
 
 
-def run_demo(base_dir, base_port, echo=print):
-    """Build and start the demo network; block until Ctrl-C, then stop every node."""
-    infos = make_network(base_dir, base_port=base_port, idps=True)
-    sip2_port = enable_kiosks(infos[0], 6001 if base_port == 8101 else base_port + 99)  # NORTH's self-check kiosks
+def demo_services(infos):
+    """The processes of the demo, in starting order: each node, then each institution's IdP.
+
+    Another server beside a node (e.g. a SIP2 server) is one more Service here.
+    """
+    from node.demo.supervisor import DemoError, Service, answers_as
+
+    def node(info):
+        return Service(info.code, "node", info.port, os.path.join(info.folder, "node.log"),
+                       start=lambda: start_node(info),
+                       wait=lambda process: answers_as(info.url, info.code, info.token, 60, process),
+                       folder=info.folder)
+
+    def idp(info):
+        def wait(process):
+            try:
+                wait_idp(info, timeout=60, process=process)
+            except RuntimeError as exc:
+                raise DemoError(str(exc).split(";")[0]) from None
+            if not idp_is_ours(info):
+                raise DemoError(f"{info.idp_url} answers as an IdP, but not as the {info.code} IdP of this demo "
+                                f"(its certificate differs): another demo holds the port", status=2)
+        return Service(info.code, "IdP", info.idp_port, os.path.join(os.path.dirname(info.idp_config), "idp.log"),
+                       start=lambda: start_idp(info), wait=wait)
+
+    return [node(info) for info in infos] + [idp(info) for info in infos if info.idp_port]
+
+
+def idp_is_ours(info):
+    """True when INFO's IdP serves metadata with the certificate make_network wrote for it (drawn per demo)."""
+    from node.demo.idp import load_settings
+    with open(load_settings(info.idp_config)["cert_file"]) as handle:
+        certificate = "".join(line.strip() for line in handle if "-----" not in line)
+    try:
+        served = requests.get(info.idp_url + "/idp/metadata", timeout=5).text
+    except requests.RequestException:
+        return False
+    return certificate in "".join(served.split())
+
+
+def load_network(base_dir):
+    """The nodes of the demo made in BASE_DIR (its network.json), or None when there is none."""
+    manifest = os.path.join(base_dir, "network.json")
+    if not os.path.exists(manifest):
+        return None
+    with open(manifest) as handle:
+        return [NodeInfo(**entry) for entry in json.load(handle)]
+
+
+def _print(message, err=False):
+    print(message, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def run_demo(base_dir, base_port, echo=_print):
+    """Build and start the demo network; block until Ctrl-C, then stop every node.
+
+    Returns the exit status: 0 after Ctrl-C, 2 when it cannot start (ports taken, another demo
+    here), 1 when a process failed; the message names the node and its log.
+    """
+    from node.demo.supervisor import DemoError, Supervisor, check_ports
+    made = load_network(base_dir)
+    supervisor = None
 
     def _stop(signum, frame):
         raise KeyboardInterrupt  # SIGTERM stops the children too, like Ctrl-C
 
     signal.signal(signal.SIGTERM, _stop)
-    processes = [start_node(info) for info in infos]
-    idp_processes = [(info, start_idp(info)) for info in infos if info.idp_port]
-    processes += [process for _, process in idp_processes]
     try:
         for info, process in zip(infos, processes):
             wait_healthy(info, process=process)
@@ -295,14 +350,51 @@ def run_demo(base_dir, base_port, echo=print):
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
         echo("a node stopped; see its node.log")
+        if made and made[0].port != base_port:
+            raise DemoError(f"the demo in {base_dir} was made for ports from {made[0].port}; run it with "
+                            f"--port-base {made[0].port}, or choose another --dir", status=2)
+        if made is None:  # before making anything: ports that are taken leave no half-made demo folder
+            nodes = [code for code, _ in DEMO_NODES]
+            check_ports([(base_port + n, label) for n, label in enumerate(nodes + [f"{c} IdP" for c in nodes])])
+        infos = make_network(base_dir, base_port=base_port, idps=True)
+        # What the nodes serve besides HTTP (e.g. a SIP2 port): [(port, what for)] checked free before
+        # starting, and lines printed with the addresses.
+        other_ports, notes = [], []
+        supervisor = Supervisor(base_dir, demo_services(infos), echo, other_ports=other_ports)
+        supervisor.start_all()
+        _print_running(infos, base_dir, echo, notes)
+        supervisor.watch()
+    except DemoError as exc:
+        echo(f"circnode: {exc.message}", err=True)
+        return exc.status
     except KeyboardInterrupt:
         echo("stopping")
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        if supervisor is not None:
+            supervisor.stop_all()
+    return 0
+
+
+def _print_running(infos, base_dir, echo, notes=()):
+    echo("circnode demo network is running (Ctrl-C stops it):")
+    for info in infos:
+        echo(f"  {info.name:18} {info.code:6} desk: {info.url}/login")
+    echo(f"  staff logins on every node: admin / {DEMO_PASSWORD} (admin), desk / {DEMO_PASSWORD} (desk)")
+    first, second = infos[0], infos[1]
+    echo(f"  try: at {first.name}'s desk, choose {second.name} and patron id "
+         f"{second.code.lower()}-1, then scan {first.code[0]}00001")
+    with_idp = [info for info in infos if info.idp_port]
+    if with_idp:
+        from node.demo.idp import DEMO_PATRON_PASSWORD
+        for info in with_idp:
+            echo(f"  {info.name:18} sign-in (demo IdP): {info.idp_url}/idp/metadata")
+        echo(f"  patron accounts at every IdP: <code>-1 ... <code>-20 (e.g. {second.code.lower()}-1), "
+             f"password {DEMO_PATRON_PASSWORD}")
+        echo(f"  or: at {first.name}'s checkout, click 'Sign in at your library' next to {second.name}, "
+             f"sign in as {second.code.lower()}-1, scan {first.code[0]}00001; after a sync the loan "
+             f"shows at {second.url}/patron/account")
+    echo(f"  offline: 'circnode demo stop {second.code}' in another terminal stops {second.code} alone; "
+         f"'circnode demo start {second.code}' starts it again")
+    for note in notes:
+        echo(f"  {note}")
+    echo(f"  data and logs: {base_dir}")
