@@ -324,32 +324,6 @@ def run_demo(base_dir, base_port, echo=_print):
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        for info, process in zip(infos, processes):
-            wait_healthy(info, process=process)
-        for info, process in idp_processes:
-            wait_idp(info, process=process)
-        echo("circnode demo network is running (Ctrl-C stops it):")
-        for info in infos:
-            echo(f"  {info.name:18} {info.code:6} desk: {info.url}/login")
-        echo(f"  staff logins on every node: admin / {DEMO_PASSWORD} (admin), desk / {DEMO_PASSWORD} (desk)")
-        first, second = infos[0], infos[1]
-        echo(f"  try: at {first.name}'s desk, choose {second.name} and patron id "
-             f"{second.code.lower()}-1, then scan {first.code[0]}00001")
-        if idp_processes:
-            from node.demo.idp import DEMO_PATRON_PASSWORD
-            for info, _ in idp_processes:
-                echo(f"  {info.name:18} sign-in (demo IdP): {info.idp_url}/idp/metadata")
-            echo(f"  patron accounts at every IdP: <code>-1 ... <code>-20 (e.g. {second.code.lower()}-1), "
-                 f"password {DEMO_PATRON_PASSWORD}")
-            echo(f"  or: at {first.name}'s checkout, click 'Sign in at your library' next to {second.name}, "
-                 f"sign in as {second.code.lower()}-1, scan {first.code[0]}00001; after a sync the loan "
-                 f"shows at {second.url}/patron/account")
-        echo(f"  {infos[0].name}'s SIP2 server for self-check kiosks: 127.0.0.1:{sip2_port}, kiosk login "
-             f"{DEMO_KIOSK} / {DEMO_PASSWORD} (docs/sip2.md)")
-        echo(f"  data and logs: {base_dir}")
-        while all(process.poll() is None for process in processes):
-            time.sleep(0.5)
-        echo("a node stopped; see its node.log")
         if made and made[0].port != base_port:
             raise DemoError(f"the demo in {base_dir} was made for ports from {made[0].port}; run it with "
                             f"--port-base {made[0].port}, or choose another --dir", status=2)
@@ -360,6 +334,10 @@ def run_demo(base_dir, base_port, echo=_print):
         # What the nodes serve besides HTTP (e.g. a SIP2 port): [(port, what for)] checked free before
         # starting, and lines printed with the addresses.
         other_ports, notes = [], []
+        sip2_port = enable_kiosks(infos[0], 6001 if base_port == 8101 else base_port + 99)  # NORTH's kiosks
+        other_ports.append((sip2_port, f"{infos[0].code} SIP2 server"))
+        notes.append(f"{infos[0].name}'s SIP2 server for self-check kiosks: 127.0.0.1:{sip2_port}, kiosk login "
+                     f"{DEMO_KIOSK} / {DEMO_PASSWORD} (docs/sip2.md)")
         supervisor = Supervisor(base_dir, demo_services(infos), echo, other_ports=other_ports)
         supervisor.start_all()
         _print_running(infos, base_dir, echo, notes)
