@@ -277,7 +277,7 @@ def demo_services(infos):
                 raise DemoError(str(exc).split(";")[0]) from None
             if not idp_is_ours(info):
                 raise DemoError(f"{info.idp_url} answers as an IdP, but not as the {info.code} IdP of this demo "
-                                f"(its certificate differs): another demo holds the port", status=2)
+                                f"(its certificate differs): another demo holds the port", exit_status=2)
         return Service(info.code, "IdP", info.idp_port, os.path.join(os.path.dirname(info.idp_config), "idp.log"),
                        start=lambda: start_idp(info), wait=wait)
 
@@ -326,7 +326,7 @@ def run_demo(base_dir, base_port, echo=_print):
     try:
         if made and made[0].port != base_port:
             raise DemoError(f"the demo in {base_dir} was made for ports from {made[0].port}; run it with "
-                            f"--port-base {made[0].port}, or choose another --dir", status=2)
+                            f"--port-base {made[0].port}, or choose another --dir", exit_status=2)
         if made is None:  # before making anything: ports that are taken leave no half-made demo folder
             nodes = [code for code, _ in DEMO_NODES]
             check_ports([(base_port + n, label) for n, label in enumerate(nodes + [f"{c} IdP" for c in nodes])])
@@ -344,7 +344,7 @@ def run_demo(base_dir, base_port, echo=_print):
         supervisor.watch()
     except DemoError as exc:
         echo(f"circnode: {exc.message}", err=True)
-        return exc.status
+        return exc.exit_status
     except KeyboardInterrupt:
         echo("stopping")
     finally:

@@ -22,12 +22,12 @@ NODE_PID = "node.pid"  # in a node's folder: its ``circnode run`` while it runs
 
 
 class DemoError(Exception):
-    """The demo cannot start or go on; MESSAGE says what and where, STATUS is the exit status."""
+    """The demo cannot start or go on; MESSAGE says what and where, EXIT_STATUS is the exit status."""
 
-    def __init__(self, message, status=1):
+    def __init__(self, message, exit_status=1):
         super().__init__(message)
         self.message = message
-        self.status = status
+        self.exit_status = exit_status
 
 
 @dataclass
@@ -124,7 +124,7 @@ def check_ports(wanted):
     if taken:
         raise DemoError("\n".join(["cannot start the demo, its ports are taken:", *taken,
                                    "Stop what holds them, or choose other ports with --port-base (and another "
-                                   "--dir)."]), status=2)
+                                   "--dir)."]), exit_status=2)
 
 
 # --- is it ours? ---------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def answers_as(url, code, token, timeout, process):
         if process is not None and process.poll() is not None:
             # 2 is circnode's answer to a bad setting or command line: the demo's own problem is then one too
             raise DemoError(f"{code} stopped ({_how(process.returncode)}) while starting on {url}",
-                            status=2 if process.returncode == 2 else 1)
+                            exit_status=2 if process.returncode == 2 else 1)
         try:
             health = requests.get(url + "/healthz", timeout=2)
         except requests.RequestException:
@@ -154,12 +154,12 @@ def answers_as(url, code, token, timeout, process):
                 institution = None
             if institution != code:
                 raise DemoError(f"{url} answers as {institution or 'something else'}, not as the {code} "
-                                f"node this demo started", status=2)
+                                f"node this demo started", exit_status=2)
             mine = requests.get(url + "/api/v1/loans?limit=1", timeout=5,
                                 headers={"Authorization": f"Bearer {token}"})
             if mine.status_code != 200:
                 raise DemoError(f"{url} answers as {code}, but not as the {code} of this demo (its admin "
-                                f"token is refused): another demo holds the port", status=2)
+                                f"token is refused): another demo holds the port", exit_status=2)
             return
         time.sleep(0.1)
     raise DemoError(f"{code} did not answer on {url} within {timeout:.0f} s")
@@ -237,7 +237,7 @@ class Supervisor:
         pid = supervisor_pid(self.base_dir)
         if pid is not None and pid != os.getpid():
             raise DemoError(f"a demo is already running from {self.base_dir} (pid {pid}); stop it with "
-                            f"Ctrl-C there, or choose another --dir and --port-base", status=2)
+                            f"Ctrl-C there, or choose another --dir and --port-base", exit_status=2)
         check_ports([(service.port, service.label) for service in self.services] + self.other_ports)
         with open(os.path.join(self.base_dir, SUPERVISOR_PID), "w") as handle:
             handle.write(f"{os.getpid()}\n")
@@ -260,7 +260,7 @@ class Supervisor:
         try:
             service.wait(service.process)
         except DemoError as exc:
-            raise DemoError(f"{exc.message}; see its log: {service.log_path}", exc.status) from None
+            raise DemoError(f"{exc.message}; see its log: {service.log_path}", exc.exit_status) from None
 
     def watch(self, interval=0.5):
         """Until a service stops unbidden: apply stop and start requests. Raises DemoError naming it."""

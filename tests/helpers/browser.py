@@ -63,3 +63,30 @@ def start_visit(page, institution, patron_id):
 
 def loan_row(page, barcode):
     return page.locator(f'table.loans tr[data-barcode="{barcode}"]')
+
+
+def settle(page):
+    """Wait two frames: autofocus and deferred scripts run at the first rendering."""
+    page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+SEVERE = ("serious", "critical")
+
+
+class AxeReport:
+    """axe-core run on each page visited; the serious and critical violations, by page."""
+
+    def __init__(self):
+        from axe_playwright_python.sync_playwright import Axe
+        self.axe, self.pages, self.found = Axe(), [], {}
+
+    def check(self, page, label):
+        settle(page)
+        violations = self.axe.run(page).response["violations"]
+        self.pages.append(label)
+        severe = [f"{v['id']} ({v['impact']}): {v['help']} — "
+                  + "; ".join(node["target"][0] if isinstance(node["target"][0], str) else str(node["target"])
+                              for node in v["nodes"][:3])
+                  for v in violations if v.get("impact") in SEVERE]
+        if severe:
+            self.found[f"{label} {page.url}"] = severe

@@ -68,10 +68,10 @@ def test_demo_refuses_a_port_that_another_program_took_after_the_check():
         url = f"http://127.0.0.1:{server.server_port}"
         with pytest.raises(DemoError) as refused:
             answers_as(url, "NORTH", "our-token", 10, None)
-        assert refused.value.status == 2 and "another demo holds the port" in refused.value.message
+        assert refused.value.exit_status == 2 and "another demo holds the port" in refused.value.message
         with pytest.raises(DemoError) as wrong_node:
             answers_as(url, "SOUTH", "our-token", 10, None)
-        assert wrong_node.value.status == 2 and "answers as NORTH, not as the SOUTH" in wrong_node.value.message
+        assert wrong_node.value.exit_status == 2 and "answers as NORTH, not as the SOUTH" in wrong_node.value.message
     finally:
         server.shutdown()
         server.server_close()
@@ -184,6 +184,6 @@ def test_other_ports_the_nodes_serve_are_checked_with_theirs(tmp_path):
         supervisor = Supervisor(str(tmp_path), [], print, other_ports=[(port, "NORTH SIP2 server")])
         with pytest.raises(DemoError) as refused:
             supervisor.start_all()
-    assert refused.value.status == 2
+    assert refused.value.exit_status == 2
     assert f"port {port} (for NORTH SIP2 server) is in use by pid {os.getpid()}" in refused.value.message
     assert not os.path.exists(tmp_path / "demo.pid")

@@ -9,7 +9,7 @@ import pytest
 
 from node.demo.idp import DEMO_PATRON_PASSWORD
 from node.demo.network import DEMO_PASSWORD
-from tests.helpers.browser import needs_chromium
+from tests.helpers.browser import AxeReport, settle, needs_chromium
 from tests.helpers.nodes import north_and_south_with_idp
 
 pytestmark = [pytest.mark.browser, needs_chromium]
@@ -28,11 +28,6 @@ def new_page(chromium, viewport=LAPTOP, **options):
     page = context.new_page()
     page.set_default_timeout(30_000)
     return page
-
-
-def settle(page):
-    """Wait two frames: autofocus and deferred scripts run at the first rendering."""
-    page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def focused_id(page):
@@ -128,26 +123,6 @@ def test_a_refused_scan_sounds_a_tone_and_a_success_does_not(net, chromium):
 
 # --- accessibility: axe-core on every desk and patron page reachable with demo data ---
 
-SEVERE = ("serious", "critical")
-
-
-class AxeReport:
-    """axe-core run on each page visited; the serious and critical violations, by page."""
-
-    def __init__(self):
-        from axe_playwright_python.sync_playwright import Axe
-        self.axe, self.pages, self.found = Axe(), [], {}
-
-    def check(self, page, label):
-        settle(page)
-        violations = self.axe.run(page).response["violations"]
-        self.pages.append(label)
-        severe = [f"{v['id']} ({v['impact']}): {v['help']} — "
-                  + "; ".join(node["target"][0] if isinstance(node["target"][0], str) else str(node["target"])
-                              for node in v["nodes"][:3])
-                  for v in violations if v.get("impact") in SEVERE]
-        if severe:
-            self.found[f"{label} {page.url}"] = severe
 
 
 def test_every_desk_and_patron_page_passes_axe_core(net, chromium):

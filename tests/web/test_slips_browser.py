@@ -52,7 +52,7 @@ def scan(page, field, text):
         page.press(field, "Enter")
 
 
-def open_slip(page, link, back):
+def open_slip(page, link, back, axe):
     """Click LINK (one click): the slip must open the print dialog at once and, once printed, go BACK to the
     desk page.  Then print the slip to PDF as its Print button would: (text, page width in points)."""
     with page.expect_navigation():
@@ -65,6 +65,7 @@ def open_slip(page, link, back):
     assert page.url == back
     page.goto(slip.removesuffix("?print=1"))
     assert page.evaluate("window.__printed") == 0
+    axe.check(page, link)  # the slip on screen, as the desk sees it before printing
     from pypdf import PdfReader
     reader = PdfReader(io.BytesIO(page.pdf(prefer_css_page_size=True)))
     text = "\n".join(p.extract_text() for p in reader.pages)
@@ -81,6 +82,7 @@ def assert_receipt_paper(text, width):
 def test_due_date_receipt_transit_slip_and_payment_receipt_on_paper(network, desk):
     net = network(overrides=TERMS)
     net.start_all()
+    axe = AxeReport()  # the slips and the cashier's balance forms pass axe-core too
     north, south = net.url("NORTH"), net.url("SOUTH")
 
     # 1. The due-date receipt of a visit at NORTH: library, patron, titles, barcodes and due dates.
@@ -91,7 +93,7 @@ def test_due_date_receipt_transit_slip_and_payment_receipt_on_paper(network, des
     scan(desk, "#item_barcode", "N00002")
     loans = {loan["item"]["barcode"]: loan for loan in net.api(
         "NORTH", "GET", "/api/v1/loans?patron_institution=SOUTH&patron_id=south-1").json()["loans"]}
-    text, width = open_slip(desk, "#print-receipt", north + "/checkout/scan")
+    text, width = open_slip(desk, "#print-receipt", north + "/checkout/scan", axe)
     assert_receipt_paper(text, width)
     assert "North University" in text and "Due-date receipt" in text and "south-1" in text
     for barcode, title in (("N00001", "North sample book 1"), ("N00002", "North sample book 2")):
@@ -108,7 +110,7 @@ def test_due_date_receipt_transit_slip_and_payment_receipt_on_paper(network, des
     desk.goto(south + "/return")
     scan(desk, "#item_barcode", "N00001")
     assert "Send to North University" in desk.inner_text(".banner")
-    text, width = open_slip(desk, "#print-transit-slip", south + "/return")
+    text, width = open_slip(desk, "#print-transit-slip", south + "/return", axe)
     assert_receipt_paper(text, width)
     assert "Send to North University" in text and "Transit slip" in text
     assert "N00001" in text and "North sample book 1" in text and "South College" in text
@@ -124,14 +126,17 @@ def test_due_date_receipt_transit_slip_and_payment_receipt_on_paper(network, des
     assert balance > 25
     desk.goto(south + "/billing/patrons/south-1")
     assert desk.input_value("#pay-amount-CHF") == str(balance)  # the whole balance unless the cashier says less
+    axe.check(desk, "cashier with the balance forms")
     desk.fill("#pay-amount-CHF", "25.00")
     desk.select_option("#pay-method-CHF", "card")
     with desk.expect_navigation():
         desk.click("#pay-balance-CHF button[type=submit]")
     assert "Payment recorded: 25.00 CHF (card)" in desk.inner_text(".banner")
-    text, width = open_slip(desk, "#print-payment-receipt", south + "/billing/patrons/south-1")
+    text, width = open_slip(desk, "#print-payment-receipt", south + "/billing/patrons/south-1", axe)
     assert_receipt_paper(text, width)
     assert "Payment receipt" in text and "South College" in text and "south-1" in text
     assert "N00002" in text and "North sample book 2" in text and "North University" in text
     assert "Paid 25.00 CHF" in text and "Method card" in text and f"Balance left {balance - 25} CHF" in text
     assert "Staff desk" in text and "Overdue fine" in text and "Replacement cost" in text
+    assert len(axe.pages) == 4
+    assert not axe.found, axe.found
