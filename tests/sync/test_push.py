@@ -6,13 +6,13 @@ of tests/sync/test_signing.py and tests/sync/test_sync_faults.py).
 import datetime
 
 from node.domain import circulation
-from node.domain.circulation import Standing
+from node.domain.circulation import UNREACHABLE, Standing
 from node.store.models import Loan, OutboxEvent, PeerState, Patron
 from sync import push
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-OFFLINE = Standing(True, provisional=True, reason="home node unreachable")
+OFFLINE = Standing(True, provisional=True, reason="home node unreachable", source=UNREACHABLE)
 
 
 def lend(cfg, barcode, home_id):

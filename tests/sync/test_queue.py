@@ -10,7 +10,7 @@ import pytest
 
 from node.domain import circulation
 from node.domain.accounts import add_staff
-from node.domain.circulation import Standing
+from node.domain.circulation import UNREACHABLE, Standing
 from node.store.db import database
 from node.store.models import AuditLog, InboxRecord, Loan, OutboxEvent, Patron
 from tests.helpers.queue import _csrf, _plans, _recorded, bearer, circnode
@@ -19,7 +19,7 @@ UTC = datetime.timezone.utc
 # An hour ago, so queued events have a real age against the wall clock the views read.
 NOW = datetime.datetime.now(UTC).replace(microsecond=0) - datetime.timedelta(hours=1)
 FIXED = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-OFFLINE = Standing(True, provisional=True, reason="home node unreachable")
+OFFLINE = Standing(True, provisional=True, reason="home node unreachable", source=UNREACHABLE)
 
 
 def lend_to_south(cfg, barcode="N0001", home_id="south-1", standing=OFFLINE, now=NOW):

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from node.demo.network import DEMO_PASSWORD
-from tests.helpers.browser import needs_chromium
+from tests.helpers.browser import AxeReport, needs_chromium
 from tests.helpers.billing import TERMS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
@@ -138,5 +138,8 @@ def test_due_date_receipt_transit_slip_and_payment_receipt_on_paper(network, des
     assert "N00002" in text and "North sample book 2" in text and "North University" in text
     assert "Paid 25.00 CHF" in text and "Method card" in text and f"Balance left {balance - 25} CHF" in text
     assert "Staff desk" in text and "Overdue fine" in text and "Replacement cost" in text
-    assert len(axe.pages) == 4
+    desk.goto(north + "/loans")  # NORTH's desk, still signed in: the lost loan is marked
+    assert "lost" in desk.inner_text('table.loans tr[data-barcode="N00002"]')
+    axe.check(desk, "loans with a lost loan")
+    assert len(axe.pages) == 5
     assert not axe.found, axe.found
