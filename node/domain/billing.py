@@ -37,8 +37,8 @@ def parse_amount(raw, field="amount", currency=None):
     try:
         return money.parse(raw, currency, minimum=ZERO, allow_minimum=False)
     except money.AmountError as exc:
-        raise errors.InvalidField(f"'{field}' must be a positive amount such as \"12.50\" ({exc}).",
-                                  field=field) from None
+        why = "" if str(exc).startswith("expected an amount") else f" ({exc})"  # say "such as 12.50" once
+        raise errors.InvalidField(f"'{field}' must be a positive amount such as \"12.50\"{why}.", field=field) from None
 
 
 def _audit(action, target, detail, now, staff="system"):
