@@ -290,8 +290,23 @@ def record_payment(cfg, fee_id, amount, now, staff=None, note=""):
         if amount > open_amount:
             raise errors.AmountTooLarge(f"Only {open_amount} {fee.currency} is open on this fee.",
                                         outstanding=str(open_amount))
+        if fee.amount < 0:
+            _refuse_paying_out_what_is_owed(fee, open_amount, amount)
         _settle(cfg, fee, "payment", amount if fee.amount > 0 else -amount, now, staff, note)
     return fee
+
+
+def _refuse_paying_out_what_is_owed(credit, open_amount, amount):
+    """A credit is cash only beyond the patron's open charges: a refund of a fee never paid is no money back."""
+    owed = cents_to_money(Fee.select(fn.SUM(Fee.amount - Fee.paid)).where(  # stored in cents
+        (Fee.patron == credit.patron_id) & (Fee.status == "open") & (Fee.currency == credit.currency)
+        & (Fee.amount > 0)).scalar())
+    payable = max(open_amount - owed, ZERO)
+    if amount > payable:
+        raise errors.CreditOffsetsFees(
+            f"The patron still owes {owed} {credit.currency} in open fees, which this credit settles first "
+            f"(Pay balance applies it); at most {payable} {credit.currency} can be paid out.",
+            owed=str(owed), payable=str(payable))
 
 
 def record_waiver(cfg, fee_id, reason, now, staff=None):

@@ -272,6 +272,11 @@ class AmountTooLarge(CircnodeError):
     status, code = 422, "amount_too_large"
 
 
+class CreditOffsetsFees(CircnodeError):
+    """A credit (a refund) is paid out only beyond what the patron still owes: it settles their open fees first."""
+    status, code = 422, "credit_offsets_fees"
+
+
 class NoOpenFees(CircnodeError):
     """The patron owes nothing (in that currency): there is no balance to pay or waive."""
     status, code = 422, "no_open_fees"

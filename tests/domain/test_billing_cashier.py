@@ -154,6 +154,28 @@ def test_an_open_credit_is_applied_to_the_oldest_charges_first(api, home):
     assert billing.balances(billing.Patron.get(home_id="n-100")) == {}
 
 
+def test_a_credit_for_a_fee_never_paid_is_not_paid_out_in_cash(api, home):
+    # A lost item came back: SOUTH credits the 45.00 replacement the patron never paid.
+    assert post(home, fee_event(4, "fee-c", "-45.00", reason="refund", refund_of="fee-r")) == ["applied"]
+    r = api("POST", "/api/v1/fees/fee-c/pay", json={"amount": "45.00"})
+    assert (r.status_code, r.get_json()["error"]["code"]) == (422, "credit_offsets_fees"), r.get_json()
+    assert r.get_json()["error"]["details"] == {"owed": "60.00", "payable": "0.00"}
+    assert unchanged()
+    # Once the patron's charges are paid (the balance nets the credit), nothing is left to pay out either.
+    r = api("POST", "/api/v1/fees/pay-balance", json={"patron_id": "n-100", "amount": "15.00"})
+    assert r.status_code == 200 and fees()["fee-c"] == ("paid", "-45.00")
+
+
+def test_a_credit_beyond_what_is_owed_is_paid_out(api, home):
+    from node.domain import billing
+    assert api("POST", "/api/v1/fees/pay-balance", json={"patron_id": "n-100", "amount": "60.00"}).status_code == 200
+    assert post(home, fee_event(4, "fee-c", "-45.00", reason="refund", refund_of="fee-r")) == ["applied"]
+    r = api("POST", "/api/v1/fees/fee-c/pay", json={"amount": "45.00"})  # paid in full earlier: cash back
+    assert r.status_code == 200, r.get_json()
+    assert fees()["fee-c"] == ("paid", "-45.00")
+    assert billing.balances(billing.Patron.get(home_id="n-100")) == {}
+
+
 def test_waiving_a_balance_settles_whole_fees_and_refuses_an_amount_inside_a_fee(api):
     assert api("POST", "/api/v1/fees/waive-balance",
                json={"patron_id": "n-100", "amount": "50.00", "reason": "goodwill"}).status_code == 403  # desk
