@@ -367,6 +367,12 @@ SIP2_SETTINGS = [
     Setting("sip2", "encoding", "utf-8", _encoding, "Character set of SIP2 messages: utf-8 or cp850 (older kiosks)."),
     Setting("sip2", "idle_timeout_seconds", "600", _int_at_least(5, 86400),
             "A kiosk connection that sends nothing this long is closed."),
+    Setting("sip2", "login_timeout_seconds", "30", _int_at_least(5, 86400),
+            "A kiosk connection that has not logged in this long is closed (at most idle_timeout_seconds)."),
+    Setting("sip2", "max_connections_per_address", "8", _int_at_least(1, 64),
+            "Connections one client address may hold open at once; one more is closed at once."),
+    Setting("sip2", "no_block_max_age_days", "7", _int_at_least(1, 3650),
+            "A no-block (offline-stored) checkout or checkin dated further back than this many days is refused."),
     Setting("sip2", "card_numbers", "no", _bool,
             "yes: visiting patrons may also borrow by card number (institution found by [peer:CODE] card_pattern)."),
 ]

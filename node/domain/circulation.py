@@ -315,6 +315,12 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None, once=None):
             raise errors.NotOnLoan(f"Item {item.barcode} is not on loan ({item.status.replace('_', ' ')}).",
                                    status=item.status)
         was_lost = loan.lost_at is not None
+        detail = f"item {item.barcode}"
+        if now < loan.checked_out_at:
+            # A kiosk's stored return dated before the checkout (its clock was wrong): the item did come back,
+            # but never before it left: an earlier date would dodge fines and let the privacy purge unlink it.
+            detail += f"; return dated {now.isoformat(timespec='seconds')}, before the checkout: dated at the checkout"
+            now = loan.checked_out_at
         lifecycle.close_loan(loan, now, cfg.institution, DESK)
         if item.owner == cfg.institution:
             lifecycle.move_item(item, "return_own", now, DESK)
@@ -331,7 +337,7 @@ def return_item(cfg, item_barcode, now, owner=None, staff=None, once=None):
             fees = billing.assess_at_return(cfg, loan, now)  # a late fine, or a lost item's refund (after the return event)
         if was_lost:
             result.lost = billing.lost_return(cfg, loan, fees)
-        audit(staff, "return", loan.id, f"item {item.barcode}", now)
+        audit(staff, "return", loan.id, detail, now)
     return result
 
 

@@ -191,7 +191,10 @@ def parse_date(text, tz):
     except ValueError:
         raise Malformed("not a date") from None
     zone = datetime.timezone.utc if text[8:12].rstrip().endswith("Z") else tz
-    return moment.replace(tzinfo=zone).astimezone(datetime.timezone.utc)
+    try:
+        return moment.replace(tzinfo=zone).astimezone(datetime.timezone.utc)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: before or after any datetime
+        raise Malformed("not a date") from None
 
 
 def yes(flag):

@@ -8,13 +8,16 @@ checkout: loans, returns and renewals are ``lending.lend``, ``give_back`` and
 ``renew``, with the kiosk account as the audited staff member.
 """
 import datetime
+import logging
 import re
 
-from node.domain import errors, lending
+from node.domain import billing, errors, lending
 from node.domain.circulation import find_items, open_loan_of, own_item
 from node.domain.standing import reusable
 from node.sip2.codec import SUPPORTED_ORDER, Malformed, parse_date, sip_date, yes
 from node.store.models import Fee, Item, Loan, Patron, PeerState
+
+log = logging.getLogger(__name__)
 
 NO_PINS = "circnode keeps no PINs: the patron password is not checked."
 FUTURE_SKEW = datetime.timedelta(minutes=5)  # a kiosk clock this far ahead is believed; further, NOW is used
@@ -91,10 +94,18 @@ def _patron_row(borrower):
 
 
 def _fees(patron):
-    """The patron's open fees on this node's record."""
+    """The patron's open charges on this node's record (a refund credit, negative, is no fine item)."""
     if patron is None:
         return []
-    return list(Fee.select().where((Fee.patron == patron) & (Fee.status == "open")).order_by(Fee.assessed_at))
+    return list(Fee.select().where((Fee.patron == patron) & (Fee.status == "open") & (Fee.amount > Fee.paid))
+                .order_by(Fee.assessed_at))
+
+
+def _owed(cfg, patron):
+    """BV: the balance the patron owes in [billing] currency (credits count against charges), at least 0."""
+    if patron is None:
+        return _money(0)
+    return _money(max(billing.balances(patron).get(cfg.sections["billing"]["currency"], 0), 0))
 
 
 def _money(amount):
@@ -105,11 +116,11 @@ def patron_status(session, request, now):
     """23 -> 24: valid patron (BL), password (CQ), name, fees; the reason for a refusal in AF."""
     cfg, patron_text = session.cfg, request.get("AA")
     borrower, refusal = _admit(session, patron_text, now)
-    fees = _fees(_patron_row(borrower)) if refusal is None else []
+    patron = _patron_row(borrower) if refusal is None else None
     return "24", _patron_status(refusal) + "000" + sip_date(now, cfg.tz), [
         ("AO", cfg.institution), ("AA", patron_text), ("AE", _name(borrower, refusal)),
         ("BL", yes(refusal is None)), ("CQ", _password_valid(borrower) if refusal is None else "N"),
-        ("BH", cfg.sections["billing"]["currency"]), ("BV", _money(sum(f.outstanding for f in fees))),
+        ("BH", cfg.sections["billing"]["currency"]), ("BV", _owed(cfg, patron)),
         ("AF", _screen(borrower, refusal))]
 
 
@@ -151,7 +162,7 @@ def patron_information(session, request, now):
     fields = [("AO", cfg.institution), ("AA", patron_text), ("AE", _name(borrower, refusal)),
               ("CB", f"{rules['max_loans']:04d}" if borrower and borrower.institution != cfg.institution else None),
               ("BL", yes(refusal is None)), ("CQ", _password_valid(borrower) if refusal is None else "N"),
-              ("BH", cfg.sections["billing"]["currency"]), ("BV", _money(sum(f.outstanding for f in fees)))]
+              ("BH", cfg.sections["billing"]["currency"]), ("BV", _owed(cfg, patron))]
     return "64", _patron_status(refusal) + "000" + sip_date(now, cfg.tz) + counts, fields + items + [
         ("AF", _screen(borrower, refusal))]
 
@@ -163,11 +174,22 @@ def _fee_line(fee):
 # --- checkout, checkin, renew ---
 
 def _offline_time(session, request, now, field="transaction_date"):
-    """For a "no block" transaction (stored by the kiosk while we were down): when it happened, at most NOW."""
+    """For a "no block" transaction (stored by the kiosk while we were down): when it happened, at most NOW.
+
+    Refused (BadRequest) when older than ``[sip2] no_block_max_age_days``: a
+    kiosk whose clock was reset would otherwise lend years ago, and the next
+    daily jobs would declare those loans lost and bill them.
+    """
     at = parse_date(request.fixed.get(field, ""), session.cfg.tz) or parse_date(
         request.fixed["transaction_date"], session.cfg.tz)
     if at is None:
         raise Malformed("a no-block transaction without its date")
+    days = session.cfg.sections["sip2"]["no_block_max_age_days"]
+    if at < now - datetime.timedelta(days=days):
+        log.warning("kiosk %s at %s: no-block %s dated more than %d days ago; refused", session.account,
+                    session.address, request.code, days)
+        raise errors.BadRequest(f"This offline transaction is dated {at.astimezone(session.cfg.tz):%Y-%m-%d}, "
+                                f"more than {days} days ago (is the kiosk's clock right?): ask at the desk.")
     return min(at, now) if at <= now + FUTURE_SKEW else now
 
 
@@ -188,25 +210,27 @@ def checkout(session, request, now):
     """11 -> 12: lend the item to the patron at the kiosk (a renewal when it is theirs and the kiosk allows)."""
     cfg, patron_text, barcode = session.cfg, request.get("AA"), request.get("AB")
     no_block = request.fixed["no_block"] == "Y"
-    at = _offline_time(session, request, now) if no_block else None
-    renewed, loan, refusal, repeated = False, None, None, False
+    renewed, loan, refusal, repeated, already = False, None, None, False, False
     if request.get("BI") == "Y":
         refusal = errors.BadRequest("Cancelling a checkin is not supported: ask at the desk.")
     else:
         try:
+            at = _offline_time(session, request, now) if no_block else None
             borrower = session.visit(patron_text)
             loan = lending.lend(cfg, barcode, borrower, now, staff=session.staff, at=at,
                                 once=_once_key(session, request, barcode) if no_block else None)
         except errors.AlreadyApplied:
             loan, repeated = _open_loan(cfg, barcode), True  # sent again: answered as the first time, nothing changes
         except errors.ItemOnLoan as exc:
-            loan, refusal = _renew_own(session, request, barcode, now, exc)
-            renewed = refusal is None
+            loan, refusal, already = _renew_own(session, request, barcode, now, exc)
+            renewed = refusal is None and not already
         except errors.CircnodeError as exc:
             refusal = exc
     item = loan.item if loan is not None else _own_item(cfg, barcode)
     if repeated:
         note = "Checked out (sent before; nothing changed)."
+    elif already:
+        note = "Already checked out to you; the due date is unchanged."
     else:
         note = refusal.message if refusal is not None else _loan_note(loan, renewed)
     return "12", ("1" if refusal is None else "0") + yes(renewed) + "N" + yes(refusal is None) + sip_date(now, cfg.tz), [
@@ -217,7 +241,9 @@ def checkout(session, request, now):
 
 def _loan_note(loan, renewed):
     due = "Renewed" if renewed else "Checked out"
-    return due + (" (made offline, provisional)." if loan.provisional else ".")
+    if loan.made_offline:
+        return due + " (made offline, provisional)."  # the home library was asked and could not be reached
+    return due + (" (provisional: home library not asked)." if loan.provisional else ".")  # a network pass
 
 
 def _open_loan(cfg, barcode):
@@ -226,28 +252,39 @@ def _open_loan(cfg, barcode):
 
 
 def _renew_own(session, request, barcode, now, refusal):
-    """The checkout of an item the patron holds already: renewed if the kiosk allows it (SC renewal policy Y)."""
+    """The checkout of an item on loan already: (loan, refusal, already checked out to this patron).
+
+    Another patron's item stays refused.  The patron's own is renewed if the
+    kiosk allows it (SC renewal policy Y); when it does not, or the renewal
+    is too early, the checkout is answered ok with the loan's due date, as
+    Koha and Evergreen answer it: a checkout retried after a lost answer
+    must not sound the gate alarm.  No renewal is counted then.
+    """
     loan = _open_loan(session.cfg, barcode)
     borrower = session.borrower
-    if (request.fixed["sc_renewal_policy"] != "Y" or loan is None or borrower is None or loan.patron is None
+    if (loan is None or borrower is None or loan.patron is None
             or (loan.patron.institution, loan.patron.home_id) != (borrower.institution, borrower.home_id)):
-        return None, refusal
+        return None, refusal, False
+    if request.fixed["sc_renewal_policy"] != "Y":
+        return loan, None, True
     try:
-        return lending.renew(session.cfg, loan.id, now, staff=session.staff), None
+        return lending.renew(session.cfg, loan.id, now, staff=session.staff), None, False
+    except errors.RenewalTooEarly:
+        return loan, None, True
     except errors.CircnodeError as exc:
-        return None, exc
+        return None, exc, False
 
 
 def checkin(session, request, now):
     """09 -> 10: return the item at this library; alert when it travels to another or leaves transit."""
     cfg, barcode = session.cfg, request.get("AB")
     no_block = request.fixed["no_block"] == "Y"
-    when = _offline_time(session, request, now, "return_date") if no_block else now
     result, refusal, repeated = None, None, False
     if request.get("BI") == "Y":
         refusal = errors.BadRequest("Cancelling a checkout is not supported: ask at the desk.")
     else:
         try:
+            when = _offline_time(session, request, now, "return_date") if no_block else now
             result = lending.give_back(cfg, barcode, when, staff=session.staff,
                                        once=_once_key(session, request, barcode) if no_block else None)
         except errors.AlreadyApplied:

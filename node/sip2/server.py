@@ -1,11 +1,14 @@
 """The SIP2 server: kiosks connect over TCP (TLS when configured), one thread per kiosk.
 
 Each connection reads messages ended by CR, LF or CRLF, answers each in turn
-(node/sip2/session.py) and ends when the kiosk closes it, sends nothing for
+(node/sip2/session.py) and ends when the kiosk closes it, has not logged in
+within ``[sip2] login_timeout_seconds``, sends nothing for
 ``[sip2] idle_timeout_seconds``, sends a message longer than
 ``MAX_MESSAGE`` bytes, or its session says so.  A failed TLS handshake, a
 vanished client or a bug ends only that kiosk's connection; the server goes
-on serving the others, up to ``MAX_KIOSKS`` at once.
+on serving the others, up to ``MAX_KIOSKS`` at once and
+``[sip2] max_connections_per_address`` from one address (so that one host's
+idle sockets cannot shut every kiosk out).
 """
 import logging
 import re
@@ -13,6 +16,7 @@ import socket
 import socketserver
 import ssl
 import threading
+from collections import Counter
 
 from node.clock import utcnow
 from node.sip2.session import Session
@@ -40,7 +44,7 @@ class _Kiosk(socketserver.BaseRequestHandler):
     """One kiosk connection: read messages, answer each, until the end."""
 
     def finish(self):
-        self.server.slots.release()
+        self.server.leave(self.client_address[0])
         database.close()  # this thread's reading connection
 
     def handle(self):
@@ -53,7 +57,6 @@ class _Kiosk(socketserver.BaseRequestHandler):
             except (ssl.SSLError, OSError) as exc:
                 log.info("kiosk at %s: TLS handshake failed (%s)", address, type(exc).__name__)
                 return
-        sock.settimeout(server.idle_timeout)
         session = Session(server.cfg, address)
         try:
             self._serve(sock, session, address)
@@ -66,11 +69,14 @@ class _Kiosk(socketserver.BaseRequestHandler):
     def _serve(self, sock, session, address):
         buffer = b""
         while True:
+            # Until it logs in, a connection gets the short timeout: it holds a thread and a slot.
+            timeout = self.server.idle_timeout if session.account else self.server.login_timeout
+            sock.settimeout(timeout)
             try:
                 chunk = sock.recv(4096)
             except (socket.timeout, TimeoutError):
-                log.info("kiosk %s at %s: idle for %d s; closing", session.account or "-", address,
-                         self.server.idle_timeout)
+                log.info("kiosk %s at %s: %s for %d s; closing", session.account or "-", address,
+                         "idle" if session.account else "not logged in", timeout)
                 return
             except (OSError, ssl.SSLError):
                 return  # the kiosk went away
@@ -108,16 +114,39 @@ class Sip2Server(socketserver.ThreadingTCPServer):
         self.cfg = cfg
         self.tls = tls_context(sip2)
         self.idle_timeout = sip2["idle_timeout_seconds"]
-        self.slots = threading.BoundedSemaphore(MAX_KIOSKS)
+        self.login_timeout = min(sip2["login_timeout_seconds"], self.idle_timeout)
+        self.per_address = sip2["max_connections_per_address"]
+        self.open = Counter()  # client address -> its connections now, under self.lock
+        self.lock = threading.Lock()
         super().__init__((sip2["host"], sip2["port"]), _Kiosk)
 
     def process_request(self, request, client_address):
-        """A thread per kiosk; past MAX_KIOSKS the new connection is closed at once."""
-        if not self.slots.acquire(blocking=False):  # released by the handler's finish, on its own thread
-            log.warning("kiosk at %s refused: %d kiosks connected already", client_address[0], MAX_KIOSKS)
+        """A thread per kiosk; past MAX_KIOSKS, or past the cap of its address, the new one is closed at once."""
+        address = client_address[0]
+        with self.lock:
+            refusal = None
+            if self.open[address] >= self.per_address:
+                refusal = f"{self.per_address} connections from this address already"
+            elif sum(self.open.values()) >= MAX_KIOSKS:
+                refusal = f"{MAX_KIOSKS} kiosks connected already"
+            else:
+                self.open[address] += 1  # given back by the handler's finish (leave), on its own thread
+        if refusal is not None:
+            log.warning("kiosk at %s refused: %s", address, refusal)  # the address only: no message was read
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self.leave(address)  # no thread started: nobody else gives the slot back
+            raise
+
+    def leave(self, address):
+        """One connection of ADDRESS ended."""
+        with self.lock:
+            self.open[address] -= 1
+            if self.open[address] <= 0:
+                del self.open[address]
 
     def handle_error(self, request, client_address):
         log.error("kiosk at %s: connection failed", client_address[0])  # never the traceback's locals or data

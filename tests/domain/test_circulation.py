@@ -221,6 +221,16 @@ def test_return_closes_the_loan_and_frees_the_item(cfg):
     assert own(cfg, "N1").status == "open"  # it can go out again
 
 
+def test_a_return_dated_before_its_checkout_is_dated_at_the_checkout(cfg):
+    loan = visiting(cfg, "N1")
+    circulation.return_item(cfg, "N1", NOW - datetime.timedelta(days=400), staff="sip2:kiosk1")
+    closed = Loan.get_by_id(loan.id)
+    assert (closed.status, closed.returned_at) == ("closed", loan.checked_out_at)
+    assert outbox()[1][3]["returned_at"] == loan.checked_out_at.isoformat()  # the home node hears the same date
+    (detail,), = database.execute_sql("SELECT detail FROM audit_log WHERE action = 'return'").fetchall()
+    assert "before the checkout" in detail
+
+
 def test_return_of_visiting_patrons_loan_writes_one_event(cfg):
     loan = visiting(cfg, "N1")
     circulation.return_item(cfg, "N1", NOW + datetime.timedelta(days=2))

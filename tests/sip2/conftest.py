@@ -12,7 +12,7 @@ from tests.sip2.kiosk import KIOSK_PASSWORD
 UTC = datetime.timezone.utc
 
 
-def kiosk_node_config(folder, south_public_key, sip2_extra=""):
+def kiosk_node_config(folder, south_public_key, sip2_extra="", idle_timeout=5):
     """NORTH's node.ini: SOUTH a peer (down) whose card numbers look like S123456, a [sip2] section."""
     extra = textwrap.dedent(f"""
         [peer:SOUTH]
@@ -24,7 +24,7 @@ def kiosk_node_config(folder, south_public_key, sip2_extra=""):
         [sip2]
         host = 127.0.0.1
         port = {free_port()}
-        idle_timeout_seconds = 5
+        idle_timeout_seconds = {idle_timeout}
         card_numbers = yes
         """) + textwrap.dedent(sip2_extra)
     return write_config(folder, extra=extra)

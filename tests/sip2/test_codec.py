@@ -70,6 +70,13 @@ def test_dates_are_local_unless_marked_utc():
         codec.parse_date("20261302    101600", ZURICH)
 
 
+@pytest.mark.parametrize("text, zone", [("00010101    000000", ZURICH),
+                                        ("99991231    235959", ZoneInfo("America/New_York"))])
+def test_a_date_outside_what_a_datetime_holds_is_malformed_not_an_overflow(text, zone):
+    with pytest.raises(codec.Malformed):  # was OverflowError: the kiosk's connection closed instead of 96
+        codec.parse_date(text, zone)
+
+
 def test_cp850_kiosks_get_cp850():
     data = codec.format_response("18", "", [("AJ", "Bücher")], encoding="cp850")
     assert "Bücher".encode("cp850") in data

@@ -76,14 +76,15 @@ def test_no_block_checkout_is_applied_once_at_the_kiosks_date(kiosk_node):
     kiosk.close()
 
 
-def test_a_normal_checkout_of_a_loaned_item_is_refused_or_renewed_when_the_kiosk_allows(kiosk_node):
+def test_a_normal_checkout_of_the_patrons_own_item_is_answered_ok_or_renewed_when_the_kiosk_allows(kiosk_node):
     kiosk = _login(kiosk_node.port)
     days_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=5)
     stored = f"11NY{_sip_date(days_ago, kiosk_node.cfg)}{BLANK}AONORTH|AAn-100|ABN0005|AC|\r".encode()
     assert kiosk.ask(stored).decode().startswith("121")
     message = f"11NN20260302    101600{BLANK}AONORTH|AAn-100|ABN0005|AC|\r".encode()
-    again = kiosk.ask(message).decode()
-    assert again.startswith("120") and "already on loan" in again
+    again = kiosk.ask(message).decode()  # the kiosk does not allow renewals: ok, its due date, nothing renewed
+    assert again.startswith("121NNY") and "Already checked out to you" in again, again
+    assert _rows("SELECT renewals FROM loan") == [(0,)]
     # With SC renewal policy Y, the patron's own item is renewed instead (five days on: a later due date).
     renewed = kiosk.ask(message.replace(b"11NN", b"11YN", 1)).decode()
     assert renewed.startswith("121YNY") and "Renewed" in renewed, renewed
