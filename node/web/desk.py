@@ -15,10 +15,12 @@ from node.domain import circulation, errors, lending, patron_summary, search
 from node.web import slips
 from node.web.context import get_config
 from node.domain.accounts import check_login
+from node.domain.patron_pass import looks_like_pass
 from node.web.auth import current_staff, desk_role, end_session, start_session
 from node.clock import utcnow
 from node.store.models import Loan, Patron
 from node.web.redirects import local_path
+from node.web.visit import begin_pass_visit
 from node.domain.throttle import SignInLimits
 
 bp = Blueprint("desk", __name__)
@@ -37,8 +39,12 @@ def error_page(exc, repeat=None):
     REPEAT: the page where a scan this refusal lost can be made again (auth.repeat_path).
     """
     barcode = request.form.get("item_barcode", "").strip()[:MAX_FIELD] if repeat else ""
-    return render_template("error.html", error=exc, staff=_safe_staff(), repeat=repeat, barcode=barcode,
-                           visit=session.get("visit") if repeat else None), exc.status
+    staff = _safe_staff()
+    visit = session.get("visit") if repeat else None
+    # The visit is kept for the staff member who began it; whoever is at a signed-out screen is not
+    # told whose it is (its patron's name or id): only that signing in returns to it.
+    return render_template("error.html", error=exc, staff=staff, repeat=repeat, barcode=barcode,
+                           visit=visit if staff else None, visit_kept=bool(visit)), exc.status
 
 
 def _safe_staff():
@@ -116,6 +122,9 @@ def home():
 def checkout():
     cfg = get_config()
     if request.method == "POST":
+        raw_id = request.form.get("patron_id", "")
+        if looks_like_pass(raw_id):  # a network pass scanned into the id field: the pass's way in, uncut
+            return begin_pass_visit(cfg, raw_id, utcnow(), pending=_field("barcode"))
         institution = _field("institution").upper()
         home_id = _field("patron_id")
         if not home_id:

@@ -68,7 +68,8 @@ def test_visit_page_summarises_loans_fees_limits_and_expiry_of_an_own_patron(des
 def test_visit_page_warns_when_the_home_node_cannot_be_asked(desk, seeded):
     # SOUTH's address in the test config is a closed port: the home node is unreachable.
     page = start_visit(desk, "SOUTH", "s-1")
-    assert "At most 2 loans may be made offline" in part(page, "summary-provisional")
+    assert part(page, "summary-provisional") == ("Provisional: South College could not be reached. "
+                                                 "At most 2 loans may be made offline.")
     assert "South College could not be reached" in part(page, "summary-answer")
     assert part(page, "summary-loans") == "0 open · 2 more allowed (limit 5, offline limit 2)"
     assert part(page, "summary-fees") == "none"
@@ -146,7 +147,9 @@ def test_scan_with_a_form_from_before_sign_out_offers_the_same_visit_and_barcode
     page = refused.get_data(as_text=True)
     assert "csrf_failed" in page
     assert 'id="repeat-scan" href="/checkout/scan?barcode=N0002"' in page
-    assert "Back to the visit of Nora North and scan N0002 again" in text_of(refused)
+    # Whoever is at the signed-out screen is not told whose visit it is.
+    assert "Sign in again to return to the visit and scan N0002 again" in text_of(refused)
+    assert "Nora North" not in page and "n-100" not in page
     assert Loan.select().count() == 0  # CSRF is not waived: nothing was lent
 
     to_login = desk.get("/checkout/scan?barcode=N0002")
@@ -159,6 +162,23 @@ def test_scan_with_a_form_from_before_sign_out_offers_the_same_visit_and_barcode
     response = post_form(desk, "/checkout/scan", {"item_barcode": "N0002"})
     assert response.status_code == 302
     assert Loan.select().join(Item).where(Item.barcode == "N0002").count() == 1
+
+
+def test_an_expired_scan_form_names_the_visits_patron_only_to_a_signed_in_staff_member(desk, seeded):
+    start_visit(desk, "NORTH", "n-100")
+    stale = "not-the-token"  # signed in, the form's token is wrong: the same page, with the patron named
+    refused = desk.post("/checkout/scan", data={"csrf_token": stale, "item_barcode": "N0002"})
+    assert refused.status_code == 403
+    assert "Back to the visit of Nora North and scan N0002 again" in text_of(refused)
+    assert "The visit is kept" not in text_of(refused)
+    post_form(desk, "/logout", {}, from_page="/checkout/scan")
+    refused = desk.post("/checkout/scan", data={"csrf_token": stale, "item_barcode": "N0002"})
+    assert refused.status_code == 403
+    assert "Sign in again to return to the visit and scan N0002 again" in text_of(refused)
+    assert "The visit is kept for the staff member who began it." in text_of(refused)
+    assert "Nora North" not in refused.get_data(as_text=True) and "n-100" not in refused.get_data(as_text=True)
+    for path in ("/checkout", "/checkout/scan", "/patrons/NORTH/n-100", "/loans"):  # signed out: only the sign-in
+        assert desk.get(path).status_code == 302, path
 
 
 def test_scan_after_the_staff_session_timed_out_signs_in_and_comes_back_to_the_visit(desk, seeded):
