@@ -16,7 +16,7 @@ from node.web import slips
 from node.web.context import get_config
 from node.domain.accounts import check_login
 from node.domain.patron_pass import looks_like_pass
-from node.web.auth import current_staff, desk_role, end_session, start_session
+from node.web.auth import RESUME, current_staff, desk_role, end_session, start_session
 from node.clock import utcnow
 from node.store.models import Loan, Patron
 from node.web.redirects import local_path
@@ -147,9 +147,11 @@ def checkout():
             _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
         return redirect(url_for("desk.scan", barcode=pending or None))
-    chosen = request.args.get("institution", "").strip().upper()[:32] or session.get("last_institution") \
-        or cfg.institution
-    return render_template("checkout.html", chosen=chosen, patron_id=request.args.get("patron_id", "")[:MAX_FIELD],
+    resume = session.pop(RESUME, None) or {}  # the patron of a visit whose session was lost (auth.repeat_path)
+    chosen = request.args.get("institution", "").strip().upper()[:32] or resume.get("institution") \
+        or session.get("last_institution") or cfg.institution
+    patron_id = request.args.get("patron_id", "")[:MAX_FIELD] or resume.get("patron_id", "")
+    return render_template("checkout.html", chosen=chosen, patron_id=patron_id,
                            barcode=request.args.get("barcode", "").strip()[:MAX_FIELD])
 
 

@@ -205,10 +205,15 @@ def test_scan_whose_session_is_gone_offers_the_checkout_form_filled_with_the_vis
                                                   "institution": "NORTH", "patron_id": "n-100"})
     assert refused.status_code == 403
     html = refused.get_data(as_text=True)
-    assert 'href="/checkout?institution=NORTH&amp;patron_id=n-100&amp;barcode=N0004"' in html
-    sign_in(client)
-    page = client.get("/checkout?institution=NORTH&patron_id=n-100&barcode=N0004")
+    assert 'id="repeat-scan" href="/checkout?barcode=N0004"' in html
+    assert "n-100" not in html and "Nora North" not in html  # the patron is kept in the new session, not shown
+    to_login = client.get("/checkout?barcode=N0004")
+    assert "n-100" not in to_login.headers["Location"]  # nor in the sign-in page's address
+    signed_in = post_form(client, to_login.headers["Location"], {"name": "desk1", "password": PASSWORD})
+    assert signed_in.headers["Location"] == "/checkout?barcode=N0004"
+    page = client.get("/checkout?barcode=N0004")
     assert 'value="n-100"' in page.get_data(as_text=True) and 'name="barcode" value="N0004"' in page.get_data(as_text=True)
+    assert 'value="n-100"' not in client.get("/checkout").get_data(as_text=True)  # read once
     response = post_form(client, "/checkout", {"institution": "NORTH", "patron_id": "n-100", "barcode": "N0004"},
                          from_page="/checkout")
     assert response.headers["Location"] == "/checkout/scan?barcode=N0004"
