@@ -78,6 +78,17 @@ def _field(name):
     return request.form.get(name, "").strip()[:MAX_FIELD]
 
 
+def _pass_as_item(where):
+    """True, with a banner, when the item field got a network pass: the pass is never echoed as a barcode.
+
+    WHERE: what to do with the pass instead.
+    """
+    if not looks_like_pass(request.form.get("item_barcode", "")):
+        return False
+    _banner("error", f"That was a network pass, not an item barcode: {where}.")
+    return True
+
+
 def _safe_target(target):
     """TARGET when it is a path on this node, else the checkout page (no open redirect)."""
     return local_path(target) or url_for("desk.checkout")
@@ -166,6 +177,8 @@ def scan():
         barcode = _field("item_barcode")
         if not barcode:
             _banner("error", "Scan an item barcode.")
+            return redirect(url_for("desk.scan"))
+        if _pass_as_item("press “Done: next patron”, then scan it on Checkout to begin that visit"):
             return redirect(url_for("desk.scan"))
         _scan_one(cfg, visit, barcode)
         session["visit"] = visit
@@ -272,6 +285,8 @@ def return_item():
     owner = _field("owner").upper() or None
     if not barcode:
         _banner("error", "Scan an item barcode.")
+        return redirect(url_for("desk.return_item"))
+    if _pass_as_item("a pass begins a visit on Checkout"):
         return redirect(url_for("desk.return_item"))
     try:
         result = lending.give_back(cfg, barcode, utcnow(), owner=owner, staff=current_staff().name)

@@ -125,3 +125,14 @@ def test_a_bad_pass_in_the_patron_id_field_is_refused_as_a_pass_without_echoing_
 def test_a_patron_id_that_is_no_pass_is_still_asked_of_the_home_node(desk):
     page = follow(desk, post_form(desk, "/checkout", {"institution": "NORTH", "patron_id": "CNP1-not-a-pass"}))
     assert banners(page) == [("error", "North University patron CNP1-not-a-pass: Not a registered patron here.")]
+
+
+def test_a_pass_scanned_into_an_item_field_is_not_taken_for_a_barcode_nor_shown(desk, south_key):
+    npass = south_pass(south_key)
+    follow(desk, post_form(desk, "/patron/pass", {"pass": npass}, from_page="/checkout"))
+    for path in ("/checkout/scan", "/return"):
+        page = follow(desk, post_form(desk, path, {"item_barcode": npass}))
+        [(level, message)] = banners(page)
+        assert level == "error" and message.startswith("That was a network pass, not an item barcode: "), message
+        assert npass[:40] not in page.get_data(as_text=True)
+    assert Loan.select().count() == 0
