@@ -181,6 +181,40 @@ def test_an_expired_scan_form_names_the_visits_patron_only_to_a_signed_in_staff_
         assert desk.get(path).status_code == 302, path
 
 
+def _readable_parts(value):
+    """Whatever a person at the browser could decode from a cookie VALUE (base64 pieces, zlib or not)."""
+    import base64
+    import zlib
+    for piece in value.lstrip(".").split("."):
+        try:
+            raw = base64.urlsafe_b64decode(piece + "=" * (-len(piece) % 4))
+        except ValueError:
+            continue
+        yield raw
+        try:
+            yield zlib.decompress(raw)
+        except zlib.error:
+            pass
+
+
+def test_a_signed_out_desks_cookie_keeps_the_visit_unreadable(app, desk, seeded):
+    from flask.sessions import SecureCookieSessionInterface
+    from itsdangerous import BadSignature
+    start_visit(desk, "NORTH", "n-100")
+    post_form(desk, "/logout", {}, from_page="/checkout/scan")
+    value = desk.get_cookie("circnode_north").value
+    with pytest.raises(BadSignature):  # not Flask's readable cookie
+        SecureCookieSessionInterface().get_signing_serializer(app).loads(value)
+    for part_bytes in _readable_parts(value):
+        assert b"n-100" not in part_bytes and b"Nora" not in part_bytes
+    sign_in(desk)  # the visit is kept all the same, for the staff member who began it
+    assert "Checkout for Nora North" in text_of(desk.get("/checkout/scan"))
+    altered = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    thief = app.test_client()
+    thief.set_cookie("circnode_north", altered)  # an altered cookie is no session
+    assert thief.get("/checkout").status_code == 302
+
+
 def test_scan_after_the_staff_session_timed_out_signs_in_and_comes_back_to_the_visit(desk, seeded):
     from node.store.models import StaffSession
     start_visit(desk, "NORTH", "n-100")
