@@ -16,7 +16,7 @@ def _dir_option(default):
 
 
 @click.group(invoke_without_command=True)
-@_dir_option("./demo-data")
+@_dir_option("./demo-data")  # node/demo/supervisor.py DEFAULT_DIR: its hints leave --dir out only for this
 @click.option("--port-base", default=8101, show_default=True, type=click.IntRange(1024, 65000),
               help="The first node listens here, the next on the port after, ...")
 @click.pass_context
@@ -52,7 +52,7 @@ def _running_node(ctx, base_dir, code):
 @click.pass_context
 def stop(ctx, code, base_dir):
     """Stop node CODE of the running demo (the others keep running), e.g. to lend offline."""
-    from node.demo.supervisor import port_is_free, request_stop
+    from node.demo.supervisor import demo_command, port_is_free, request_stop
     info, infos = _running_node(ctx, base_dir, code)
     request_stop(info.folder)
     deadline = time.monotonic() + 30
@@ -61,7 +61,8 @@ def stop(ctx, code, base_dir):
             fail(f"{info.code} still answers on {info.url} after 30 s; see the demo's terminal")
         time.sleep(0.2)
     others = ", ".join(other.code for other in infos if other is not info)
-    click.echo(f"{info.code} stopped; {others} keep running. Start it again: circnode demo start {info.code}")
+    click.echo(f"{info.code} stopped; {others} keep running. "
+               f"Start it again: {demo_command(os.path.dirname(info.folder), 'start', info.code)}")
 
 
 @demo.command("start")

@@ -371,8 +371,9 @@ def _print_running(infos, base_dir, echo, notes=()):
         echo(f"  or: at {first.name}'s checkout, click 'Sign in at your library' next to {second.name}, "
              f"sign in as {second.code.lower()}-1, scan {first.code[0]}00001; after a sync the loan "
              f"shows at {second.url}/patron/account")
-    echo(f"  offline: 'circnode demo stop {second.code}' in another terminal stops {second.code} alone; "
-         f"'circnode demo start {second.code}' starts it again")
+    from node.demo.supervisor import demo_command
+    echo(f"  offline: '{demo_command(base_dir, 'stop', second.code)}' in another terminal stops {second.code} "
+         f"alone; '{demo_command(base_dir, 'start', second.code)}' starts it again")
     for note in notes:
         echo(f"  {note}")
     echo(f"  data and logs: {base_dir}")

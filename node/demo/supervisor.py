@@ -7,6 +7,7 @@ it), so a node stopped on request is restarted by the same supervisor that stops
 """
 import errno
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -19,6 +20,18 @@ import requests
 SUPERVISOR_PID = "demo.pid"  # in the demo folder: the running ``circnode demo``
 STOP_REQUEST = "demo.stop"  # in a node's folder: stop this node and keep it stopped
 NODE_PID = "node.pid"  # in a node's folder: its ``circnode run`` while it runs
+DEFAULT_DIR = "./demo-data"  # node/cli/demo.py's --dir default, relative to where the command is run
+
+
+def demo_command(base_dir, *words):
+    """'circnode demo WORDS...' for the demo in BASE_DIR, to type as it is: with --dir unless it is the default.
+
+    The hints a demo prints must work when pasted (stop/start/status read the folder, not --port-base).
+    """
+    line = "circnode demo " + " ".join(shlex.quote(word) for word in words)
+    if os.path.abspath(base_dir) != os.path.abspath(DEFAULT_DIR):
+        line += f" --dir {shlex.quote(str(base_dir))}"
+    return line
 
 
 class DemoError(Exception):
@@ -278,7 +291,7 @@ class Supervisor:
             service.held = True
             others = [s.code for s in self.services if s.kind == "node" and s is not service]
             self.echo(f"{service.label} stopped on request; {', '.join(others)} keep running. "
-                      f"Start it again: circnode demo start {service.code}")
+                      f"Start it again: {demo_command(self.base_dir, 'start', service.code)}")
         elif service.held:
             if not wanted_stopped:
                 self._start(service)

@@ -8,6 +8,7 @@ before anything is rounded, because ``Decimal.quantize`` raises
 ``InvalidOperation`` instead of answering for a value such as ``1E+30``
 (more digits than the context's 28).  Knows nothing of Flask.
 """
+import re
 from decimal import Decimal, InvalidOperation
 
 # One documented ceiling for a single amount, in any currency (docs/billing.md):
@@ -19,6 +20,12 @@ CENT = Decimal("0.01")
 # The same list as sync/catalogue.py's, which checks amounts arriving from peers.
 WHOLE_UNITS = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV",
                          "XAF", "XOF", "XPF"})
+
+
+# An amount as text (docs/billing.md): ASCII digits, then optionally a dot and more digits; a leading
+# minus only where the caller allows amounts below zero.  Decimal() alone would also take 1e1, 1_000,
+# full-width or Arabic-Indic digits, "+5" and ".5": each another spelling people do not mean as money.
+_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z", re.ASCII)
 
 
 class AmountError(ValueError):
@@ -38,12 +45,22 @@ def parse(raw, currency=None, minimum=Decimal(0), allow_minimum=True):
     """RAW (text, int or Decimal) as a Decimal in CURRENCY's minor units, at least MINIMUM, at most CEILING.
 
     Raises AmountError for anything else: not a number, NaN or infinite, too
-    large, too small, or with more decimals than the currency has.
+    large, too small, or with more decimals than the currency has.  Text is
+    ASCII digits with an optional dot and decimals (``_TEXT``), no exponent.
     """
     if isinstance(raw, (bool, float)) or raw is None:
         raise AmountError("expected an amount such as 12.50")
+    if isinstance(raw, str):
+        raw = raw.strip()
+        if not _TEXT.match(raw):
+            raise AmountError("expected an amount such as 12.50")
+        if raw.startswith("-") and minimum >= 0:  # "-0" too: no minus where no amount below zero is taken
+            raise AmountError(_below(minimum, allow_minimum))
+    elif isinstance(raw, Decimal) and raw.is_finite() and raw.as_tuple().exponent > 0:
+        # A JSON number arrives as Decimal: a positive exponent is only ever written 1e1 / 1E+30, never 10.
+        raise AmountError("expected an amount such as 12.50")
     try:
-        value = Decimal(raw.strip() if isinstance(raw, str) else raw)
+        value = Decimal(raw)
     except (InvalidOperation, TypeError, ValueError):
         raise AmountError("expected an amount such as 12.50") from None
     if not value.is_finite():
@@ -51,8 +68,12 @@ def parse(raw, currency=None, minimum=Decimal(0), allow_minimum=True):
     if value > CEILING:  # before quantize: 1E+30 has no place in hundredths and quantize would raise
         raise AmountError(f"expected an amount of at most {CEILING}")
     if value < minimum or (value == minimum and not allow_minimum):
-        raise AmountError(f"expected an amount {'of at least' if allow_minimum else 'above'} {minimum}")
+        raise AmountError(_below(minimum, allow_minimum))
     unit = minor_unit(currency)
     if value.as_tuple().exponent < unit.as_tuple().exponent and value != value.quantize(unit):
         raise AmountError(f"expected an amount with at most {decimals(currency)} decimals")
     return value.quantize(CENT)
+
+
+def _below(minimum, allow_minimum):
+    return f"expected an amount {'of at least' if allow_minimum else 'above'} {minimum}"

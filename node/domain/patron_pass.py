@@ -126,6 +126,14 @@ def _payload(text):
     return payload, f"{parts[0]}.{parts[1]}".encode(), signature
 
 
+def looks_like_pass(text):
+    """True when TEXT was meant as a network pass (it begins "CNP1."), valid or not.
+
+    The desk's patron-id field takes a scanned pass too: such text is never a patron id to send home.
+    """
+    return isinstance(text, str) and text.strip()[:len(PREFIX) + 1].upper() == f"{PREFIX}."
+
+
 def verify(cfg, text, now):
     """The NetworkPass in TEXT, checked offline; refuse invalid, foreign, expired or revoked passes.
 

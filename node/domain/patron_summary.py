@@ -8,6 +8,7 @@ Gathered here, so the visit page only renders it.
 import datetime
 from dataclasses import dataclass, field
 
+from node.domain.circulation import PASS, UNREACHABLE
 from node.store.db import database
 from node.store.models import Item, Loan, Patron, cents_to_money
 
@@ -21,7 +22,8 @@ class PatronSummary:
     name: str
     answer: str  # the home node's answer in words
     asked_at: datetime.datetime = None  # when it was asked (None: not asked, e.g. a network pass)
-    provisional: bool = False  # home unreachable: loans under the offline limit
+    provisional: bool = False  # home unreachable, or not asked (a pass): loans under the offline limit
+    source: str = ""  # why provisional: circulation.UNREACHABLE (asked, no answer) or PASS (not asked)
     loans_here: list = field(default_factory=list)  # open loans this library lent them, due first
     fees_here: dict = field(default_factory=dict)  # {currency: balance owed to this library}
     max_loans: int = 0
@@ -38,6 +40,11 @@ class PatronSummary:
             offline = sum(1 for loan in self.loans_here if loan.provisional)
             return max(0, min(limit - len(self.loans_here), self.offline_max_loans - offline))
         return max(0, limit - len(self.loans_here))
+
+    @property
+    def not_asked(self):
+        """True when the home node was not asked (a network pass), as opposed to asked and unreachable."""
+        return self.source == PASS
 
 
 # Open fees of one patron owed to one lender: the fee_patron_status index, then a filter on few rows.
@@ -62,8 +69,10 @@ def summarise(cfg, institution, home_id, now, asked_at=None, provisional=False, 
         answer = "may borrow (this library's own records)"
     else:
         answer = f"{cfg.library_name(institution)} says the patron may borrow"
+    source = PASS if via == "pass" else UNREACHABLE if provisional else ""
     summary = PatronSummary(institution=institution, home_id=home_id, name=patron.name if patron else "",
                             answer=answer, asked_at=None if via == "pass" else asked_at, provisional=provisional,
+                            source=source,
                             max_loans=policy["max_loans"],
                             offline_max_loans=policy["offline_max_loans"] if provisional else None)
     if patron is None:

@@ -37,6 +37,8 @@ def create_app(cfg, test_config=None):
         WTF_CSRF_TIME_LIMIT=None,  # the session bounds the token's life
     )
     app.json.sort_keys = False
+    from node.web.sealed_session import SealedSessionInterface
+    app.session_interface = SealedSessionInterface()  # the desk's kept visit is unreadable in the cookie
     if test_config:
         app.config.update(test_config)
     app.extensions["circnode"] = cfg

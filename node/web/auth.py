@@ -69,6 +69,8 @@ def repeat_path():
     A checkout scan goes back to the visit kept in the session; when the session
     is gone too, to the checkout form filled with the visit's patron (the scan
     form carries them), which begins the visit again and then offers the scan.
+    The patron goes in the new session (RESUME), not in the link: a signed-out
+    screen shows no patron id, in the page or in the sign-in page's address.
     """
     if request.method != "POST" or request.endpoint not in SCAN_ENDPOINTS:
         return None
@@ -77,7 +79,8 @@ def repeat_path():
         institution = request.form.get("institution", "").strip().upper()[:32]
         patron_id = request.form.get("patron_id", "").strip()[:200]
         if institution and patron_id:
-            return url_for("desk.checkout", institution=institution, patron_id=patron_id, barcode=barcode or None)
+            session[RESUME] = {"institution": institution, "patron_id": patron_id}
+            return url_for("desk.checkout", barcode=barcode or None)
     return url_for(request.endpoint, barcode=barcode or None)
 
 
@@ -97,8 +100,10 @@ def desk_role(role="desk"):
 
 
 # What a desk keeps across staff sign-out and timeout: the patron's visit, so signing in again
-# returns to it.  Data, not authority: the staff session id and the CSRF token are always new.
-KEPT_ACROSS_SIGN_IN = ("visit", "last_institution")
+# returns to it (or the patron of a visit whose session was lost: RESUME, read once by the checkout
+# form).  Data, not authority: the staff session id and the CSRF token are always new.
+RESUME = "resume"
+KEPT_ACROSS_SIGN_IN = ("visit", "last_institution", RESUME)
 
 
 def _kept(staff=None):

@@ -15,10 +15,12 @@ from node.domain import circulation, errors, lending, patron_summary, search
 from node.web import slips
 from node.web.context import get_config
 from node.domain.accounts import check_login
-from node.web.auth import current_staff, desk_role, end_session, start_session
+from node.domain.patron_pass import looks_like_pass
+from node.web.auth import RESUME, current_staff, desk_role, end_session, start_session
 from node.clock import utcnow
 from node.store.models import Loan, Patron
 from node.web.redirects import local_path
+from node.web.visit import begin_pass_visit
 from node.domain.throttle import SignInLimits
 
 bp = Blueprint("desk", __name__)
@@ -37,8 +39,12 @@ def error_page(exc, repeat=None):
     REPEAT: the page where a scan this refusal lost can be made again (auth.repeat_path).
     """
     barcode = request.form.get("item_barcode", "").strip()[:MAX_FIELD] if repeat else ""
-    return render_template("error.html", error=exc, staff=_safe_staff(), repeat=repeat, barcode=barcode,
-                           visit=session.get("visit") if repeat else None), exc.status
+    staff = _safe_staff()
+    visit = session.get("visit") if repeat else None
+    # The visit is kept for the staff member who began it; whoever is at a signed-out screen is not
+    # told whose it is (its patron's name or id): only that signing in returns to it.
+    return render_template("error.html", error=exc, staff=staff, repeat=repeat, barcode=barcode,
+                           visit=visit if staff else None, visit_kept=bool(visit)), exc.status
 
 
 def _safe_staff():
@@ -70,6 +76,17 @@ def _banner(kind, text):
 def _field(name):
     """The stripped form field NAME, cut to MAX_FIELD characters."""
     return request.form.get(name, "").strip()[:MAX_FIELD]
+
+
+def _pass_as_item(where):
+    """True, with a banner, when the item field got a network pass: the pass is never echoed as a barcode.
+
+    WHERE: what to do with the pass instead.
+    """
+    if not looks_like_pass(request.form.get("item_barcode", "")):
+        return False
+    _banner("error", f"That was a network pass, not an item barcode: {where}.")
+    return True
 
 
 def _safe_target(target):
@@ -116,6 +133,9 @@ def home():
 def checkout():
     cfg = get_config()
     if request.method == "POST":
+        raw_id = request.form.get("patron_id", "")
+        if looks_like_pass(raw_id):  # a network pass scanned into the id field: the pass's way in, uncut
+            return begin_pass_visit(cfg, raw_id, utcnow(), pending=_field("barcode"))
         institution = _field("institution").upper()
         home_id = _field("patron_id")
         if not home_id:
@@ -138,9 +158,11 @@ def checkout():
             _banner("warning", f"{cfg.library_name(institution)} cannot be reached: loans are made offline "
                                "(provisional) under this library's offline limit.")
         return redirect(url_for("desk.scan", barcode=pending or None))
-    chosen = request.args.get("institution", "").strip().upper()[:32] or session.get("last_institution") \
-        or cfg.institution
-    return render_template("checkout.html", chosen=chosen, patron_id=request.args.get("patron_id", "")[:MAX_FIELD],
+    resume = session.pop(RESUME, None) or {}  # the patron of a visit whose session was lost (auth.repeat_path)
+    chosen = request.args.get("institution", "").strip().upper()[:32] or resume.get("institution") \
+        or session.get("last_institution") or cfg.institution
+    patron_id = request.args.get("patron_id", "")[:MAX_FIELD] or resume.get("patron_id", "")
+    return render_template("checkout.html", chosen=chosen, patron_id=patron_id,
                            barcode=request.args.get("barcode", "").strip()[:MAX_FIELD])
 
 
@@ -155,6 +177,8 @@ def scan():
         barcode = _field("item_barcode")
         if not barcode:
             _banner("error", "Scan an item barcode.")
+            return redirect(url_for("desk.scan"))
+        if _pass_as_item("press “Done: next patron”, then scan it on Checkout to begin that visit"):
             return redirect(url_for("desk.scan"))
         _scan_one(cfg, visit, barcode)
         session["visit"] = visit
@@ -261,6 +285,8 @@ def return_item():
     owner = _field("owner").upper() or None
     if not barcode:
         _banner("error", "Scan an item barcode.")
+        return redirect(url_for("desk.return_item"))
+    if _pass_as_item("a pass begins a visit on Checkout"):
         return redirect(url_for("desk.return_item"))
     try:
         result = lending.give_back(cfg, barcode, utcnow(), owner=owner, staff=current_staff().name)

@@ -5,8 +5,24 @@ from node.domain import errors
 from node.web.auth import current_staff_name
 
 
-def begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
-    """Start the desk visit for a verified patron (standing checked), then on to item scanning."""
+def begin_pass_visit(cfg, text, now, pending=None):
+    """Start the visit on network pass TEXT, verified here (offline); a refusal's banner never shows the pass.
+
+    The one way in for a pass, whether scanned into the pass field or the patron-id field.
+    PENDING: a barcode whose scan was lost (auth.repeat_path), offered once the visit has begun.
+    """
+    from node.domain.patron_pass import verify
+    try:
+        npass = verify(cfg, text, now)  # verify bounds the length
+    except errors.CircnodeError as exc:
+        flash(f"Network pass refused: {exc.message} [{exc.code}]", "error")
+        return redirect(url_for("desk.checkout"))
+    return begin_visit(cfg, npass.institution, npass.home_id, npass.name, now, via="pass", pass_text=npass.text,
+                       pending=pending)
+
+
+def begin_visit(cfg, institution, home_id, name, now, via, pass_text=None, pending=None):
+    """Start the desk visit for a verified patron (standing checked), then on to item scanning (PENDING offered)."""
     from node.domain import lending
     visit = {"institution": institution, "id": home_id, "name": name, "provisional": False,
              "loans": [], "verified": via, "asked_at": now.isoformat(), "staff": current_staff_name()}
@@ -24,4 +40,4 @@ def begin_visit(cfg, institution, home_id, name, now, via, pass_text=None):
     if standing.provisional:
         flash("The home library is not asked: loans are provisional, within this library's offline limit.",
               "warning")
-    return redirect(url_for("desk.scan"))
+    return redirect(url_for("desk.scan", barcode=pending or None))

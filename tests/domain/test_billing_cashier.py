@@ -103,6 +103,13 @@ def test_the_whole_balance_settles_every_fee_and_lifts_the_fee_block(api, home):
     ({"patron_id": "n-100", "amount": "1.234"}, 400, "invalid_field"),
     ({"patron_id": "n-100", "amount": "NaN"}, 400, "invalid_field"),
     ({"patron_id": "n-100", "amount": "1E+30"}, 400, "invalid_field"),
+    # docs/billing.md: ASCII digits, an optional dot and decimals; no exponent, no other digits
+    ({"patron_id": "n-100", "amount": "1E1"}, 400, "invalid_field"),
+    ({"patron_id": "n-100", "amount": "1e-2"}, 400, "invalid_field"),
+    ({"patron_id": "n-100", "amount": "\uff11\uff10"}, 400, "invalid_field"),  # full-width 10
+    ({"patron_id": "n-100", "amount": "\u0661\u0660"}, 400, "invalid_field"),  # Arabic-Indic 10
+    ({"patron_id": "n-100", "amount": "1_0"}, 400, "invalid_field"),
+    ({"patron_id": "n-100", "amount": "+5"}, 400, "invalid_field"),
     ({"patron_id": "n-100"}, 400, "invalid_field"),
     ({"patron_id": "n-100", "amount": "5.00", "method": "cheque"}, 400, "invalid_field"),
     ({"patron_id": "n-100", "amount": "5.00", "note": 7}, 400, "invalid_field"),
@@ -115,6 +122,13 @@ def test_the_whole_balance_settles_every_fee_and_lifts_the_fee_block(api, home):
 def test_bad_balance_payments_are_refused_with_a_stable_code_and_change_nothing(api, body, status, code):
     r = api("POST", "/api/v1/fees/pay-balance", json=body)
     assert (r.status_code, r.get_json()["error"]["code"]) == (status, code), r.get_json()
+    assert unchanged()
+
+
+@pytest.mark.parametrize("body", ['{"patron_id": "n-100", "amount": 1e1}', '{"patron_id": "n-100", "amount": 1E+1}'])
+def test_a_json_number_in_exponent_form_is_refused(api, body):
+    r = api("POST", "/api/v1/fees/pay-balance", data=body, content_type="application/json")
+    assert (r.status_code, r.get_json()["error"]["code"]) == (400, "invalid_field"), r.get_json()
     assert unchanged()
 
 
@@ -210,6 +224,7 @@ def test_cli_pays_a_patrons_balance_and_keeps_the_fee_id_form(home, runner):
     (["--amount", "0"], "[invalid_field]"), (["--amount", "-1"], "[invalid_field]"),
     (["--amount", "60.01"], "[amount_too_large]"), (["--amount", "ten"], "[invalid_field]"),
     (["--amount", "5", "--method", "iou"], "[invalid_field]"),
+    (["--amount", "1e1"], "[invalid_field]"), (["--amount", "\uff11\uff10"], "[invalid_field]"),
 ])
 def test_cli_refuses_a_bad_balance_payment_in_one_line_with_exit_2(home, runner, args, message):
     result = runner(home, "fees", "pay", "--patron", "n-100", *args)

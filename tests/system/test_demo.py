@@ -5,6 +5,7 @@ new user would from README's quick start.
 """
 import json
 import os
+import shlex
 import signal
 import socket
 import threading
@@ -94,11 +95,16 @@ def test_demo_names_the_node_that_stopped_and_its_log_and_exits_nonzero(demo):
 
 def test_readme_offline_story_stop_south_lend_at_north_start_south_loan_syncs(demo):
     running = demo()
+    # The hints name the folder: pasted as printed, they reach this demo, not ./demo-data.
+    assert (f"'circnode demo stop SOUTH --dir {running.folder}' in another terminal stops SOUTH alone; "
+            f"'circnode demo start SOUTH --dir {running.folder}' starts it again") in running.output()
     stopped = circnode("demo", "stop", "SOUTH", "--dir", running.folder)
     assert stopped.returncode == 0, stopped.stderr
     assert "SOUTH stopped; NORTH, EAST keep running" in stopped.stdout
+    hint = stopped.stdout.split("Start it again: ", 1)[1].strip()
+    assert hint == f"circnode demo start SOUTH --dir {running.folder}"
     assert running.process.poll() is None  # the demo goes on
-    assert "SOUTH stopped on request" in running.output()
+    assert f"SOUTH stopped on request; NORTH, EAST keep running. Start it again: {hint}" in running.output()
     with pytest.raises(requests.ConnectionError):
         requests.get(running.url(1) + "/healthz", timeout=5)
     status = circnode("demo", "status", "--dir", running.folder)
@@ -110,7 +116,9 @@ def test_readme_offline_story_stop_south_lend_at_north_start_south_loan_syncs(de
     assert lent.json()["provisional"] is True
     loan_id = lent.json()["id"]
 
-    started = circnode("demo", "start", "SOUTH", "--dir", running.folder)
+    command = shlex.split(hint)
+    assert command[:2] == ["circnode", "demo"]
+    started = circnode(*command[1:])  # the hint as printed, run from another directory than the demo's
     assert started.returncode == 0, started.stderr
     assert f"SOUTH is running on {running.url(1)}" in started.stdout
     deadline = time.monotonic() + 90  # NORTH retries SOUTH with backoff (max_backoff_seconds 30 in the demo)
@@ -121,6 +129,16 @@ def test_readme_offline_story_stop_south_lend_at_north_start_south_loan_syncs(de
         assert time.monotonic() < deadline, at_home.text
         time.sleep(1)
     assert running.process.poll() is None
+
+
+def test_a_demo_command_hint_names_the_folder_unless_it_is_the_default(tmp_path, monkeypatch):
+    from node.demo.supervisor import demo_command
+    monkeypatch.chdir(tmp_path)
+    assert demo_command(str(tmp_path / "demo-data"), "start", "SOUTH") == "circnode demo start SOUTH"
+    assert demo_command("demo-data", "stop", "SOUTH") == "circnode demo stop SOUTH"
+    spaced = str(tmp_path / "my demo")
+    assert demo_command(spaced, "start", "SOUTH") == f"circnode demo start SOUTH --dir '{spaced}'"
+    assert shlex.split(demo_command(spaced, "start", "SOUTH"))[-1] == spaced
 
 
 def test_demo_stop_without_a_running_demo_or_with_an_unknown_node_is_refused(demo, tmp_path):

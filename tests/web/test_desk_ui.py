@@ -68,7 +68,8 @@ def test_visit_page_summarises_loans_fees_limits_and_expiry_of_an_own_patron(des
 def test_visit_page_warns_when_the_home_node_cannot_be_asked(desk, seeded):
     # SOUTH's address in the test config is a closed port: the home node is unreachable.
     page = start_visit(desk, "SOUTH", "s-1")
-    assert "At most 2 loans may be made offline" in part(page, "summary-provisional")
+    assert part(page, "summary-provisional") == ("Provisional: South College could not be reached. "
+                                                 "At most 2 loans may be made offline.")
     assert "South College could not be reached" in part(page, "summary-answer")
     assert part(page, "summary-loans") == "0 open · 2 more allowed (limit 5, offline limit 2)"
     assert part(page, "summary-fees") == "none"
@@ -146,7 +147,9 @@ def test_scan_with_a_form_from_before_sign_out_offers_the_same_visit_and_barcode
     page = refused.get_data(as_text=True)
     assert "csrf_failed" in page
     assert 'id="repeat-scan" href="/checkout/scan?barcode=N0002"' in page
-    assert "Back to the visit of Nora North and scan N0002 again" in text_of(refused)
+    # Whoever is at the signed-out screen is not told whose visit it is.
+    assert "Sign in again to return to the visit and scan N0002 again" in text_of(refused)
+    assert "Nora North" not in page and "n-100" not in page
     assert Loan.select().count() == 0  # CSRF is not waived: nothing was lent
 
     to_login = desk.get("/checkout/scan?barcode=N0002")
@@ -159,6 +162,57 @@ def test_scan_with_a_form_from_before_sign_out_offers_the_same_visit_and_barcode
     response = post_form(desk, "/checkout/scan", {"item_barcode": "N0002"})
     assert response.status_code == 302
     assert Loan.select().join(Item).where(Item.barcode == "N0002").count() == 1
+
+
+def test_an_expired_scan_form_names_the_visits_patron_only_to_a_signed_in_staff_member(desk, seeded):
+    start_visit(desk, "NORTH", "n-100")
+    stale = "not-the-token"  # signed in, the form's token is wrong: the same page, with the patron named
+    refused = desk.post("/checkout/scan", data={"csrf_token": stale, "item_barcode": "N0002"})
+    assert refused.status_code == 403
+    assert "Back to the visit of Nora North and scan N0002 again" in text_of(refused)
+    assert "The visit is kept" not in text_of(refused)
+    post_form(desk, "/logout", {}, from_page="/checkout/scan")
+    refused = desk.post("/checkout/scan", data={"csrf_token": stale, "item_barcode": "N0002"})
+    assert refused.status_code == 403
+    assert "Sign in again to return to the visit and scan N0002 again" in text_of(refused)
+    assert "The visit is kept for the staff member who began it." in text_of(refused)
+    assert "Nora North" not in refused.get_data(as_text=True) and "n-100" not in refused.get_data(as_text=True)
+    for path in ("/checkout", "/checkout/scan", "/patrons/NORTH/n-100", "/loans"):  # signed out: only the sign-in
+        assert desk.get(path).status_code == 302, path
+
+
+def _readable_parts(value):
+    """Whatever a person at the browser could decode from a cookie VALUE (base64 pieces, zlib or not)."""
+    import base64
+    import zlib
+    for piece in value.lstrip(".").split("."):
+        try:
+            raw = base64.urlsafe_b64decode(piece + "=" * (-len(piece) % 4))
+        except ValueError:
+            continue
+        yield raw
+        try:
+            yield zlib.decompress(raw)
+        except zlib.error:
+            pass
+
+
+def test_a_signed_out_desks_cookie_keeps_the_visit_unreadable(app, desk, seeded):
+    from flask.sessions import SecureCookieSessionInterface
+    from itsdangerous import BadSignature
+    start_visit(desk, "NORTH", "n-100")
+    post_form(desk, "/logout", {}, from_page="/checkout/scan")
+    value = desk.get_cookie("circnode_north").value
+    with pytest.raises(BadSignature):  # not Flask's readable cookie
+        SecureCookieSessionInterface().get_signing_serializer(app).loads(value)
+    for part_bytes in _readable_parts(value):
+        assert b"n-100" not in part_bytes and b"Nora" not in part_bytes
+    sign_in(desk)  # the visit is kept all the same, for the staff member who began it
+    assert "Checkout for Nora North" in text_of(desk.get("/checkout/scan"))
+    altered = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    thief = app.test_client()
+    thief.set_cookie("circnode_north", altered)  # an altered cookie is no session
+    assert thief.get("/checkout").status_code == 302
 
 
 def test_scan_after_the_staff_session_timed_out_signs_in_and_comes_back_to_the_visit(desk, seeded):
@@ -185,10 +239,15 @@ def test_scan_whose_session_is_gone_offers_the_checkout_form_filled_with_the_vis
                                                   "institution": "NORTH", "patron_id": "n-100"})
     assert refused.status_code == 403
     html = refused.get_data(as_text=True)
-    assert 'href="/checkout?institution=NORTH&amp;patron_id=n-100&amp;barcode=N0004"' in html
-    sign_in(client)
-    page = client.get("/checkout?institution=NORTH&patron_id=n-100&barcode=N0004")
+    assert 'id="repeat-scan" href="/checkout?barcode=N0004"' in html
+    assert "n-100" not in html and "Nora North" not in html  # the patron is kept in the new session, not shown
+    to_login = client.get("/checkout?barcode=N0004")
+    assert "n-100" not in to_login.headers["Location"]  # nor in the sign-in page's address
+    signed_in = post_form(client, to_login.headers["Location"], {"name": "desk1", "password": PASSWORD})
+    assert signed_in.headers["Location"] == "/checkout?barcode=N0004"
+    page = client.get("/checkout?barcode=N0004")
     assert 'value="n-100"' in page.get_data(as_text=True) and 'name="barcode" value="N0004"' in page.get_data(as_text=True)
+    assert 'value="n-100"' not in client.get("/checkout").get_data(as_text=True)  # read once
     response = post_form(client, "/checkout", {"institution": "NORTH", "patron_id": "n-100", "barcode": "N0004"},
                          from_page="/checkout")
     assert response.headers["Location"] == "/checkout/scan?barcode=N0004"

@@ -87,6 +87,8 @@ def test_a_visit_on_a_network_pass_says_the_home_was_not_asked_not_that_it_was_u
     assert page.locator("#visit-offline").count() == 0  # SOUTH is up: nothing says it is unreachable
     assert page.inner_text("#visit-pass") == "network pass: home library not asked"
     assert "unreachable" not in page.inner_text("h1")
+    assert " ".join(page.inner_text("#summary-provisional").split()).startswith(
+        "Provisional: network pass; South College was not asked. At most ")
     scan_into_focus(page, "N00005")
     assert banner(page).endswith("(provisional: home library not asked)")
     assert lookups_at_home(net, "south-3") == []  # the pass is verified offline
@@ -98,11 +100,24 @@ def test_a_visit_on_a_network_pass_says_the_home_was_not_asked_not_that_it_was_u
     loan = net.api("NORTH", "GET", "/api/v1/loans?q=N00005").json()["loans"][0]
     assert loan["made_offline"] is False
 
+    # The same pass scanned into the autofocused patron-id field (longer than any id): the pass's own way in.
+    with page.expect_navigation():
+        page.click("header >> text=Checkout")
+    assert len(pass_text) > 200 and focused_id(page) == "patron_id"
+    scan_into_focus(page, pass_text)
+    assert page.url == base + "/checkout/scan"
+    assert page.inner_text("#visit-pass") == "network pass: home library not asked"
+    assert banner(page) == "South Patron 3 (network pass)."
+    assert pass_text[:60] not in page.content()
+    assert lookups_at_home(net, "south-3") == []  # still not asked
+
     net.stop("SOUTH")  # now it is unreachable, and a visit by id says so
     with page.expect_navigation():
         page.click("header >> text=Checkout")
     start_visit(page, "SOUTH", "south-2")
     assert page.inner_text("#visit-offline") == "offline: home library unreachable"
+    assert " ".join(page.inner_text("#summary-provisional").split()).startswith(
+        "Provisional: South College could not be reached.")
     assert page.locator("#visit-pass").count() == 0
     scan_into_focus(page, "N00006")
     assert banner(page).endswith("(made offline, provisional)")
