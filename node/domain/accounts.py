@@ -117,14 +117,25 @@ def check_login(name, password, remote, now, limits=None):
     before its password is looked at; an unknown or disabled name is a wrong
     password, counted the same, so no answer tells whether an account exists.
     """
+    return verify_sign_in(Staff, name, name, password, remote, now, limits, Staff.last_sign_in_at,
+                          "Wrong name or password.")
+
+
+def verify_sign_in(model, name, counted, password, remote, now, limits, last_field, wrong):
+    """The active MODEL row (staff, kiosk) called NAME whose password is PASSWORD, else Unauthorized(WRONG).
+
+    Failures count under COUNTED and the client address REMOTE (node/domain/throttle.py): a throttled
+    one is refused before the password is looked at, and an unknown or disabled name costs the same
+    hash check as a wrong password.  A success forgets COUNTED's failures and stamps LAST_FIELD.
+    """
     limits = limits or throttle.SignInLimits()
-    throttle.refuse_if_throttled(name, remote, limits, now)
-    staff = Staff.get_or_none(name=name)
-    valid = check_password_hash(staff.password_hash if staff else _dummy_hash(), password or "")
-    if staff is None or not valid or not staff.active:
-        throttle.record_failure(name, remote, now)
-        raise errors.Unauthorized("Wrong name or password.")
+    throttle.refuse_if_throttled(counted, remote, limits, now)
+    row = model.get_or_none(name=name) if name else None
+    valid = check_password_hash(row.password_hash if row else _dummy_hash(), password or "")
+    if row is None or not valid or not row.active:
+        throttle.record_failure(counted, remote, now)
+        raise errors.Unauthorized(wrong)
     with database.atomic():
-        throttle.forget_account(name)
-        Staff.update(last_sign_in_at=now).where(Staff.id == staff.id).execute()
-    return staff
+        throttle.forget_account(counted)
+        model.update({last_field: now}).where(model.id == row.id).execute()
+    return row

@@ -6,10 +6,10 @@ node/domain/accounts.py) and wrong ones are throttled by the same counters
 name is counted as ``sip2:NAME``: staff names cannot hold a colon, so a
 kiosk's failures never lock a staff member of the same name.
 """
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
-from node.domain import errors, throttle
-from node.domain.accounts import _dummy_hash, check_password_strength
+from node.domain import errors
+from node.domain.accounts import check_password_strength, verify_sign_in
 from node.domain.circulation import audit
 from node.store.db import database
 from node.store.models import Sip2Account
@@ -69,15 +69,5 @@ def check_login(name, password, remote, now, limits=None):
     before the password is looked at, and an unknown or disabled name is a
     wrong password, counted the same (Unauthorized).
     """
-    limits = limits or throttle.SignInLimits()
-    counted = AUDIT_PREFIX + (name or "")
-    throttle.refuse_if_throttled(counted, remote, limits, now)
-    account = Sip2Account.get_or_none(name=name) if name else None
-    valid = check_password_hash(account.password_hash if account else _dummy_hash(), password or "")
-    if account is None or not valid or not account.active:
-        throttle.record_failure(counted, remote, now)
-        raise errors.Unauthorized("Wrong kiosk name or password.")
-    with database.atomic():
-        throttle.forget_account(counted)
-        Sip2Account.update(last_login_at=now).where(Sip2Account.id == account.id).execute()
-    return account
+    return verify_sign_in(Sip2Account, name, AUDIT_PREFIX + (name or ""), password, remote, now, limits,
+                          Sip2Account.last_login_at, "Wrong kiosk name or password.")

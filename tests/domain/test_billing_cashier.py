@@ -25,23 +25,6 @@ def home(lender):
     return lender
 
 
-@pytest.fixture
-def api(home):
-    from node.domain.accounts import add_staff, new_token
-    from node.web.app import create_app
-    app = create_app(home, {"TESTING": True})
-    now = datetime.datetime.now(UTC)
-    add_staff("cashier", "desk", "correct horse", now)
-    add_staff("boss", "admin", "battery staple", now)
-    client = app.test_client()
-    tokens = {"desk": new_token("cashier", now), "admin": new_token("boss", now)}
-
-    def call(method, path, role="desk", **kwargs):
-        return client.open(path, method=method, headers={"Authorization": f"Bearer {tokens[role]}"}, **kwargs)
-    call.client = client
-    return call
-
-
 def fees():
     from node.store.models import Fee
     return {fee.id: (fee.status, str(fee.paid)) for fee in Fee.select()}

@@ -3,13 +3,12 @@ axe-core on every desk and patron page, and the desk by keyboard alone.
 
 NORTH and SOUTH run as ``circnode run`` processes with SOUTH's demo IdP (tests/helpers/nodes.py).
 """
-import re
 
 import pytest
 
 from node.demo.idp import DEMO_PATRON_PASSWORD
 from node.demo.network import DEMO_PASSWORD
-from tests.helpers.browser import AxeReport, settle, needs_chromium
+from tests.helpers.browser import AxeReport, banner, focused_id, needs_chromium, scan_into_focus, settle, sign_in
 from tests.helpers.nodes import north_and_south_with_idp
 
 pytestmark = [pytest.mark.browser, needs_chromium]
@@ -30,32 +29,6 @@ def new_page(chromium, viewport=LAPTOP, **options):
     return page
 
 
-def focused_id(page):
-    settle(page)
-    return page.evaluate("document.activeElement && document.activeElement.id")
-
-
-def staff_sign_in(page, base, name="desk"):
-    page.goto(base + "/checkout")
-    page.fill("#name", name)
-    page.fill("#password", DEMO_PASSWORD)
-    with page.expect_navigation():
-        page.press("#password", "Enter")
-    assert page.url == base + "/checkout"
-
-
-def type_and_enter(page, text):
-    """Type TEXT and Enter into the focused field, as a scanner does, once autofocus has run."""
-    settle(page)
-    with page.expect_navigation():
-        page.keyboard.type(text)
-        page.keyboard.press("Enter")
-
-
-def banner(page):
-    return re.sub(r"\s+", " ", page.locator(".banner").first.inner_text()).strip()
-
-
 def in_viewport(page, selector):
     box = page.locator(selector).bounding_box()
     size = page.viewport_size
@@ -74,7 +47,7 @@ def test_patron_id_and_continue_are_on_screen_at_1366x768_with_thirty_libraries(
     net.start("NORTH")
     base = net.url("NORTH")
     page = new_page(chromium)
-    staff_sign_in(page, base)
+    sign_in(page, base)
     assert page.locator("#institution option").count() == 32  # this library, SOUTH and thirty partners
     assert focused_id(page) == "patron_id"
     assert in_viewport(page, "#patron_id") and in_viewport(page, "#continue")
@@ -82,7 +55,7 @@ def test_patron_id_and_continue_are_on_screen_at_1366x768_with_thirty_libraries(
     # After a refusal banner too: the form is still on screen.
     page.select_option("#institution", "NORTH")
     page.focus("#patron_id")
-    type_and_enter(page, "north-nobody")
+    scan_into_focus(page, "north-nobody")
     assert page.locator(".banner.error").count() == 1
     assert in_viewport(page, "#patron_id") and in_viewport(page, "#continue")
     # The chooser types ahead: keys pick a library without opening the list.
@@ -105,13 +78,13 @@ def test_patron_id_and_continue_are_on_screen_at_1366x768_with_thirty_libraries(
 def test_a_refused_scan_sounds_a_tone_and_a_success_does_not(net, chromium):
     page = new_page(chromium)
     base = net.north.url
-    staff_sign_in(page, base)
+    sign_in(page, base)
     page.focus("#patron_id")
-    type_and_enter(page, "north-1")
-    type_and_enter(page, "N00001")
+    scan_into_focus(page, "north-1")
+    scan_into_focus(page, "N00001")
     settle(page)
     assert page.evaluate("document.documentElement.dataset.refusalTone") is None
-    type_and_enter(page, "NOPE-1")
+    scan_into_focus(page, "NOPE-1")
     assert page.locator(".banner.error").count() == 1
     # "played": the AudioContext ran (the scan's key press lets this origin make sound).
     page.wait_for_function("document.documentElement.dataset.refusalTone === 'played'", timeout=5_000)
@@ -131,15 +104,15 @@ def test_every_desk_and_patron_page_passes_axe_core(net, chromium):
     desk = new_page(chromium)
     desk.goto(north + "/login")
     report.check(desk, "staff sign-in")
-    staff_sign_in(desk, north, name="admin")
+    sign_in(desk, north, name="admin")
     report.check(desk, "checkout")
     desk.focus("#patron_id")
-    type_and_enter(desk, "north-nobody")
+    scan_into_focus(desk, "north-nobody")
     report.check(desk, "checkout with a refusal")
     desk.focus("#patron_id")
-    type_and_enter(desk, "north-2")
-    type_and_enter(desk, "N00003")
-    type_and_enter(desk, "NOPE-2")
+    scan_into_focus(desk, "north-2")
+    scan_into_focus(desk, "N00003")
+    scan_into_focus(desk, "NOPE-2")
     report.check(desk, "visit with summary, loans and a refusal")
     for path, label in (("/return", "return"), ("/loans", "loans"), ("/loans?status=all&overdue=1", "loans filtered"),
                         ("/items", "items"), ("/items?q=sample book", "item search"),
@@ -152,10 +125,10 @@ def test_every_desk_and_patron_page_passes_axe_core(net, chromium):
         desk.goto(north + path)
         report.check(desk, label)
     desk.goto(north + "/checkout/scan")
-    type_and_enter(desk, "N00004")
+    scan_into_focus(desk, "N00004")
     desk.goto(north + "/return")
     desk.focus("#item_barcode")
-    type_and_enter(desk, "N00004")
+    scan_into_focus(desk, "N00004")
     report.check(desk, "return with its banner")
     desk.goto(north + "/checkout/scan")
     desk.context.clear_cookies()  # the session is gone: the next scan's form has expired
@@ -165,7 +138,7 @@ def test_every_desk_and_patron_page_passes_axe_core(net, chromium):
     assert "csrf_failed" in desk.content()
     report.check(desk, "expired form with the scan to repeat")
 
-    staff_sign_in(desk, north)
+    sign_in(desk, north)
     desk.locator('#institution-list li[data-code="SOUTH"] button.sign-in-phone').click()
     desk.wait_for_url(north + "/patron/phone/wait")
     report.check(desk, "phone sign-in: the desk waits")
@@ -232,7 +205,7 @@ def test_checkout_and_return_by_keyboard_alone(net, chromium):
     assert focused_id(page) == "name"
     page.keyboard.type("desk")
     page.keyboard.press("Tab")
-    type_and_enter(page, DEMO_PASSWORD)
+    scan_into_focus(page, DEMO_PASSWORD)
     assert page.url == base + "/checkout"
 
     assert focused_id(page) == "patron_id"
@@ -242,11 +215,11 @@ def test_checkout_and_return_by_keyboard_alone(net, chromium):
     assert page.evaluate("document.getElementById('institution').value") == "SOUTH"
     page.keyboard.press("Tab")
     assert focused_id(page) == "patron_id"
-    type_and_enter(page, "south-3")
+    scan_into_focus(page, "south-3")
     assert page.url == base + "/checkout/scan"
     assert page.locator("#patron-summary").is_visible()
     assert focused_id(page) == "item_barcode"
-    type_and_enter(page, "N00008")
+    scan_into_focus(page, "N00008")
     assert banner(page).startswith("N00008 checked out")
     assert focused_id(page) == "item_barcode"
 
@@ -260,12 +233,12 @@ def test_checkout_and_return_by_keyboard_alone(net, chromium):
         page.keyboard.press("Enter")
     assert page.url == base + "/return"
     assert focused_id(page) == "item_barcode"
-    type_and_enter(page, "n00008")  # lower case as typed: found all the same
+    scan_into_focus(page, "n00008")  # lower case as typed: found all the same
     assert banner(page) == "N00008 returned: North sample book 8. Shelve it."  # the barcode as labelled
 
     # A scan whose form expired: the refusal's link is focused, Enter goes back with the barcode, Enter scans.
     page.context.clear_cookies()
-    type_and_enter(page, "N00008")
+    scan_into_focus(page, "N00008")
     assert focused_id(page) == "repeat-scan"
     with page.expect_navigation():
         page.keyboard.press("Enter")
@@ -273,7 +246,7 @@ def test_checkout_and_return_by_keyboard_alone(net, chromium):
     assert focused_id(page) == "name"
     page.keyboard.type("desk")
     page.keyboard.press("Tab")
-    type_and_enter(page, DEMO_PASSWORD)
+    scan_into_focus(page, DEMO_PASSWORD)
     assert page.url == base + "/return?barcode=N00008"
     assert focused_id(page) == "item_barcode"
     with page.expect_navigation():
