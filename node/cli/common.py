@@ -70,3 +70,10 @@ def cli_actor():
 def local(value, cfg):
     """VALUE (UTC) in the library's local time to the minute, or 'never'."""
     return value.astimezone(cfg.tz).strftime("%Y-%m-%d %H:%M") if value else "never"
+
+
+def read_password(password_stdin):
+    """The password from one line of stdin, or from a prompt asked twice."""
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")  # empty: the domain refuses it, naming why
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)

@@ -1,8 +1,7 @@
 """``circnode sip2``: the accounts self-check kiosks log in with (SIP2 93; docs/sip2.md)."""
 import click
 
-from node.cli.common import cli_actor, local, pass_ctx, refusals
-from node.cli.staff import _read_password
+from node.cli.common import cli_actor, local, pass_ctx, read_password, refusals
 from node.clock import utcnow
 
 
@@ -26,7 +25,7 @@ def account_add(ctx, name, password_stdin, location):
     """Create kiosk account NAME (password from a prompt or --password-stdin)."""
     from node.domain.kiosks import add_account
     ctx.open()
-    add_account(name, _read_password(password_stdin), utcnow(), location=location, actor=cli_actor())
+    add_account(name, read_password(password_stdin), utcnow(), location=location, actor=cli_actor())
     click.echo(f"kiosk account {name} added" + (f" (location {location})" if location else ""))
 
 

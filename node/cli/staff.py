@@ -1,22 +1,14 @@
 """``circnode staff``: staff accounts and their API tokens (every change audited)."""
-import sys
 
 import click
 
-from node.cli.common import cli_actor, local, pass_ctx, refusals
+from node.cli.common import cli_actor, local, pass_ctx, read_password, refusals
 from node.clock import utcnow
 
 
 @click.group("staff")
 def staff():
     """Staff accounts: add, list, passwd, disable, enable, token, tokens, revoke (all audited)."""
-
-
-def _read_password(password_stdin):
-    """The password from one line of stdin, or from a prompt asked twice."""
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")  # empty: the domain refuses it, naming why
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
 @staff.command("add")
@@ -29,7 +21,7 @@ def staff_add(ctx, name, role, password_stdin):
     """Create a staff account (password from a prompt or --password-stdin)."""
     from node.domain.accounts import add_staff
     ctx.open()
-    add_staff(name, role, _read_password(password_stdin), utcnow(), actor=cli_actor())
+    add_staff(name, role, read_password(password_stdin), utcnow(), actor=cli_actor())
     click.echo(f"staff {name} added ({role})")
 
 
@@ -59,7 +51,7 @@ def staff_passwd(ctx, name, password_stdin):
     from node.domain.staff import set_password
     ctx.open()
     staff_named(name)  # an unknown name is refused before a password is asked for
-    ended = set_password(name, _read_password(password_stdin), utcnow(), cli_actor())
+    ended = set_password(name, read_password(password_stdin), utcnow(), cli_actor())
     click.echo(f"staff {name}: password set, {ended} desk sessions ended")
 
 
