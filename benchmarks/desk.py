@@ -1,10 +1,10 @@
 """Desk checkout through the JSON API of a real ``circnode run``, against its own /healthz.
 
 Each client plays a desk: a visiting patron of the home node comes in and
-borrows 3-5 items, one checkout request per item.  Each checkout makes the
-lender ask the home node for the patron's standing (signed, over loopback):
-a JSON API checkout is a visit of its own, and no answer is kept between
-requests (docs/api.md).
+borrows 3-5 items, one checkout request per item.  The first checkout of a
+visit makes the lender ask the home node for the patron's standing (signed,
+over loopback); the visit's other checkouts send back the first answer's
+``visit`` and lend on it (docs/api.md).  Every visit is a new patron.
 """
 import random
 import threading
@@ -37,13 +37,16 @@ class DeskLoad:
         """One checkout of the current visit (a new visit when the last one is done)."""
         visit = getattr(self._local, "visit", None)
         if not visit or not visit[1]:
-            visit = self._local.visit = self.next_visit()
-        patron_id, barcodes = visit
+            visit = self._local.visit = [*self.next_visit(), None]
+        patron_id, barcodes, token = visit
         barcode = barcodes.pop()
-        answer = session.post(self.url + "/api/v1/checkouts", headers=self.headers, timeout=30,
-                              json={"item_barcode": barcode, "patron": {"institution": self.home, "id": patron_id}})
+        body = {"item_barcode": barcode, "patron": {"institution": self.home, "id": patron_id}}
+        if token:
+            body["visit"] = token  # the visit's first answer: its other checkouts lend on it (docs/api.md)
+        answer = session.post(self.url + "/api/v1/checkouts", headers=self.headers, timeout=30, json=body)
         if answer.status_code != 201:
             raise RuntimeError(f"checkout {barcode} for {patron_id}: HTTP {answer.status_code} {answer.text[:200]}")
+        visit[2] = answer.json().get("visit")
 
     def healthz(self, session):
         answer = session.get(self.url + "/healthz", timeout=30)

@@ -2,7 +2,8 @@
 import json
 from decimal import Decimal
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from node.clock import utcnow
 from node.domain import circulation, errors, lending
@@ -131,9 +132,41 @@ def checkout():
     body = json_body()
     barcode = text_field(body, "item_barcode")
     now = utcnow()
-    loan = lending.lend(cfg, barcode, _borrower(body), now, staff=current_staff_name())
+    borrower = _borrower(body)
+    borrower.standing = _visit_standing(body, borrower)
+    loan = lending.lend(cfg, barcode, borrower, now, staff=current_staff_name())
     # The new loan already holds its item and patron: reading it back cost a joined query per checkout.
-    return jsonify(loan_json(loan, now)), 201
+    answer = loan_json(loan, now)
+    if borrower.standing is not None and borrower.standing.source == circulation.HOME:
+        standing = {key: value for key, value in borrower.standing.to_dict().items() if key not in ("name", "email")}
+        answer["visit"] = _visits().dumps({"patron": [borrower.institution, borrower.home_id], "standing": standing})
+    return jsonify(answer), 201
+
+
+def _visits():
+    """Signs the 'visit' of a checkout's answer: the home node's answer, for the visit's next checkouts."""
+    return URLSafeSerializer(current_app.secret_key, salt="circnode.api-visit")
+
+
+def _visit_standing(body, borrower):
+    """The home node's answer an earlier checkout of this visit gave (its answer's 'visit'), or None.
+
+    As at the desk, the rest of a visit lends on it while ``standing.reusable`` (a yes, at most
+    ``[sync] standing_cache_seconds`` old); a new visit sends none and the home node is asked.
+    """
+    if body.get("visit") is None:
+        return None
+    token = text_field(body, "visit", max_length=4000)
+    try:
+        visit = _visits().loads(token)
+    except BadSignature:
+        raise errors.InvalidField("'visit' is not the 'visit' of a checkout answer of this node.",
+                                  field="visit") from None
+    if borrower.network_pass is not None:
+        return None  # a pass is verified at every checkout (it may have been revoked)
+    if visit.get("patron") != [borrower.institution, borrower.home_id]:
+        raise errors.InvalidField("'visit' is another patron's visit.", field="visit")
+    return circulation.Standing.from_dict(visit["standing"])
 
 
 def _borrower(body):

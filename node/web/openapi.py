@@ -167,8 +167,13 @@ def _paths():
             "200": _answer({"type": "object"})}, tag="node")},
         "/api/v1/checkouts": {"post": _operation(
             "Lend an item to a visiting or own patron (asks the home node, or trusts a network pass).", "desk",
-            {"201": _answer(loan, "The new loan"), **_errors(400, 401, 404, 409, 413, 422, 502, 503)},
+            {"201": _answer({"allOf": [loan, _object({"visit": {
+                "type": "string", "description": "When the home node said yes: send it with this visit's next "
+                "checkouts, which then lend on that answer while it is recent (docs/api.md)."}}, required=[])]},
+                "The new loan"), **_errors(400, 401, 404, 409, 413, 422, 502, 503)},
             body=_body({"item_barcode": {"type": "string", "maxLength": 200},
+                        "visit": {"type": "string", "maxLength": 4000,
+                                  "description": "The 'visit' of this visit's previous checkout answer."},
                         "patron": _object({"institution": {"type": "string", "maxLength": 32},
                                            "id": {"type": "string", "maxLength": 200}}),
                         "pass": {"type": "string", "maxLength": 2000,

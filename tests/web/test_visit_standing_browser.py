@@ -124,3 +124,33 @@ def test_a_visit_on_a_network_pass_says_the_home_was_not_asked_not_that_it_was_u
     assert page.locator("#visit-pass").count() == 0
     scan_into_focus(page, "N00006")
     assert banner(page).endswith("(made offline, provisional)")
+
+
+def test_an_api_visit_lends_on_its_first_answer_and_a_new_visit_asks_again(network, tmp_path):
+    net = network()
+    net.start_all()
+
+    def checkout(barcode, patron="south-2", **extra):
+        return net.api("NORTH", "POST", "/api/v1/checkouts",
+                       {"item_barcode": barcode, "patron": {"institution": "SOUTH", "id": patron}, **extra})
+
+    first = checkout("N00001")
+    assert first.status_code == 201 and first.json()["provisional"] is False, first.text
+    visit = first.json()["visit"]
+    second = checkout("N00002", visit=visit)
+    assert second.status_code == 201 and second.json()["provisional"] is False, second.text
+    assert lookups_at_home(net, "south-2") == ["ok"]  # the visit's second checkout lent on the first answer
+
+    # A visit this node did not sign, or another patron's, is refused and lends nothing.
+    forged = checkout("N00003", visit=visit[:-4] + ("AAAA" if not visit.endswith("AAAA") else "BBBB"))
+    assert (forged.status_code, forged.json()["error"]["code"]) == (400, "invalid_field")
+    other = checkout("N00003", patron="south-3", visit=visit)
+    assert (other.status_code, other.json()["error"]["code"]) == (400, "invalid_field")
+    assert db_rows(net, "NORTH", "SELECT COUNT(*) FROM loan") == [(2,)]
+
+    # Blocked at home since: a new visit (no 'visit') asks again and is refused.
+    assert net.cli("NORTH", "sync").returncode == 0  # the two loans reach SOUTH before the block
+    block_at_home(net, tmp_path, "south-2")
+    refused = checkout("N00004")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "patron_blocked")
+    assert lookups_at_home(net, "south-2") == ["patron_blocked", "ok"]
