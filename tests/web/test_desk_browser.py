@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture
-def page(chromium):
+def page(chromium):  # this module's smaller screen, instead of tests/web/conftest.py's 1366x768
     context = chromium.new_context(viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.set_default_timeout(10_000)

@@ -11,7 +11,7 @@ import datetime
 import pytest
 
 from tests.helpers.browser import needs_chromium
-from tests.helpers.browser import banner, loan_row, new_desk_page, scan_into_focus, sign_in, start_visit
+from tests.helpers.browser import banner, loan_row, scan_into_focus, sign_in, start_visit
 from tests.helpers.live import db_rows
 
 SIXTY_DAYS_AGO = {"CIRCNODE_CLOCK_OFFSET_SECONDS": str(-60 * 86400)}
@@ -76,13 +76,6 @@ def test_lost_loans_show_in_the_api_and_cli_and_a_return_says_what_became_of_the
     again = net.cli("NORTH", "return", "N00002")  # a refusal: one line, exit 2, nothing changes
     assert again.returncode == 2 and "not_on_loan" in again.stderr
     assert fees_of(net, lent["N00002"]["id"])["refund"] == -4500
-
-
-@pytest.fixture
-def page(chromium):
-    page = new_desk_page(chromium)
-    yield page
-    page.context.close()
 
 
 @pytest.mark.browser

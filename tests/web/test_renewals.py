@@ -11,7 +11,7 @@ import datetime
 import pytest
 
 from tests.helpers.browser import needs_chromium
-from tests.helpers.browser import banner, focused_id, loan_row, new_desk_page, sign_in, start_visit
+from tests.helpers.browser import banner, focused_id, loan_row, sign_in, start_visit
 from tests.helpers.live import db_rows
 
 TEN_DAYS_AGO = {"CIRCNODE_CLOCK_OFFSET_SECONDS": str(-10 * 86400)}
@@ -68,13 +68,6 @@ def test_renewal_that_would_not_move_the_due_date_is_refused_and_uses_up_nothing
     after = net.api("NORTH", "GET", f"/api/v1/loans/{old['id']}").json()
     assert (after["renewals"], after["due_at"]) == (1, renewed["due_at"])
     assert renewed_events(net, old["id"]) == 1
-
-
-@pytest.fixture
-def page(chromium):
-    page = new_desk_page(chromium)
-    yield page
-    page.context.close()
 
 
 @pytest.mark.browser

@@ -9,16 +9,9 @@ import pytest
 
 from tests.helpers.browser import needs_chromium
 from tests.helpers.live import db_rows
-from tests.helpers.browser import banner, focused_id, loan_row, new_desk_page, scan_into_focus, sign_in, start_visit
+from tests.helpers.browser import banner, focused_id, loan_row, scan_into_focus, sign_in, start_visit
 
 pytestmark = [pytest.mark.browser, needs_chromium]
-
-
-@pytest.fixture
-def page(chromium):
-    page = new_desk_page(chromium)
-    yield page
-    page.context.close()
 
 
 def lookups_at_home(net, patron_id):
