@@ -74,6 +74,16 @@ def _int_at_least(minimum, maximum=None):
     return parse
 
 
+def _one_of(*choices):
+    """A parser of one of CHOICES, in any case."""
+    def parse(value):
+        value = value.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected {', '.join(choices[:-1])} or {choices[-1]}")
+        return value
+    return parse
+
+
 def _money(value):
     from node.domain.money import AmountError, parse
     try:  # finite, non-negative, in hundredths and at most money.CEILING
@@ -156,13 +166,6 @@ def _optional_money(value):
     return None if not value.strip() else _money(value)
 
 
-def _refund_rule(value):
-    value = value.strip().lower()
-    if value not in ("none", "replacement", "all"):
-        raise ValueError("expected none, replacement or all")
-    return value
-
-
 def _currency(value):
     value = value.strip().upper()
     if not re.match(r"^[A-Z]{3}$", value):
@@ -234,7 +237,7 @@ POLICY_SETTINGS = [
             "Fee added to the replacement cost of a lost item."),
     Setting("policy", "default_replacement_cost", "0.00", _money,
             "Replacement cost billed for a lost item that has none of its own."),
-    Setting("policy", "refund_on_return", "replacement", _refund_rule,
+    Setting("policy", "refund_on_return", "replacement", _one_of("none", "replacement", "all"),
             "What is refunded when a lost item comes back: none, replacement, or all (with the processing fee)."),
     Setting("policy", "courtesy_notice_days", "3", _int_at_least(0),
             "Days before the due date the courtesy notice is sent (0: none)."),
@@ -337,13 +340,6 @@ SIGN_IN_SETTINGS = [
 ]
 
 
-def _encoding(value):
-    value = value.strip().lower()
-    if value not in ("utf-8", "cp850"):
-        raise ValueError("expected utf-8 or cp850")
-    return value
-
-
 def _regex(value):
     """A regular expression (Python syntax) matched against a whole card number; empty: none."""
     value = value.strip()
@@ -364,7 +360,7 @@ SIP2_SETTINGS = [
     Setting("sip2", "tls_key", "", _optional_text, "PEM private key of tls_certificate."),
     Setting("sip2", "allow_plain", "no", _bool,
             "yes: plain TCP on an address other than loopback (only on a network you trust)."),
-    Setting("sip2", "encoding", "utf-8", _encoding, "Character set of SIP2 messages: utf-8 or cp850 (older kiosks)."),
+    Setting("sip2", "encoding", "utf-8", _one_of("utf-8", "cp850"), "Character set of SIP2 messages: utf-8 or cp850 (older kiosks)."),
     Setting("sip2", "idle_timeout_seconds", "600", _int_at_least(5, 86400),
             "A kiosk connection that sends nothing this long is closed."),
     Setting("sip2", "login_timeout_seconds", "30", _int_at_least(5, 86400),
@@ -378,16 +374,9 @@ SIP2_SETTINGS = [
 ]
 
 
-def _barcode_case(value):
-    value = value.strip().lower()
-    if value not in ("upper", "lower", "exact"):
-        raise ValueError("expected upper, lower or exact")
-    return value
-
-
 # The desk's habits (issue 14; docs/desk.md): how scanned barcodes are matched, the refusal sound.
 DESK_SETTINGS = [
-    Setting("desk", "barcode_case", "upper", _barcode_case,
+    Setting("desk", "barcode_case", "upper", _one_of("upper", "lower", "exact"),
             "How barcodes are matched: upper or lower (stored in that case, found whatever case is scanned "
             "or typed), or exact (case matters)."),
     Setting("desk", "sound", "yes", _bool, "A short tone at the desk when a scan is refused (yes or no)."),
