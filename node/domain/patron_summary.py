@@ -77,7 +77,7 @@ def summarise(cfg, institution, home_id, now, asked_at=None, provisional=False, 
                             offline_max_loans=policy["offline_max_loans"] if provisional else None)
     if patron is None:
         return summary  # a first visit: nothing here yet
-    summary.loans_here = list(Loan.select(Loan, Item).join(Item)
+    summary.loans_here = list(Loan.select(Loan, Item, Patron).join(Item).switch(Loan).join(Patron)  # the desk's table
                               .where((Loan.patron == patron) & (Loan.status == "open")
                                      & (Loan.lender == cfg.institution))
                               .order_by(Loan.due_at).limit(200))

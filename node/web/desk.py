@@ -184,10 +184,13 @@ def scan():
         session["visit"] = visit
         return redirect(url_for("desk.scan"))
     loans = _visit_loans(visit.get("loans") or [])
+    summary = _summary(cfg, visit)
     return render_template("scan.html", visit=visit, visit_name=cfg.library_name(visit["institution"]), loans=loans,
-                           loans_here=_other_loans_here(cfg, visit), summary=_summary(cfg, visit),
+                           loans_here=_other_loans_here(summary, visit), summary=summary,
                            barcode=request.args.get("barcode", "").strip()[:MAX_FIELD],
                            receipt=slips.slip_url("visit", [loan.id for loan in loans], print_now=True) if loans else "")
+
+
 def _summary(cfg, visit):
     """The patron summary panel of VISIT (node/domain/patron_summary.py)."""
     asked_at = visit.get("asked_at")
@@ -227,12 +230,10 @@ def _visit_loans(loan_ids):
     return [found[loan_id] for loan_id in loan_ids if loan_id in found]
 
 
-def _other_loans_here(cfg, visit):
-    """The visit's patron's open loans from this library, except this visit's: what they may renew."""
-    query = circulation.loans_query(institution=visit["institution"], home_id=visit["id"], status="open",
-                                    lender=cfg.institution)
+def _other_loans_here(summary, visit):
+    """The visit's patron's open loans from this library (the SUMMARY's), except this visit's: what they may renew."""
     this_visit = set(visit.get("loans") or [])
-    return [loan for loan in query.limit(MAX_RENEW) if loan.id not in this_visit]
+    return [loan for loan in summary.loans_here if loan.id not in this_visit][:MAX_RENEW]
 
 
 # Loan ids one Renew all may post: more than max_loans, and few enough that a banner each fits the session cookie.
