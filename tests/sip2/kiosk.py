@@ -6,6 +6,7 @@ import tempfile
 from Sip2.sip2 import Sip2
 
 KIOSK_PASSWORD = "kiosk-secret-2026"
+BLANK = " " * 18  # a blank 18-character SIP2 date (nb due date)
 
 
 class Kiosk(Sip2):
@@ -98,3 +99,16 @@ def enable_sip2(info, port, extra=""):
     with open(info.config, "a", encoding="utf-8") as handle:
         handle.write(f"\n[sip2]\nhost = 127.0.0.1\nport = {port}\nidle_timeout_seconds = 30\n{extra}")
     assert os.path.exists(info.config)
+
+
+def logged_in(port, timeout=10):
+    """A Raw connection to the kiosk server on PORT, logged in as kiosk1."""
+    kiosk = Raw(port, timeout=timeout)
+    assert kiosk.ask(f"9300CNkiosk1|CO{KIOSK_PASSWORD}|\r".encode()) == b"941"
+    return kiosk
+
+
+def rows(sql, *args):
+    """SQL rows of the kiosk node's database, opened in this test process (the kiosk_node fixture)."""
+    from node.store.db import database
+    return database.execute_sql(sql, args).fetchall()

@@ -10,26 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from node.store.db import database
+from node.sip2.codec import sip_date
 from tests.sip2.conftest import south_pass, start_kiosk_node
-from tests.sip2.kiosk import KIOSK_PASSWORD, Raw
+from tests.sip2.kiosk import BLANK, KIOSK_PASSWORD, Raw, logged_in, rows
 
-BLANK = " " * 18
 UTC = datetime.timezone.utc
-
-
-def _login(port, timeout=10):
-    kiosk = Raw(port, timeout=timeout)
-    assert kiosk.ask(f"9300CNkiosk1|CO{KIOSK_PASSWORD}|\r".encode()) == b"941"
-    return kiosk
-
-
-def _rows(sql, *args):
-    return database.execute_sql(sql, args).fetchall()
-
-
-def _sip_date(moment, cfg):
-    return moment.astimezone(cfg.tz).strftime("%Y%m%d    %H%M%S")
 
 
 def _field(answer, tag):
@@ -40,23 +25,23 @@ def _field(answer, tag):
 # --- 1. a no-block transaction from a kiosk whose clock is wrong ---
 
 def test_a_no_block_checkout_dated_long_ago_is_refused_and_lends_nothing(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     answer = kiosk.ask(f"11NY20200101    120000{BLANK}AONORTH|AAn-100|ABN0001|AC|\r".encode()).decode()
     assert answer.startswith("120NNN"), answer
     assert "more than 7 days ago" in _field(answer, "AF") and _field(answer, "AH") == ""
-    assert _rows("SELECT COUNT(*) FROM loan") == [(0,)]
-    assert _rows("SELECT COUNT(*) FROM applied_once") == [(0,)]  # refused: the kiosk may send it again, fixed
+    assert rows("SELECT COUNT(*) FROM loan") == [(0,)]
+    assert rows("SELECT COUNT(*) FROM applied_once") == [(0,)]  # refused: the kiosk may send it again, fixed
     kiosk.close()
 
 
 def test_a_no_block_checkin_dated_long_ago_is_refused_and_the_loan_stays_open(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     assert kiosk.ask(f"11NN20260302    101600{BLANK}AONORTH|AAn-100|ABN0002|AC|\r".encode()).startswith(b"121")
-    eight_days = _sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=8), kiosk_node.cfg)
+    eight_days = sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=8), kiosk_node.cfg.tz)
     answer = kiosk.ask(f"09Y{eight_days}{eight_days}APLOBBY|AONORTH|ABN0002|AC|\r".encode()).decode()
     assert answer.startswith("100NNY"), answer  # not ok, alert
     assert "more than 7 days ago" in _field(answer, "AF")
-    assert _rows("SELECT status, returned_at FROM loan") == [("open", None)]
+    assert rows("SELECT status, returned_at FROM loan") == [("open", None)]
     kiosk.close()
 
 
@@ -66,10 +51,10 @@ def test_no_block_max_age_days_is_the_bound(tmp_path, south_key):
     cfg, server = start_kiosk_node(kiosk_node_config(str(tmp_path / "north"), south_key[1],
                                                      "no_block_max_age_days = 30\n"))
     try:
-        kiosk = _login(server.server_address[1])
-        twenty = _sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=20), cfg)
+        kiosk = logged_in(server.server_address[1])
+        twenty = sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=20), cfg.tz)
         assert kiosk.ask(f"11NY{twenty}{BLANK}AONORTH|AAn-100|ABN0001|AC|\r".encode()).startswith(b"121")
-        forty = _sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=40), cfg)
+        forty = sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=40), cfg.tz)
         answer = kiosk.ask(f"11NY{forty}{BLANK}AONORTH|AAn-100|ABN0002|AC|\r".encode()).decode()
         assert answer.startswith("120") and "more than 30 days ago" in answer
         kiosk.close()
@@ -80,11 +65,11 @@ def test_no_block_max_age_days_is_the_bound(tmp_path, south_key):
 
 
 def test_a_no_block_checkout_dated_in_the_future_is_applied_now(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     before = datetime.datetime.now(UTC)
-    tomorrow = _sip_date(before + datetime.timedelta(days=1), kiosk_node.cfg)
+    tomorrow = sip_date(before + datetime.timedelta(days=1), kiosk_node.cfg.tz)
     assert kiosk.ask(f"11NY{tomorrow}{BLANK}AONORTH|AAn-100|ABN0003|AC|\r".encode()).startswith(b"121")
-    (checked_out,), = _rows("SELECT checked_out_at FROM loan")
+    (checked_out,), = rows("SELECT checked_out_at FROM loan")
     at = datetime.datetime.fromisoformat(checked_out[:-1]).replace(tzinfo=UTC)
     assert before - datetime.timedelta(seconds=1) <= at <= datetime.datetime.now(UTC)
     kiosk.close()
@@ -98,7 +83,7 @@ def test_a_no_block_checkout_dated_in_the_future_is_applied_now(kiosk_node):
 ])
 def test_a_date_out_of_range_is_answered_96_and_the_session_goes_on(kiosk_node, caplog, message):
     caplog.set_level(logging.INFO, logger="node")
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     answer = kiosk.ask(message.encode() + b"\r")
     # Year 1 at midnight in Zurich is before any UTC datetime: 96.  Year 9999 is only far in the future: now.
     assert answer.startswith(b"96") or answer.startswith(b"121"), answer
@@ -110,13 +95,13 @@ def test_a_date_out_of_range_is_answered_96_and_the_session_goes_on(kiosk_node, 
 # --- 2. a return is never dated before its loan's checkout ---
 
 def test_a_no_block_return_dated_before_its_checkout_is_dated_at_the_checkout(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     assert kiosk.ask(f"11NN20260302    101600{BLANK}AONORTH|AAn-100|ABN0005|AC|\r".encode()).startswith(b"121")
-    days_ago = _sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=3), kiosk_node.cfg)
+    days_ago = sip_date(datetime.datetime.now(UTC) - datetime.timedelta(days=3), kiosk_node.cfg.tz)
     answer = kiosk.ask(f"09Y{days_ago}{days_ago}APLOBBY|AONORTH|ABN0005|AC|\r".encode()).decode()
     assert answer.startswith("101Y"), answer  # the item did come back
-    assert _rows("SELECT status, returned_at = checked_out_at FROM loan") == [("closed", 1)]
-    (detail,), = _rows("SELECT detail FROM audit_log WHERE action = 'return'")
+    assert rows("SELECT status, returned_at = checked_out_at FROM loan") == [("closed", 1)]
+    (detail,), = rows("SELECT detail FROM audit_log WHERE action = 'return'")
     assert "before the checkout" in detail
     kiosk.close()
 
@@ -138,7 +123,7 @@ def patient_node(tmp_path, south_key):
 
 def test_a_connection_that_does_not_log_in_is_closed_after_the_login_timeout(patient_node):
     silent = socket.create_connection(("127.0.0.1", patient_node), timeout=20)
-    kiosk = _login(patient_node)
+    kiosk = logged_in(patient_node)
     started = time.monotonic()
     assert silent.recv(100) == b""  # closed after login_timeout_seconds, not idle_timeout_seconds (60)
     assert 4 <= time.monotonic() - started < 10
@@ -150,7 +135,7 @@ def test_a_connection_that_does_not_log_in_is_closed_after_the_login_timeout(pat
 
 def test_one_address_cannot_take_every_connection(kiosk_node, caplog):
     caplog.set_level(logging.INFO, logger="node")
-    held = [_login(kiosk_node.port) for _ in range(8)]  # [sip2] max_connections_per_address = 8 (default)
+    held = [logged_in(kiosk_node.port) for _ in range(8)]  # [sip2] max_connections_per_address = 8 (default)
     ninth = Raw(kiosk_node.port, timeout=5)
     assert ninth.ask(f"9300CNkiosk1|CO{KIOSK_PASSWORD}|\r".encode()) == b""  # closed at once
     ninth.close()
@@ -159,7 +144,7 @@ def test_one_address_cannot_take_every_connection(kiosk_node, caplog):
     deadline = time.monotonic() + 5
     while True:  # the server sees the close on its own thread
         try:
-            again = _login(kiosk_node.port, timeout=5)
+            again = logged_in(kiosk_node.port, timeout=5)
             break
         except AssertionError:
             if time.monotonic() > deadline:
@@ -173,19 +158,19 @@ def test_one_address_cannot_take_every_connection(kiosk_node, caplog):
 # --- 4. a checkout retried for the patron's own item ---
 
 def test_a_checkout_retried_for_the_patrons_own_item_answers_ok_with_its_due_date(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     message = f"11NN20260302    101600{BLANK}AONORTH|AAn-100|ABN0006|AC|\r".encode()
     first = kiosk.ask(message).decode()
     assert first.startswith("121NNY"), first
     kiosk.close()
-    kiosk = _login(kiosk_node.port)  # reconnected: the same checkout sent again
+    kiosk = logged_in(kiosk_node.port)  # reconnected: the same checkout sent again
     for retry in (message, message.replace(b"11NN", b"11YN", 1)):  # renewal not allowed; allowed but too early
         again = kiosk.ask(retry).decode()
         assert again.startswith("121NNY"), again  # ok, no renewal, desensitize
         assert _field(again, "AH") == _field(first, "AH") and _field(again, "BK") == _field(first, "BK")
         assert "Already checked out to you" in _field(again, "AF")
-    assert _rows("SELECT renewals FROM loan") == [(0,)]
-    assert _rows("SELECT COUNT(*) FROM audit_log WHERE action = 'renew'") == [(0,)]
+    assert rows("SELECT renewals FROM loan") == [(0,)]
+    assert rows("SELECT COUNT(*) FROM audit_log WHERE action = 'renew'") == [(0,)]
     # Another patron's checkout of the item stays refused.
     npass = south_pass(kiosk_node)
     other = kiosk.ask(f"11NN20260302    101600{BLANK}AONORTH|AA{npass}|ABN0006|AC|\r".encode()).decode()
@@ -196,7 +181,7 @@ def test_a_checkout_retried_for_the_patrons_own_item_answers_ok_with_its_due_dat
 # --- 5. the note of a provisional loan ---
 
 def test_a_pass_loan_says_home_not_asked_and_an_unreachable_home_says_made_offline(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     npass = south_pass(kiosk_node)
     answer = kiosk.ask(f"11NN20260302    101600{BLANK}AONORTH|AA{npass}|ABN0007|AC|\r".encode()).decode()
     assert answer.startswith("121NNY"), answer
@@ -205,7 +190,7 @@ def test_a_pass_loan_says_home_not_asked_and_an_unreachable_home_says_made_offli
     answer = kiosk.ask(f"11NN20260302    101600{BLANK}AONORTH|AAS123456|ABN0008|AC|\r".encode()).decode()
     assert answer.startswith("121NNY"), answer
     assert _field(answer, "AF") == "Checked out (made offline, provisional)."
-    assert _rows("SELECT provisional, made_offline FROM loan ORDER BY checked_out_at") == [(1, 0), (1, 1)]
+    assert rows("SELECT provisional, made_offline FROM loan ORDER BY checked_out_at") == [(1, 0), (1, 1)]
     kiosk.close()
 
 
@@ -218,7 +203,7 @@ def test_patron_information_lists_no_refund_credit_as_a_fine(kiosk_node):
     for loan_id, reason, amount in (("L1", "fine", "30.00"), ("L2", "refund", "-26.12")):
         Fee.create(lender="NORTH", home="NORTH", loan_id=loan_id, patron=patron, item_barcode=f"N000{loan_id[1]}",
                    reason=reason, amount=Decimal(amount), currency="EUR", assessed_at=now, updated_at=now)
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     answer = kiosk.ask(b"6300020260302    101500   Y      AONORTH|AAn-100|AC|\r").decode()
     assert answer.startswith("64"), answer
     assert answer[49:53] == "0001", answer  # fine items: the charge only

@@ -12,20 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sip2.conftest import south_pass
-from tests.sip2.kiosk import KIOSK_PASSWORD, Raw
+from tests.sip2.kiosk import BLANK, KIOSK_PASSWORD, logged_in
 
-BLANK = " " * 18
 SERVED = {"99": b"98", "23": b"24", "63": b"64", "11": b"12", "09": b"10", "29": b"30", "17": b"18", "35": b"36"}
 
 
-def _login(port):
-    kiosk = Raw(port)
-    assert kiosk.ask(f"9300CNkiosk1|CO{KIOSK_PASSWORD}|\r".encode()) == b"941"
-    return kiosk
-
-
 def _still_served(port):
-    kiosk = _login(port)
+    kiosk = logged_in(port)
     assert kiosk.ask(b"9900802.00\r").startswith(b"98")
     kiosk.close()
 
@@ -35,7 +28,7 @@ _BODY = st.binary(max_size=300).map(lambda data: data.replace(b"\r", b"").replac
 
 
 def test_a_kiosk_session_survives_a_fuzzing_run_of_malformed_messages(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
 
     @settings(max_examples=300, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
@@ -54,10 +47,10 @@ def test_a_kiosk_session_survives_a_fuzzing_run_of_malformed_messages(kiosk_node
 
 
 def test_garbage_is_answered_96_or_closed_and_other_kiosks_go_on(kiosk_node):
-    other = _login(kiosk_node.port)
+    other = logged_in(kiosk_node.port)
     for garbage in (b"\x00\xff\xfe garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"zz|||AZ",
                     b"1", "११NN".encode(), b"11", b"63000"):
-        kiosk = _login(kiosk_node.port)
+        kiosk = logged_in(kiosk_node.port)
         answer = kiosk.ask(garbage + b"\r")
         assert answer == b"" or answer.startswith(b"96"), (garbage, answer)
         kiosk.close()
@@ -67,14 +60,14 @@ def test_garbage_is_answered_96_or_closed_and_other_kiosks_go_on(kiosk_node):
 
 def test_unknown_and_unsupported_codes_close_the_connection(kiosk_node):
     for message in (b"01N20260302    101500AONORTH|ALlost|AAn-100|AC|", b"37" + b"x" * 30, b"42hello"):
-        kiosk = _login(kiosk_node.port)
+        kiosk = logged_in(kiosk_node.port)
         assert kiosk.ask(message + b"\r") == b""
         kiosk.close()
     _still_served(kiosk_node.port)
 
 
 def test_an_oversized_message_closes_the_connection(kiosk_node):
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     kiosk.send(b"23000" + b"A" * 20000)
     assert kiosk.read() == b""
     kiosk.close()
@@ -83,7 +76,7 @@ def test_an_oversized_message_closes_the_connection(kiosk_node):
 
 def test_a_silent_kiosk_is_closed_after_the_idle_timeout_and_a_vanished_one_is_forgotten(kiosk_node):
     silent = socket.create_connection(("127.0.0.1", kiosk_node.port), timeout=20)
-    vanished = _login(kiosk_node.port)
+    vanished = logged_in(kiosk_node.port)
     vanished.send(b"11NN20260302    1016")  # half a checkout, then gone
     vanished.close()
     started = time.monotonic()
@@ -98,7 +91,7 @@ def test_many_kiosks_lend_at_once(kiosk_node):
 
     def kiosk(n):
         try:
-            raw = _login(kiosk_node.port)
+            raw = logged_in(kiosk_node.port)
             answers[n] = raw.ask(f"11NN20260302    101600{BLANK}AONORTH|AAn-100|ABN000{n}|AC|\r".encode())
             raw.close()
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -116,7 +109,7 @@ def test_many_kiosks_lend_at_once(kiosk_node):
 def test_log_lines_name_no_patron(kiosk_node, caplog):
     npass = south_pass(kiosk_node, home_id="s-secret-42", name="Secret Name")
     caplog.set_level(logging.DEBUG, logger="node")  # circnode's own lines (peewee's SQL is never on: node/logs.py)
-    kiosk = _login(kiosk_node.port)
+    kiosk = logged_in(kiosk_node.port)
     kiosk.ask(f"23000{'20260302    101500'}AONORTH|AAs-secret-42|AC|ADpin-1234|\r".encode())
     kiosk.ask(f"11NN20260302    101600{BLANK}AONORTH|AA{npass}|ABN0007|AC|ADpin-1234|AY1AZ0000\r".encode())
     kiosk.ask(f"11NN20260302    101600{BLANK}AONORTH|AA{npass}|ABN0007|AC|ADpin-1234|\r".encode())

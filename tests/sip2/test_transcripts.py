@@ -9,10 +9,9 @@ import re
 import pytest
 
 from tests.sip2.conftest import south_pass
-from tests.sip2.kiosk import KIOSK_PASSWORD, Raw
+from tests.sip2.kiosk import BLANK, KIOSK_PASSWORD, Raw
 
 DATE = r"\d{8} {4}\d{6}"  # YYYYMMDDZZZZHHMMSS, local time
-BLANK = " " * 18
 
 
 def with_checksum(text, sequence):
